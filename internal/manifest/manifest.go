@@ -1,0 +1,354 @@
+// Package manifest reads xcaddy.json, the build manifest of caddy-neo, turns it
+// into an xcaddy build, and checks that go.mod, cmd/caddy and the Dockerfile
+// agree with it.
+package manifest
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"go/parser"
+	"go/token"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/xcaddy"
+	"golang.org/x/mod/modfile"
+)
+
+// ModulePath is the Go module path of this repository.
+const ModulePath = "github.com/projectneo/caddy-neo"
+
+// Plugin is one package compiled into the binary with a blank import.
+type Plugin struct {
+	// Package (import) path of the plugin.
+	ModulePath string `json:"module_path"`
+	// Version of the Go module holding the package; empty for a local plugin.
+	Version string `json:"version,omitempty"`
+	// Local is the directory, relative to xcaddy.json, holding the module of a
+	// local plugin (this repository).
+	Local string `json:"local,omitempty"`
+}
+
+// Pin is a module version the build must resolve to, without an import of its own.
+type Pin struct {
+	ModulePath string `json:"module_path"`
+	Version    string `json:"version"`
+}
+
+// Manifest is the content of xcaddy.json.
+type Manifest struct {
+	CaddyVersion string   `json:"caddy_version"`
+	GONOSUMDB    string   `json:"gonosumdb"`
+	Plugins      []Plugin `json:"plugins"`
+	Pins         []Pin    `json:"pins"`
+
+	dir string
+}
+
+var semver = regexp.MustCompile(`^v\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$`)
+
+// Load reads and validates the manifest at path.
+func Load(path string) (*Manifest, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(data, filepath.Dir(path))
+}
+
+// Parse decodes and validates a manifest; dir is the directory local plugin
+// paths are relative to.
+func Parse(data []byte, dir string) (*Manifest, error) {
+	var m Manifest
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("xcaddy.json: %w", err)
+	}
+	m.dir = dir
+	return &m, m.validate()
+}
+
+func (m *Manifest) validate() error {
+	if !semver.MatchString(m.CaddyVersion) {
+		return fmt.Errorf("xcaddy.json: caddy_version: want a semantic version like v2.11.9, got %q", m.CaddyVersion)
+	}
+	seen := map[string]bool{}
+	for i, p := range m.Plugins {
+		if p.ModulePath == "" {
+			return fmt.Errorf("xcaddy.json: plugins[%d].module_path: required", i)
+		}
+		if seen[p.ModulePath] {
+			return fmt.Errorf("xcaddy.json: plugins[%d].module_path: %q listed twice", i, p.ModulePath)
+		}
+		seen[p.ModulePath] = true
+		switch {
+		case p.Local != "" && p.Version != "":
+			return fmt.Errorf("xcaddy.json: plugins[%d] (%s): give version or local, not both", i, p.ModulePath)
+		case p.Local == "" && !semver.MatchString(p.Version):
+			return fmt.Errorf("xcaddy.json: plugins[%d].version (%s): want a semantic version, got %q", i, p.ModulePath, p.Version)
+		}
+	}
+	for i, p := range m.Pins {
+		if p.ModulePath == "" || !semver.MatchString(p.Version) {
+			return fmt.Errorf("xcaddy.json: pins[%d]: want module_path and a semantic version, got %q %q", i, p.ModulePath, p.Version)
+		}
+	}
+	return nil
+}
+
+// ModuleOf returns the module path of a plugin package, as listed in go.mod:
+// the longest module path in mods that is a prefix of the package path.
+func ModuleOf(pkg string, mods map[string]string) string {
+	best := ""
+	for mod := range mods {
+		if (pkg == mod || strings.HasPrefix(pkg, mod+"/")) && len(mod) > len(best) {
+			best = mod
+		}
+	}
+	return best
+}
+
+// Builder returns the xcaddy build the manifest describes.
+func (m *Manifest) Builder() (xcaddy.Builder, error) {
+	b := xcaddy.Builder{CaddyVersion: m.CaddyVersion}
+	for _, p := range m.Plugins {
+		if p.Local != "" {
+			dir, err := filepath.Abs(filepath.Join(m.dir, p.Local))
+			if err != nil {
+				return b, err
+			}
+			b.Plugins = append(b.Plugins, xcaddy.Dependency{PackagePath: p.ModulePath})
+			b.Replacements = append(b.Replacements, xcaddy.NewReplace(ModulePath, dir))
+			continue
+		}
+		b.Plugins = append(b.Plugins, xcaddy.Dependency{PackagePath: p.ModulePath, Version: p.Version})
+	}
+	return b, nil
+}
+
+// Check compares the manifest with go.mod, cmd/caddy/main.go and the
+// Dockerfile under root, and returns every disagreement it finds.
+func (m *Manifest) Check(root string) []error {
+	var errs []error
+	mods, err := goModRequires(filepath.Join(root, "go.mod"))
+	if err != nil {
+		return []error{err}
+	}
+	imports, err := mainImports(filepath.Join(root, "cmd", "caddy", "main.go"))
+	if err != nil {
+		return []error{err}
+	}
+	if v := mods["github.com/caddyserver/caddy/v2"]; v != m.CaddyVersion {
+		errs = append(errs, fmt.Errorf("caddy version: xcaddy.json has %s, go.mod has %q", m.CaddyVersion, v))
+	}
+	listed := map[string]bool{}
+	for _, p := range m.Plugins {
+		listed[p.ModulePath] = true
+		if !imports[p.ModulePath] {
+			errs = append(errs, fmt.Errorf("plugin %s: in xcaddy.json but not imported by cmd/caddy/main.go", p.ModulePath))
+		}
+		if p.Local != "" {
+			if !strings.HasPrefix(p.ModulePath, ModulePath) {
+				errs = append(errs, fmt.Errorf("plugin %s: local plugins must be packages of %s", p.ModulePath, ModulePath))
+			}
+			continue
+		}
+		mod := ModuleOf(p.ModulePath, mods)
+		if mod == "" {
+			errs = append(errs, fmt.Errorf("plugin %s: in xcaddy.json but not required by go.mod", p.ModulePath))
+		} else if mods[mod] != p.Version {
+			errs = append(errs, fmt.Errorf("plugin %s: xcaddy.json has %s, go.mod has %s %s", p.ModulePath, p.Version, mod, mods[mod]))
+		}
+	}
+	for _, p := range m.Pins {
+		if v, ok := mods[p.ModulePath]; !ok {
+			errs = append(errs, fmt.Errorf("pin %s: in xcaddy.json but not required by go.mod", p.ModulePath))
+		} else if v != p.Version {
+			errs = append(errs, fmt.Errorf("pin %s: xcaddy.json has %s, go.mod has %s", p.ModulePath, p.Version, v))
+		}
+	}
+	var extra []string
+	for imp := range imports {
+		if strings.HasPrefix(imp, "github.com/caddyserver/caddy/v2") || !strings.Contains(imp, ".") {
+			continue // Caddy itself and the standard library
+		}
+		if !listed[imp] {
+			extra = append(extra, imp)
+		}
+	}
+	sort.Strings(extra)
+	for _, imp := range extra {
+		errs = append(errs, fmt.Errorf("plugin %s: imported by cmd/caddy/main.go but not in xcaddy.json", imp))
+	}
+	errs = append(errs, m.checkDockerfile(filepath.Join(root, "Dockerfile"))...)
+	return errs
+}
+
+func goModRequires(path string) (map[string]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	f, err := modfile.Parse(path, data, nil)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, r := range f.Require {
+		out[r.Mod.Path] = r.Mod.Version
+	}
+	for _, r := range f.Replace {
+		return nil, fmt.Errorf("go.mod: replace %s: the build must use the published modules xcaddy.json lists", r.Old.Path)
+	}
+	return out, nil
+}
+
+func mainImports(path string) (map[string]bool, error) {
+	f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, imp := range f.Imports {
+		p, err := strconv.Unquote(imp.Path.Value)
+		if err != nil {
+			return nil, err
+		}
+		out[p] = true
+	}
+	return out, nil
+}
+
+// Dockerfile is what Check needs to know about a Dockerfile.
+type Dockerfile struct {
+	From      []string // images of the FROM lines, in order
+	Env       map[string]string
+	User      string // the last USER
+	Expose    []string
+	Runs      []string
+	CopyLines []string
+}
+
+// ParseDockerfile reads the instructions Check looks at; continuation lines are joined.
+func ParseDockerfile(data []byte) (*Dockerfile, error) {
+	df := &Dockerfile{Env: map[string]string{}}
+	var lines []string
+	var cur strings.Builder
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if cur.Len() == 0 && (line == "" || strings.HasPrefix(line, "#")) {
+			continue
+		}
+		if strings.HasSuffix(line, "\\") {
+			cur.WriteString(strings.TrimSuffix(line, "\\"))
+			cur.WriteString(" ")
+			continue
+		}
+		cur.WriteString(line)
+		lines = append(lines, cur.String())
+		cur.Reset()
+	}
+	if cur.Len() > 0 {
+		return nil, errors.New("Dockerfile: ends inside a continued line")
+	}
+	for _, l := range lines {
+		instr, rest, _ := strings.Cut(l, " ")
+		rest = strings.TrimSpace(rest)
+		switch strings.ToUpper(instr) {
+		case "FROM":
+			f := strings.Fields(rest)
+			for len(f) > 0 && strings.HasPrefix(f[0], "--") {
+				f = f[1:]
+			}
+			if len(f) == 0 {
+				return nil, errors.New("Dockerfile: FROM without an image")
+			}
+			df.From = append(df.From, f[0])
+		case "ENV":
+			for _, kv := range strings.Fields(rest) {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok {
+					return nil, fmt.Errorf("Dockerfile: ENV %q: use the KEY=value form", rest)
+				}
+				df.Env[k] = strings.Trim(v, `"`)
+			}
+		case "USER":
+			df.User = rest
+		case "EXPOSE":
+			df.Expose = append(df.Expose, strings.Fields(rest)...)
+		case "RUN":
+			df.Runs = append(df.Runs, rest)
+		case "COPY":
+			df.CopyLines = append(df.CopyLines, rest)
+		}
+	}
+	return df, nil
+}
+
+func (m *Manifest) checkDockerfile(path string) []error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return []error{err}
+	}
+	df, err := ParseDockerfile(data)
+	if err != nil {
+		return []error{err}
+	}
+	var errs []error
+	ver := strings.TrimPrefix(m.CaddyVersion, "v")
+	want := []string{"caddy:" + ver + "-builder", "caddy:" + ver}
+	if len(df.From) != 2 || df.From[0] != want[0] || df.From[1] != want[1] {
+		errs = append(errs, fmt.Errorf("Dockerfile: FROM: want %s then %s (pinned to xcaddy.json's caddy_version), got %v", want[0], want[1], df.From))
+	}
+	for _, f := range df.From {
+		if strings.HasSuffix(f, ":latest") || !strings.Contains(f, ":") {
+			errs = append(errs, fmt.Errorf("Dockerfile: FROM %s: images must be pinned, never latest", f))
+		}
+	}
+	if df.Env["GONOSUMDB"] != m.GONOSUMDB {
+		errs = append(errs, fmt.Errorf("Dockerfile: ENV GONOSUMDB=%q, xcaddy.json has %q", df.Env["GONOSUMDB"], m.GONOSUMDB))
+	}
+	if u := df.User; u == "" || u == "root" || u == "0" || strings.HasPrefix(u, "0:") || strings.HasPrefix(u, "root:") {
+		errs = append(errs, fmt.Errorf("Dockerfile: USER %q: the image must run as a non-root user", u))
+	}
+	exposed := map[string]bool{}
+	for _, e := range df.Expose {
+		exposed[e] = true
+	}
+	for _, p := range []string{"80", "443", "443/udp"} {
+		if !exposed[p] {
+			errs = append(errs, fmt.Errorf("Dockerfile: EXPOSE: %s missing", p))
+		}
+	}
+	built := false
+	for _, r := range df.Runs {
+		if strings.Contains(r, "./cmd/neo-build") && strings.Contains(r, "xcaddy.json") {
+			built = true
+		}
+		if strings.Contains(r, "--with") {
+			errs = append(errs, fmt.Errorf("Dockerfile: RUN %q: plugins come from xcaddy.json through cmd/neo-build, not --with flags", r))
+		}
+	}
+	if !built {
+		errs = append(errs, errors.New("Dockerfile: no RUN builds the binary with ./cmd/neo-build from xcaddy.json"))
+	}
+	copied := false
+	for _, c := range df.CopyLines {
+		if strings.Contains(c, "caddyfiles") {
+			copied = true
+		}
+	}
+	if !copied {
+		errs = append(errs, errors.New("Dockerfile: caddyfiles/ is not copied into the image"))
+	}
+	return errs
+}

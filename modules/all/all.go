@@ -1,0 +1,7 @@
+// Package all blank-imports every caddy-neo Caddy module, so that one import
+// plugs the whole distribution into a Caddy build (cmd/caddy, xcaddy).
+package all
+
+import (
+	_ "github.com/projectneo/caddy-neo/modules/echo"
+)

@@ -1,0 +1,81 @@
+package echo
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("neo_echo", parseCaddyfile)
+	httpcaddyfile.RegisterDirectiveOrder("neo_echo", httpcaddyfile.Before, "respond")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	e := new(Echo)
+	err := e.UnmarshalCaddyfile(h.Dispenser)
+	return e, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	neo_echo {
+//	    tenant   <name>
+//	    stage    <name>
+//	    app      <name>
+//	    service  <name>
+//	    zone     <name>
+//	    replica  <id>
+//	    max_response_bytes <n>
+//	}
+//
+// Every subdirective is optional and may appear once.
+func (e *Echo) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		name := d.Val()
+		if seen[name] {
+			return d.Errf("neo_echo: duplicate subdirective %q", name)
+		}
+		seen[name] = true
+		var val string
+		if !d.Args(&val) {
+			return d.ArgErr()
+		}
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+		switch name {
+		case "tenant":
+			e.Tenant = val
+		case "stage":
+			e.Stage = val
+		case "app":
+			e.App = val
+		case "service":
+			e.Service = val
+		case "zone":
+			e.Zone = val
+		case "replica":
+			e.Replica = val
+		case "max_response_bytes":
+			n, err := strconv.ParseInt(val, 10, 64)
+			if err != nil || n < 0 {
+				return d.Errf("neo_echo: max_response_bytes: want a non-negative integer, got %q", val)
+			}
+			e.MaxResponseBytes = n
+		default:
+			return d.Errf("neo_echo: unknown subdirective %q", name)
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var _ caddyfile.Unmarshaler = (*Echo)(nil)
