@@ -62,7 +62,7 @@ func getReport(t *testing.T, c *http.Client, url string, hdr ...string) (*http.R
 func TestLocalTopologyServesDemoTenants(t *testing.T) {
 	_, c := startLocal(t)
 	for _, tc := range []struct {
-		url                          string
+		url                         string
 		tenant, stage, app, service string
 	}{
 		{"https://acme-dev.apps.localhost:8443/orders/x", "acme", "dev", "orders", ""},
