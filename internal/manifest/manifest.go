@@ -25,6 +25,10 @@ import (
 // ModulePath is the Go module path of this repository.
 const ModulePath = "github.com/projectneo/caddy-neo"
 
+// LocalVersion is the version a local plugin is required at in the xcaddy
+// build; a replace directive points it at the local directory.
+const LocalVersion = "v0.0.0-00010101000000-000000000000"
+
 // Plugin is one package compiled into the binary with a blank import.
 type Plugin struct {
 	// Package (import) path of the plugin.
@@ -125,7 +129,10 @@ func (m *Manifest) Builder() (xcaddy.Builder, error) {
 			if err != nil {
 				return b, err
 			}
-			b.Plugins = append(b.Plugins, xcaddy.Dependency{PackagePath: p.ModulePath})
+			// The zero pseudo-version: the replacement below supplies the code,
+			// and the go command need not ask the module proxy for a version
+			// of this module (which it does not serve).
+			b.Plugins = append(b.Plugins, xcaddy.Dependency{PackagePath: p.ModulePath, Version: LocalVersion})
 			b.Replacements = append(b.Replacements, xcaddy.NewReplace(ModulePath, dir))
 			continue
 		}
