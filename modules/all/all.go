@@ -3,5 +3,6 @@
 package all
 
 import (
+	_ "github.com/projectneo/caddy-neo/modules/bruteforce"
 	_ "github.com/projectneo/caddy-neo/modules/echo"
 )
