@@ -11,8 +11,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/projectneo/caddy-neo/internal/adapttest"
 	_ "github.com/mholt/caddy-ratelimit"
+	"github.com/projectneo/caddy-neo/internal/adapttest"
 )
 
 func TestCaddyfileAdapt(t *testing.T) { adapttest.RunDir(t, "testdata/caddyfile_adapt") }
