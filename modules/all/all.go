@@ -5,4 +5,5 @@ package all
 import (
 	_ "github.com/projectneo/caddy-neo/modules/bruteforce"
 	_ "github.com/projectneo/caddy-neo/modules/echo"
+	_ "github.com/projectneo/caddy-neo/modules/edgewaf"
 )
