@@ -6,4 +6,5 @@ import (
 	_ "github.com/projectneo/caddy-neo/modules/bruteforce"
 	_ "github.com/projectneo/caddy-neo/modules/echo"
 	_ "github.com/projectneo/caddy-neo/modules/edgewaf"
+	_ "github.com/projectneo/caddy-neo/modules/identity"
 )
