@@ -12,7 +12,9 @@ import (
 
 func init() {
 	httpcaddyfile.RegisterHandlerDirective("neo_egress", parseCaddyfile)
-	httpcaddyfile.RegisterDirectiveOrder("neo_egress", httpcaddyfile.Before, "reverse_proxy")
+	// Early, so that path-matched directives (respond /healthz, ...) never see
+	// proxy requests, whose path is the destination's.
+	httpcaddyfile.RegisterDirectiveOrder("neo_egress", httpcaddyfile.Before, "redir")
 }
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {

@@ -10,14 +10,14 @@ import (
 // Verdicts, the label values of caddy_neo_egress_connections_total and the
 // "verdict" field of the log line.
 const (
-	verdictAllowed      = "allowed"          // connected (the exchange may still fail later)
-	verdictPolicy       = "denied_policy"    // destination not in the caller's allowlist
-	verdictInternal     = "denied_internal"  // destination resolves to an internal address
-	verdictUnknown      = "denied_caller"    // caller not identified (407) or mismatched (403)
-	verdictLimited      = "limited"          // tenant at its connection limit (429)
-	verdictBadRequest   = "bad_request"      // malformed destination or request
-	verdictUnresolvable = "unresolvable"     // no such host (502)
-	verdictUpstream     = "upstream_error"   // could not connect, or the exchange failed (502/504)
+	verdictAllowed      = "allowed"         // connected (the exchange may still fail later)
+	verdictPolicy       = "denied_policy"   // destination not in the caller's allowlist
+	verdictInternal     = "denied_internal" // destination resolves to an internal address
+	verdictUnknown      = "denied_caller"   // caller not identified (407) or mismatched (403)
+	verdictLimited      = "limited"         // tenant at its connection limit (429)
+	verdictBadRequest   = "bad_request"     // malformed destination or request
+	verdictUnresolvable = "unresolvable"    // no such host (502)
+	verdictUpstream     = "upstream_error"  // could not connect, or the exchange failed (502/504)
 )
 
 // Package-level collectors survive reloads; each config's registry gets them
