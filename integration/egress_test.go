@@ -606,3 +606,88 @@ func TestEgressTenantLimits(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestEgressReloadAndIdleTimeout: a config change keeps open tunnels and the
+// tenant's connection count (they still count against its limit), metrics
+// survive the reload, a bad config is refused naming the field, and the new
+// idle timeout closes a silent tunnel.
+func TestEgressReloadAndIdleTimeout(t *testing.T) {
+	p := startPartner(t)
+	g := startGateway(t, "az-b", "127.0.0.3")
+	authority := fmt.Sprintf("api.partner.localhost:%d", p.httpPort)
+	var tunnels []net.Conn
+	var readers []*bufio.Reader
+	for range 2 {
+		resp, c, br := g.rawConnect(t, globexIP, authority, "")
+		if resp.StatusCode != 200 {
+			t.Fatalf("globex tunnel: status %d", resp.StatusCode)
+		}
+		tunnels, readers = append(tunnels, c), append(readers, br)
+	}
+	const handler = "/config/apps/http/servers/srv0/routes/0/handle/0/"
+	status, body, err := g.inst.Admin("PATCH", handler+"idle_timeout", `"1s"`)
+	if err != nil || status != 200 {
+		t.Fatalf("PATCH idle_timeout: %d %s %v", status, body, err)
+	}
+	// Both tunnels still count: globex (max_conns 2) is still at its limit.
+	if resp, c, _ := g.rawConnect(t, globexIP, authority, ""); c != nil || resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("after reload, globex's third connection: status %d, want 429", resp.StatusCode)
+	}
+	// The old tunnels still work (they keep the idle timeout they started with).
+	time.Sleep(1500 * time.Millisecond)
+	fmt.Fprintf(tunnels[1], "GET /old HTTP/1.1\r\nHost: %s\r\n\r\n", authority)
+	hr, err := http.ReadResponse(readers[1], nil)
+	if err != nil {
+		t.Fatalf("tunnel opened before the reload: %v", err)
+	}
+	hr.Body.Close()
+	for _, c := range tunnels {
+		c.Close()
+	}
+	// A new tunnel left silent is closed after about 1s.
+	var c net.Conn
+	deadline := time.Now().Add(5 * time.Second)
+	for c == nil {
+		resp, conn, _ := g.rawConnect(t, globexIP, authority, "")
+		if resp.StatusCode == 200 {
+			c = conn
+		} else if time.Now().After(deadline) {
+			t.Fatalf("globex's slots were not released: %d", resp.StatusCode)
+		} else {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	start := time.Now()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("idle tunnel: read %d, %v; want EOF from the gateway", n, err)
+	}
+	t.Logf("idle tunnel closed after %s", time.Since(start))
+	if !strings.Contains(g.inst.Logs(), `"reason":"idle timeout"`) {
+		t.Error("no log line with reason idle timeout")
+	}
+	status, body, _ = g.inst.Admin("GET", "/metrics", nil)
+	if status != 200 || !strings.Contains(string(body), `caddy_neo_egress_connections_total{kind="connect",tenant="globex",verdict="limited",zone="az-b"}`) {
+		t.Errorf("metrics after reload lack globex's limited connection:\n%s", grepLines(string(body), "caddy_neo_egress"))
+	}
+	// A bad config is refused with the field named, and the old one stays.
+	status, body, _ = g.inst.Admin("PATCH", handler+"max_conns_per_tenant", `-3`)
+	if status == 200 || !strings.Contains(string(body), "max_conns_per_tenant") {
+		t.Errorf("bad max_conns_per_tenant: %d %s", status, body)
+	}
+	getPartner(t, g.client(acmeIP, "", "", p.roots, false), fmt.Sprintf("https://api.partner.localhost:%d/after", p.tlsPort))
+	status, body, _ = g.inst.Admin("GET", "/metrics", nil)
+	if !strings.Contains(string(body), `caddy_neo_egress_connections_total{kind="connect",tenant="acme",verdict="allowed",zone="az-b"}`) {
+		t.Errorf("after a refused config, /metrics (%d) lacks the egress counters", status)
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

@@ -137,6 +137,11 @@ func (Gateway) CaddyModule() caddy.ModuleInfo {
 // Provision compiles the configuration and fills defaults.
 func (g *Gateway) Provision(ctx caddy.Context) error {
 	g.logger = ctx.Logger()
+	// First, so that even a config refused below leaves the metrics visible
+	// (Caddy's admin /metrics serves the registry of the last load attempt).
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
 	if g.MaxConnsPerTenant == 0 {
 		g.MaxConnsPerTenant = 256
 	}
@@ -159,9 +164,6 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("caller_source %q: %w", g.CallerSource, err)
 		}
 		g.callers = chain{g.callers, r}
-	}
-	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
-		return fmt.Errorf("registering metrics: %w", err)
 	}
 	g.transports = &transportSet{}
 	g.zoneKey = "neo_egress:" + g.Zone
@@ -578,6 +580,7 @@ func (g *Gateway) tunnel(w http.ResponseWriter, r *http.Request, rec *record, t 
 			up.Close()
 			return &denial{status: http.StatusInternalServerError, verdict: verdictUpstream, reason: "hijack: " + err.Error()}
 		}
+		_ = conn.SetDeadline(time.Time{}) // the idle watch governs from here
 		if _, err := conn.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n")); err != nil {
 			conn.Close()
 			up.Close()
