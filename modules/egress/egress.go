@@ -341,6 +341,7 @@ type record struct {
 	reason      string
 	status      int
 	up, down    atomic.Int64
+	idled       atomic.Bool // set by the idle watch's goroutine
 }
 
 func (g *Gateway) finish(rec *record) {
@@ -357,6 +358,9 @@ func (g *Gateway) finish(rec *record) {
 		metrics.bytes.WithLabelValues(g.Zone, tenant, "down").Add(float64(down))
 	}
 	d := time.Since(rec.start)
+	if rec.idled.Load() && rec.reason == "" {
+		rec.reason = "idle timeout"
+	}
 	if rec.verdict == verdictAllowed {
 		metrics.duration.WithLabelValues(g.Zone, tenant, rec.kind).Observe(d.Seconds())
 	}
@@ -598,7 +602,7 @@ func (g *Gateway) tunnel(w http.ResponseWriter, r *http.Request, rec *record, t 
 	}
 	closeAll := func() { cancel(); up.Close(); down.Close() }
 	idle := newIdleWatch(time.Duration(g.IdleTimeout), func() {
-		rec.reason = "idle timeout"
+		rec.idled.Store(true)
 		closeAll()
 	})
 	defer idle.stop()
@@ -664,7 +668,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rec *record, t
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	idle := newIdleWatch(time.Duration(g.IdleTimeout), func() {
-		rec.reason = "idle timeout"
+		rec.idled.Store(true)
 		cancel()
 	})
 	defer idle.stop()
@@ -689,7 +693,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rec *record, t
 		if errors.As(err, &d) {
 			return d
 		}
-		if ctx.Err() != nil && r.Context().Err() == nil {
+		if rec.idled.Load() {
 			return &denial{status: http.StatusGatewayTimeout, verdict: verdictUpstream, reason: "idle timeout waiting for " + t.String()}
 		}
 		return &denial{status: http.StatusBadGateway, verdict: verdictUpstream, reason: err.Error()}
