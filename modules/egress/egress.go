@@ -19,6 +19,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/netip"
 	"strings"
 	"sync"
@@ -687,7 +688,14 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rec *record, t
 	} else {
 		out.Body = &meteredReader{ctx: ctx, r: r.Body, lim: lim, n: &rec.up, touch: idle.touch}
 	}
-	resp, err := g.transport(rec.caller.Tenant, rec).RoundTrip(out)
+	var dialed atomic.Value
+	out = out.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) { dialed.Store(info.Conn.RemoteAddr().String()) },
+	}))
+	resp, err := g.transport(rec.caller.Tenant).RoundTrip(out)
+	if d, ok := dialed.Load().(string); ok {
+		rec.dialed = d
+	}
 	if err != nil {
 		var d *denial
 		if errors.As(err, &d) {
@@ -721,7 +729,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rec *record, t
 
 // transport returns the tenant's upstream transport: connections are pooled
 // per tenant, never shared between tenants.
-func (g *Gateway) transport(tenant string, rec *record) http.RoundTripper {
+func (g *Gateway) transport(tenant string) *http.Transport {
 	ts := g.transports
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
@@ -736,13 +744,7 @@ func (g *Gateway) transport(tenant string, rec *record) http.RoundTripper {
 				if err != nil {
 					return nil, err
 				}
-				c, err := g.dial(ctx, t)
-				if err == nil {
-					if rr, ok := ctx.Value(recordKey{}).(*record); ok {
-						rr.dialed = c.RemoteAddr().String()
-					}
-				}
-				return c, err
+				return g.dial(ctx, t)
 			},
 			Proxy:                 nil,
 			MaxIdleConnsPerHost:   32,
@@ -752,19 +754,7 @@ func (g *Gateway) transport(tenant string, rec *record) http.RoundTripper {
 		}
 		ts.m[tenant] = tr
 	}
-	return recordingTransport{tr, rec}
-}
-
-type recordKey struct{}
-
-// recordingTransport lets the dialer note the dialled address in the record.
-type recordingTransport struct {
-	tr  *http.Transport
-	rec *record
-}
-
-func (rt recordingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	return rt.tr.RoundTrip(r.WithContext(context.WithValue(r.Context(), recordKey{}, rt.rec)))
+	return tr
 }
 
 type meteredReader struct {
