@@ -771,10 +771,8 @@ func (m *meteredReader) Read(p []byte) (int, error) {
 	}
 	n, err := m.r.Read(p)
 	if n > 0 {
-		if m.lim != nil {
-			if werr := m.lim.WaitN(m.ctx, n); werr != nil {
-				return 0, werr
-			}
+		if werr := waitN(m.ctx, m.lim, n); werr != nil {
+			return 0, werr
 		}
 		m.n.Add(int64(n))
 		m.touch()

@@ -101,10 +101,8 @@ func meteredCopy(ctx context.Context, dst io.Writer, src io.Reader, lim *rate.Li
 	for {
 		nr, rerr := src.Read(buf)
 		if nr > 0 {
-			if lim != nil {
-				if err := lim.WaitN(ctx, nr); err != nil {
-					return err
-				}
+			if err := waitN(ctx, lim, nr); err != nil {
+				return err
 			}
 			nw, werr := dst.Write(buf[:nr])
 			n.Add(int64(nw))
@@ -153,4 +151,23 @@ func (w *idleWatch) stop() {
 	if w.t != nil {
 		w.t.Stop()
 	}
+}
+
+// waitN takes n tokens from lim (nil: unlimited) in chunks of at most its
+// burst, which a reload may have lowered since the buffer was sized.
+func waitN(ctx context.Context, lim *rate.Limiter, n int) error {
+	if lim == nil {
+		return nil
+	}
+	for n > 0 {
+		c := min(n, lim.Burst())
+		if c <= 0 {
+			return context.Canceled
+		}
+		if err := lim.WaitN(ctx, c); err != nil {
+			return err
+		}
+		n -= c
+	}
+	return nil
 }
