@@ -158,6 +158,13 @@ func startGateway(t *testing.T, zone, source string) *gateway {
 		},
 		WaitFor: []string{addr},
 	})
+	t.Cleanup(func() {
+		// With a -race binary (NEO_CADDY_BIN), a race report fails the test.
+		inst.Stop()
+		if strings.Contains(inst.Logs(), "WARNING: DATA RACE") {
+			t.Errorf("data race in the gateway:\n%s", inst.Logs())
+		}
+	})
 	return &gateway{inst: inst, addr: addr, zone: zone, src: source}
 }
 
@@ -663,8 +670,13 @@ func TestEgressReloadAndIdleTimeout(t *testing.T) {
 		t.Errorf("idle tunnel: read %d, %v; want EOF from the gateway", n, err)
 	}
 	t.Logf("idle tunnel closed after %s", time.Since(start))
-	if !strings.Contains(g.inst.Logs(), `"reason":"idle timeout"`) {
-		t.Error("no log line with reason idle timeout")
+	// The line is written once both directions have stopped, just after.
+	for i := 0; !strings.Contains(g.inst.Logs(), `"reason":"idle timeout"`); i++ {
+		if i == 50 {
+			t.Error("no log line with reason idle timeout")
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	status, body, _ = g.inst.Admin("GET", "/metrics", nil)
 	if status != 200 || !strings.Contains(string(body), `caddy_neo_egress_connections_total{kind="connect",tenant="globex",verdict="limited",zone="az-b"}`) {
