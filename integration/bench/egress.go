@@ -113,10 +113,10 @@ http://:%[4]d {
 	}
 	return []Variant{
 		{Name: "http direct", Targets: httpT, Client: client(false, true)},
-		{Name: "http via gateway", Targets: httpT, Client: client(true, true)},
+		{Name: "http via gateway", Targets: httpT, Client: client(true, true), Baseline: 0},
 		{Name: "https direct", Targets: httpsT, Client: client(false, true)},
-		{Name: "https via CONNECT", Targets: httpsT, Client: client(true, true)},
+		{Name: "https via CONNECT", Targets: httpsT, Client: client(true, true), Baseline: 2},
 		{Name: "https direct, new conn", Targets: httpsT, Client: client(false, false)},
-		{Name: "https CONNECT, new tunnel", Targets: httpsT, Client: client(true, false)},
+		{Name: "https CONNECT, new tunnel", Targets: httpsT, Client: client(true, false), Baseline: 4},
 	}, inst.Stop, nil
 }

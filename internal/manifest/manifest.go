@@ -48,10 +48,14 @@ type Pin struct {
 
 // Manifest is the content of xcaddy.json.
 type Manifest struct {
-	CaddyVersion string   `json:"caddy_version"`
-	GONOSUMDB    string   `json:"gonosumdb"`
-	Plugins      []Plugin `json:"plugins"`
-	Pins         []Pin    `json:"pins"`
+	CaddyVersion string `json:"caddy_version"`
+	GONOSUMDB    string `json:"gonosumdb"`
+	// BuildFlags are passed to the go commands xcaddy runs. When empty, xcaddy
+	// adds its own defaults, among them the tags nobadger,nomysql,nopgx, and the
+	// binary would lack modules that `go build ./cmd/caddy` links.
+	BuildFlags string   `json:"build_flags"`
+	Plugins    []Plugin `json:"plugins"`
+	Pins       []Pin    `json:"pins"`
 
 	dir string
 }
@@ -122,7 +126,7 @@ func ModuleOf(pkg string, mods map[string]string) string {
 
 // Builder returns the xcaddy build the manifest describes.
 func (m *Manifest) Builder() (xcaddy.Builder, error) {
-	b := xcaddy.Builder{CaddyVersion: m.CaddyVersion}
+	b := xcaddy.Builder{CaddyVersion: m.CaddyVersion, BuildFlags: m.BuildFlags}
 	for _, p := range m.Plugins {
 		if p.Local != "" {
 			dir, err := filepath.Abs(filepath.Join(m.dir, p.Local))
