@@ -463,6 +463,39 @@ func TestEgressRefusals(t *testing.T) {
 		}
 	})
 
+	t.Run("malformed", func(t *testing.T) {
+		for _, tc := range []struct{ name, req string }{
+			{"https in absolute form", "GET https://api.partner.localhost/ HTTP/1.1\r\nHost: api.partner.localhost\r\n\r\n"},
+			{"upgrade over http://", "GET http://api.partner.localhost:" + strconv.Itoa(p.httpPort) + "/ HTTP/1.1\r\nHost: api.partner.localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"},
+			{"numeric host", "GET http://2130706433/ HTTP/1.1\r\nHost: 2130706433\r\n\r\n"},
+		} {
+			d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(globexIP)}}
+			c, err := d.Dial("tcp", g.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			io.WriteString(c, tc.req)
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			c.Close()
+			if err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			if resp.StatusCode != 400 {
+				t.Errorf("%s: status %d, want 400", tc.name, resp.StatusCode)
+			}
+		}
+		// Not a proxy request: served by the rest of the route.
+		resp, err := http.Get("http://" + g.addr + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("GET /healthz on the gateway: %d", resp.StatusCode)
+		}
+	})
+
 	t.Run("redirects", func(t *testing.T) {
 		// The gateway hands redirects back; a client following one to an
 		// internal address is refused there, and the internal service sees
