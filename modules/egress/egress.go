@@ -442,7 +442,10 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rec *record) err
 		return err
 	}
 	var target Target
-	if r.Method == http.MethodConnect {
+	if r.Method == http.MethodConnect && r.URL.Path != "" {
+		// Extended CONNECT (RFC 8441, :protocol and :path) is not a tunnel request.
+		err = fmt.Errorf("%w: CONNECT with a path (extended CONNECT) is not supported", errBadTarget)
+	} else if r.Method == http.MethodConnect {
 		target, err = ParseTarget(r.Host, 0)
 	} else if r.URL.Scheme != "http" {
 		err = fmt.Errorf("%w: scheme %q: use CONNECT for https", errBadTarget, r.URL.Scheme)
@@ -678,7 +681,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rec *record, t
 	out.URL.Scheme = "http"
 	out.URL.Host = t.String()
 	out.Host = r.URL.Host
-	out.Header = r.Header.Clone()
+	// r.Clone copied the header map; edit the copy.
 	removeHopHeaders(out.Header)
 	if _, ok := out.Header["User-Agent"]; !ok {
 		out.Header.Set("User-Agent", "") // do not add Go's
