@@ -169,3 +169,20 @@ func BenchmarkWAF(b *testing.B) {
 		}
 	}
 }
+
+// TestPrefilterReachOnJSON guards the acceleration where it matters most:
+// on the 2 KB JSON POST, most @rx evaluations must be decided by the
+// prefilter without running the regex engine.
+func TestPrefilterReachOnJSON(t *testing.T) {
+	h := newProductionHandler(t)
+	s := scenarios()[0]
+	countStats = true
+	defer func() { countStats = false }()
+	calls0, skipped0 := rxCalls.Load(), rxSkipped.Load()
+	serve(h, s)
+	calls, skipped := rxCalls.Load()-calls0, rxSkipped.Load()-skipped0
+	t.Logf("%s: %d of %d @rx evaluations decided by the prefilter (%.1f%%)", s.name, skipped, calls, 100*float64(skipped)/float64(calls))
+	if calls < 1000 || skipped*100 < calls*85 {
+		t.Errorf("prefilter decided %d of %d evaluations, want at least 85%%", skipped, calls)
+	}
+}
