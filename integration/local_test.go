@@ -1,0 +1,129 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/projectneo/caddy-neo/integration/harness"
+	"github.com/projectneo/caddy-neo/modules/echo"
+)
+
+// startLocal starts caddyfiles/local.Caddyfile exactly as the README's run
+// command does: from the repository root, with that file as the config.
+func startLocal(t *testing.T) (*harness.Instance, *http.Client) {
+	t.Helper()
+	inst := harness.Start(t, harness.Options{
+		Config:  "caddyfiles/local.Caddyfile",
+		WaitFor: []string{"127.0.0.1:8443", "127.0.0.1:8080", "127.0.0.1:9111", "127.0.0.1:9512"},
+	})
+	roots, err := inst.RootPool("local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := harness.Client("127.0.0.1:8443", roots)
+	// Certificates are issued in the background at start; wait for each name.
+	for _, host := range []string{"acme-dev.apps.localhost", "acme.apps.localhost", "shop.acme.localhost",
+		"globex-dev.apps.localhost", "globex.apps.localhost", "acme.platform.localhost", "globex.platform.localhost"} {
+		if err := harness.WaitServing(c, "https://"+host+":8443/", 20*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return inst, c
+}
+
+func getReport(t *testing.T, c *http.Client, url string, hdr ...string) (*http.Response, echo.Report) {
+	t.Helper()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Add(hdr[i], hdr[i+1])
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var rep echo.Report
+	if resp.StatusCode == 200 {
+		if err := json.Unmarshal(body, &rep); err != nil {
+			t.Fatalf("GET %s: %v in %q", url, err, body)
+		}
+	}
+	return resp, rep
+}
+
+func TestLocalTopologyServesDemoTenants(t *testing.T) {
+	_, c := startLocal(t)
+	for _, tc := range []struct {
+		url                         string
+		tenant, stage, app, service string
+	}{
+		{"https://acme-dev.apps.localhost:8443/orders/x", "acme", "dev", "orders", ""},
+		{"https://acme.apps.localhost:8443/orders/x", "acme", "prod", "orders", ""},
+		{"https://acme-dev.apps.localhost:8443/ledger/", "acme", "dev", "ledger", ""},
+		{"https://globex-dev.apps.localhost:8443/billing/", "globex", "dev", "billing", ""},
+		{"https://globex.apps.localhost:8443/shop/", "globex", "prod", "shop", ""},
+		{"https://shop.acme.localhost:8443/orders/", "acme", "prod", "orders", ""},
+		{"https://acme.platform.localhost:8443/api/build/x", "", "", "", "build"},
+		{"https://globex.platform.localhost:8443/api/deploy/x", "", "", "", "deploy"},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			resp, rep := getReport(t, c, tc.url)
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			if rep.Tenant != tc.tenant || rep.Stage != tc.stage || rep.App != tc.app || rep.Service != tc.service {
+				t.Fatalf("served by %+v", rep)
+			}
+		})
+	}
+}
+
+func TestLocalTopologyRoundRobinsReplicas(t *testing.T) {
+	_, c := startLocal(t)
+	seen := map[string]int{}
+	for range 30 {
+		_, rep := getReport(t, c, "https://acme-dev.apps.localhost:8443/orders/")
+		seen[rep.Replica]++
+	}
+	if len(seen) < 2 {
+		t.Fatalf("requests reached only %v", seen)
+	}
+}
+
+func TestLocalTopologyRedirectsHTTP(t *testing.T) {
+	startLocal(t)
+	c := harness.Client("127.0.0.1:8080", nil)
+	resp, err := c.Get("http://acme-dev.apps.localhost:8080/orders/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	want := "https://acme-dev.apps.localhost:8443/orders/"
+	if resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != want {
+		t.Fatalf("got %d Location %q, want 308 to %s", resp.StatusCode, resp.Header.Get("Location"), want)
+	}
+}
+
+func TestLocalTopologyEchoReplicasDirect(t *testing.T) {
+	startLocal(t)
+	for port, want := range map[int]string{9111: "acme-orders-dev-1", 9423: "globex-shop-prod-3", 9502: "build-2"} {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep echo.Report
+		json.NewDecoder(resp.Body).Decode(&rep)
+		resp.Body.Close()
+		if rep.Replica != want {
+			t.Fatalf("port %d answered as %q", port, rep.Replica)
+		}
+	}
+}
