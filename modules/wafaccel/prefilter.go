@@ -5,6 +5,8 @@ import (
 	"sort"
 	"strings"
 	"unicode/utf8"
+
+	binsyntax "rsc.io/binaryregexp/syntax"
 )
 
 // A prefilter is a necessary condition for a regular expression to match,
@@ -161,7 +163,64 @@ func buildPrefilter(pattern string) *prefilter {
 	if err != nil {
 		return nil
 	}
-	in := analyze(re.Simplify())
+	return newPrefilter(analyzer{}.analyze(re.Simplify()))
+}
+
+// buildBytePrefilter derives a prefilter for a pattern that Coraza matches
+// bytewise with rsc.io/binaryregexp (as compiled: without a flags prefix).
+// Patterns whose text holds non-ASCII bytes get none.
+func buildBytePrefilter(pattern string) *prefilter {
+	for i := 0; i < len(pattern); i++ {
+		if pattern[i] >= utf8.RuneSelf {
+			return nil
+		}
+	}
+	re, err := binsyntax.Parse(pattern, binsyntax.Perl)
+	if err != nil {
+		return nil
+	}
+	conv, ok := fromBinary(re.Simplify())
+	if !ok {
+		return nil
+	}
+	return newPrefilter(analyzer{bytes: true}.analyze(conv))
+}
+
+// fromBinary converts a binaryregexp syntax tree to a regexp/syntax tree of
+// the same shape (runes kept as they are: bytes), for the analyzer.
+func fromBinary(re *binsyntax.Regexp) (*syntax.Regexp, bool) {
+	ops := map[binsyntax.Op]syntax.Op{
+		binsyntax.OpNoMatch: syntax.OpNoMatch, binsyntax.OpEmptyMatch: syntax.OpEmptyMatch,
+		binsyntax.OpLiteral: syntax.OpLiteral, binsyntax.OpCharClass: syntax.OpCharClass,
+		binsyntax.OpAnyCharNotNL: syntax.OpAnyCharNotNL, binsyntax.OpAnyChar: syntax.OpAnyChar,
+		binsyntax.OpBeginLine: syntax.OpBeginLine, binsyntax.OpEndLine: syntax.OpEndLine,
+		binsyntax.OpBeginText: syntax.OpBeginText, binsyntax.OpEndText: syntax.OpEndText,
+		binsyntax.OpWordBoundary: syntax.OpWordBoundary, binsyntax.OpNoWordBoundary: syntax.OpNoWordBoundary,
+		binsyntax.OpCapture: syntax.OpCapture, binsyntax.OpStar: syntax.OpStar,
+		binsyntax.OpPlus: syntax.OpPlus, binsyntax.OpQuest: syntax.OpQuest,
+		binsyntax.OpRepeat: syntax.OpRepeat, binsyntax.OpConcat: syntax.OpConcat,
+		binsyntax.OpAlternate: syntax.OpAlternate,
+	}
+	op, ok := ops[re.Op]
+	if !ok {
+		return nil, false
+	}
+	out := &syntax.Regexp{Op: op, Rune: re.Rune, Min: re.Min, Max: re.Max}
+	if re.Flags&binsyntax.FoldCase != 0 {
+		out.Flags |= syntax.FoldCase
+	}
+	for _, s := range re.Sub {
+		c, ok := fromBinary(s)
+		if !ok {
+			return nil, false
+		}
+		out.Sub = append(out.Sub, c)
+	}
+	return out, true
+}
+
+// newPrefilter keeps the best clauses of an analysis; nil when none is usable.
+func newPrefilter(in info) *prefilter {
 	var cands [][]lit
 	for _, cl := range in.all() {
 		if cl = normClause(cl); cl != nil {
@@ -222,40 +281,60 @@ func score(cl []lit) int {
 	return m*1024 - len(cl)
 }
 
-func analyze(re *syntax.Regexp) info {
+// analyzer derives requirements from a syntax tree. In bytes mode the tree
+// comes from rsc.io/binaryregexp, whose runes 0..255 stand for single bytes.
+type analyzer struct {
+	bytes bool
+}
+
+func (a analyzer) analyze(re *syntax.Regexp) info {
 	switch re.Op {
 	case syntax.OpEmptyMatch, syntax.OpBeginLine, syntax.OpEndLine,
 		syntax.OpBeginText, syntax.OpEndText, syntax.OpWordBoundary, syntax.OpNoWordBoundary:
 		return exactly(lit{})
 	case syntax.OpLiteral:
-		return literal(re.Rune, re.Flags&syntax.FoldCase != 0)
+		return a.literal(re.Rune, re.Flags&syntax.FoldCase != 0)
 	case syntax.OpCharClass:
-		return charClass(re.Rune)
+		return a.charClass(re.Rune)
 	case syntax.OpCapture:
-		return analyze(re.Sub[0])
+		return a.analyze(re.Sub[0])
 	case syntax.OpQuest:
-		sub := analyze(re.Sub[0])
+		sub := a.analyze(re.Sub[0])
 		if sub.exact && len(sub.set) < maxExact {
 			return exactly(append(append([]lit(nil), sub.set...), lit{})...)
 		}
 		return unknown
 	case syntax.OpPlus:
-		return info{clauses: analyze(re.Sub[0]).all()}
+		return info{clauses: a.analyze(re.Sub[0]).all()}
 	case syntax.OpRepeat:
 		if re.Min >= 1 {
-			return info{clauses: analyze(re.Sub[0]).all()}
+			return info{clauses: a.analyze(re.Sub[0]).all()}
 		}
 		return unknown
 	case syntax.OpConcat:
-		return concat(re.Sub)
+		return a.concat(re.Sub)
 	case syntax.OpAlternate:
-		return alternate(re.Sub)
+		return a.alternate(re.Sub)
 	default: // OpNoMatch, OpAnyChar, OpAnyCharNotNL, OpStar, unknown ops
 		return unknown
 	}
 }
 
-func literal(runes []rune, fold bool) info {
+func (a analyzer) literal(runes []rune, fold bool) info {
+	if a.bytes {
+		// Bytewise: no case folding is trusted, each rune is one byte.
+		if fold {
+			return unknown
+		}
+		b := make([]byte, len(runes))
+		for i, r := range runes {
+			if r > 0xFF {
+				return unknown
+			}
+			b[i] = byte(r)
+		}
+		return exactly(lit{s: string(b)})
+	}
 	var b strings.Builder
 	for _, r := range runes {
 		if r == utf8.RuneError || (fold && r >= utf8.RuneSelf) {
@@ -274,7 +353,22 @@ func literal(runes []rune, fold bool) info {
 	return exactly(lit{s: s, fold: fold})
 }
 
-func charClass(ranges []rune) info {
+func (a analyzer) charClass(ranges []rune) info {
+	if a.bytes {
+		var set []lit
+		for i := 0; i+1 < len(ranges); i += 2 {
+			if ranges[i+1] > 0xFF || len(set)+int(ranges[i+1]-ranges[i])+1 > maxClass {
+				return unknown
+			}
+			for r := ranges[i]; r <= ranges[i+1]; r++ {
+				set = append(set, lit{s: string([]byte{byte(r)})})
+			}
+		}
+		if len(set) == 0 {
+			return unknown
+		}
+		return exactly(set...)
+	}
 	n := 0
 	for i := 0; i+1 < len(ranges); i += 2 {
 		lo, hi := ranges[i], ranges[i+1]
@@ -317,12 +411,12 @@ func classHas(ranges []rune, r rune) bool {
 	return false
 }
 
-func concat(subs []*syntax.Regexp) info {
+func (a analyzer) concat(subs []*syntax.Regexp) info {
 	var clauses [][]lit
 	run := []lit{{}}
 	flushed := false
 	for _, sub := range subs {
-		si := analyze(sub)
+		si := a.analyze(sub)
 		if si.exact && len(run)*len(si.set) <= maxExact {
 			run = cross(run, si.set)
 			continue
@@ -357,12 +451,12 @@ func cross(a, b []lit) []lit {
 	return out
 }
 
-func alternate(subs []*syntax.Regexp) info {
+func (a analyzer) alternate(subs []*syntax.Regexp) info {
 	infos := make([]info, len(subs))
 	allExact := true
 	total := 0
 	for i, sub := range subs {
-		infos[i] = analyze(sub)
+		infos[i] = a.analyze(sub)
 		if infos[i].exact {
 			total += len(infos[i].set)
 		} else {

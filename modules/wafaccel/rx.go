@@ -62,6 +62,7 @@ func compileRx(arg string) (*compiledRx, error) {
 			return nil, err
 		}
 		c.bin = re
+		c.pf = buildBytePrefilter(arg)
 	} else {
 		re, err := regexp.Compile(data)
 		if err != nil {
@@ -79,9 +80,6 @@ func (o *rxOperator) Evaluate(tx plugintypes.TransactionState, value string) boo
 	if evalHook != nil {
 		evalHook(c, value)
 	}
-	if c.bin != nil {
-		return evalBinary(c.bin, tx, value)
-	}
 	if c.pf != nil && enabled.Load() {
 		if countStats {
 			rxCalls.Add(1)
@@ -92,6 +90,9 @@ func (o *rxOperator) Evaluate(tx plugintypes.TransactionState, value string) boo
 			}
 			return false
 		}
+	}
+	if c.bin != nil {
+		return evalBinary(c.bin, tx, value)
 	}
 	if tx.Capturing() {
 		match := c.re.FindStringSubmatchIndex(value)

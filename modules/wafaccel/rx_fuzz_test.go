@@ -12,6 +12,7 @@ import (
 	"github.com/corazawaf/coraza/v3/experimental/plugins/plugintypes"
 	"github.com/corazawaf/coraza/v3/types"
 	"github.com/corazawaf/coraza/v3/types/variables"
+	"rsc.io/binaryregexp"
 )
 
 // fakeTx records captures; it is all an @rx operator looks at.
@@ -158,6 +159,30 @@ func FuzzPrefilterSound(f *testing.F) {
 	})
 }
 
+// FuzzBytePrefilterSound checks the same for patterns matched bytewise
+// (rsc.io/binaryregexp), as Coraza does for patterns with non-UTF-8 escapes.
+func FuzzBytePrefilterSound(f *testing.F) {
+	for _, s := range [][2]string{
+		{`\x{bc}[^>\x{be}]*[>\x{be}]|<[^\x{be}]*\x{be}`, "<a\xbe"},
+		{`\$+(?:[A-Z_a-z\x7f-\x{ff}][0-9A-Z_a-z\x7f-\x{ff}]*)\(`, "$\xffa("},
+		{`\xac\xed\x00\x05`, "\xac\xed\x00\x05"},
+		{`(?i)\xc0abc`, "\xc0ABC"},
+		{`[\x80-\x81]z`, "\x81z"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, pattern, input string) {
+		re, err := binaryregexp.Compile(pattern)
+		if err != nil {
+			return
+		}
+		pf := buildBytePrefilter(pattern)
+		if pf != nil && !pf.mayMatch(input) && re.MatchString(input) {
+			t.Fatalf("byte prefilter of %q rules out %q, which matches", pattern, input)
+		}
+	})
+}
+
 // TestPrefilterRulesOut shows the prefilter does its job: these inputs are
 // ruled out without running the regex (and indeed do not match).
 func TestPrefilterRulesOut(t *testing.T) {
@@ -213,6 +238,11 @@ func TestCRSPatternsHavePrefilters(t *testing.T) {
 		}
 	}
 	t.Logf("%d of %d CRS patterns have a prefilter; %d are matched bytewise", with, len(patterns), len(bin))
+	for _, p := range []string{`\x{bc}[^>\x{be}]*[>\x{be}]|<[^\x{be}]*\x{be}`} {
+		if c, _ := compileRx(p); c == nil || c.bin == nil || c.pf == nil {
+			t.Errorf("bytewise pattern %q: no prefilter", p)
+		}
+	}
 	if with*100 < len(patterns)*80 {
 		t.Errorf("only %d of %d patterns have a prefilter", with, len(patterns))
 	}
