@@ -54,6 +54,15 @@ func compileRx(arg string) (*compiledRx, error) {
 	if v, ok := rxCache.Load(arg); ok {
 		return v.(*compiledRx), nil
 	}
+	c, err := compileUncached(arg)
+	if err != nil {
+		return nil, err
+	}
+	v, _ := rxCache.LoadOrStore(arg, c)
+	return v.(*compiledRx), nil
+}
+
+func compileUncached(arg string) (*compiledRx, error) {
 	data := multilinePrefix + arg
 	c := &compiledRx{}
 	if needsBytewise(data) {
@@ -71,8 +80,7 @@ func compileRx(arg string) (*compiledRx, error) {
 		c.re = re
 		c.pf = buildPrefilter(data)
 	}
-	v, _ := rxCache.LoadOrStore(arg, c)
-	return v.(*compiledRx), nil
+	return c, nil
 }
 
 func (o *rxOperator) Evaluate(tx plugintypes.TransactionState, value string) bool {

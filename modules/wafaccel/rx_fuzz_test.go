@@ -1,6 +1,7 @@
 package wafaccel
 
 import (
+	"fmt"
 	"regexp"
 	"slices"
 	"sort"
@@ -183,6 +184,28 @@ func FuzzBytePrefilterSound(f *testing.F) {
 	})
 }
 
+// FuzzBytewiseDecision checks that a pattern is matched bytewise exactly
+// when Coraza's own @rx matches it bytewise, and that both accept and reject
+// the same patterns.
+func FuzzBytewiseDecision(f *testing.F) {
+	for _, p := range []string{`\x{bc}[^>\x{be}]*`, `\xc3\xa9`, `\xff`, `\x{1F600}`, `a\x4`, `\\xff`, `[\x80-\xff]`, `\x{}`, `x\x{e9}y`} {
+		f.Add(p)
+	}
+	f.Fuzz(func(t *testing.T, pattern string) {
+		mine, errMine := compileUncached(pattern)
+		theirs, errTheirs := corazaRx(plugintypes.OperatorOptions{Arguments: pattern})
+		if (errMine == nil) != (errTheirs == nil) {
+			t.Fatalf("%q: compile error %v, coraza %v", pattern, errMine, errTheirs)
+		}
+		if errMine != nil {
+			return
+		}
+		if got, want := mine.bin != nil, fmt.Sprintf("%T", theirs) == "*operators.binaryRX"; got != want {
+			t.Fatalf("%q: bytewise %v, coraza %v (%T)", pattern, got, want, theirs)
+		}
+	})
+}
+
 // TestPrefilterRulesOut shows the prefilter does its job: these inputs are
 // ruled out without running the regex (and indeed do not match).
 func TestPrefilterRulesOut(t *testing.T) {
@@ -235,6 +258,13 @@ func TestCRSPatternsHavePrefilters(t *testing.T) {
 		}
 		if c.bin != nil {
 			bin = append(bin, p)
+		}
+		theirs, err := corazaRx(plugintypes.OperatorOptions{Arguments: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (c.bin != nil) != (fmt.Sprintf("%T", theirs) == "*operators.binaryRX") {
+			t.Errorf("%q: bytewise %v, coraza's operator is %T", p, c.bin != nil, theirs)
 		}
 	}
 	t.Logf("%d of %d CRS patterns have a prefilter; %d are matched bytewise", with, len(patterns), len(bin))
