@@ -38,8 +38,8 @@ type compiledRx struct {
 var rxCache sync.Map // string -> *compiledRx
 
 var (
-	rxCalls   atomic.Uint64 // evaluations
-	rxSkipped atomic.Uint64 // evaluations decided by the prefilter
+	rxCalls   atomic.Uint64 // evaluations of patterns that have a prefilter
+	rxSkipped atomic.Uint64 // evaluations decided by the prefilter alone
 )
 
 func newRxOperator(options plugintypes.OperatorOptions) (plugintypes.Operator, error) {
@@ -85,9 +85,6 @@ func compileUncached(arg string) (*compiledRx, error) {
 
 func (o *rxOperator) Evaluate(tx plugintypes.TransactionState, value string) bool {
 	c := o.c
-	if evalHook != nil {
-		evalHook(c, value)
-	}
 	if c.pf != nil && enabled.Load() {
 		if countStats {
 			rxCalls.Add(1)
@@ -139,10 +136,8 @@ func evalBinary(re *binaryregexp.Regexp, tx plugintypes.TransactionState, value 
 	return re.MatchString(value)
 }
 
-// evalHook, when set (tests only), observes every evaluation.
-var evalHook func(c *compiledRx, value string)
-
-// countStats enables the evaluation counters (tests and benchmarks only).
+// countStats enables the evaluation counters. Tests set it while no other
+// goroutine evaluates rules.
 var countStats = false
 
 // needsBytewise applies Coraza's rule for choosing bytewise matching: after
