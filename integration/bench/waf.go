@@ -35,28 +35,29 @@ func init() {
 	for _, w := range []struct {
 		name, desc string
 		targets    func(base string) []vegeta.Target
+		status     int // accepted besides 2xx/3xx
 	}{
 		{"waf-json2k", "WAF on a 2 KB JSON POST (25 objects): accel off vs on", func(base string) []vegeta.Target {
 			return []vegeta.Target{{Method: "POST", URL: base + "/api/customers", Body: []byte(wafbench.JSON2KB()), Header: withType("application/json")}}
-		}},
+		}, 0},
 		{"waf-json200", "WAF on a 200-byte JSON POST: accel off vs on", func(base string) []vegeta.Target {
 			return []vegeta.Target{{Method: "POST", URL: base + "/api/orders", Body: []byte(wafbench.JSON200B), Header: withType("application/json")}}
-		}},
+		}, 0},
 		{"waf-get", "WAF on a benign GET with a query string: accel off vs on", func(base string) []vegeta.Target {
 			return []vegeta.Target{{Method: "GET", URL: base + wafbench.GETQuery, Header: ua}}
-		}},
+		}, 0},
 		{"waf-multipart", "WAF on a 1 MiB multipart upload: accel off vs on", func(base string) []vegeta.Target {
 			return []vegeta.Target{{Method: "POST", URL: base + "/upload", Body: mp, Header: withType(mpType)}}
-		}},
-		{"waf-attacks", "WAF on a mix of 50 attacks (all blocked): accel off vs on", attacks},
+		}, 0},
+		{"waf-attacks", "WAF on a mix of 50 attacks (all blocked): accel off vs on", attacks, http.StatusForbidden},
 	} {
 		register(Comparison{Name: w.name, Description: w.desc, Setup: func(context.Context) ([]Variant, func(), error) {
-			return setupWAF(w.targets)
+			return setupWAF(w.targets, w.status)
 		}})
 	}
 }
 
-func setupWAF(targets func(base string) []vegeta.Target) ([]Variant, func(), error) {
+func setupWAF(targets func(base string) []vegeta.Target, acceptStatus int) ([]Variant, func(), error) {
 	var stops []func()
 	cleanup := func() {
 		for _, s := range stops {
@@ -107,7 +108,11 @@ http://:%d {
 			return nil, nil, err
 		}
 		stops = append(stops, inst.Stop)
-		variants = append(variants, Variant{Name: "waf accel " + mode, Targets: targets(fmt.Sprintf("http://127.0.0.1:%d", waf))})
+		variants = append(variants, Variant{
+			Name:         "waf accel " + mode,
+			Targets:      targets(fmt.Sprintf("http://127.0.0.1:%d", waf)),
+			AcceptStatus: acceptStatus,
+		})
 	}
 	return variants, cleanup, nil
 }
