@@ -4,115 +4,96 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
 	"github.com/projectneo/caddy-neo/integration/harness"
-	"github.com/projectneo/caddy-neo/internal/wafbench"
 )
 
-// The waf-* comparisons measure the WAF (coraza_waf with load_owasp_crs,
-// paranoia level 1, blocking) with the wafaccel speed-ups switched off
-// (baseline) and on, in two caddy-neo processes with identical configs but
-// for the waf_accel option, each proxying to its own neo_echo replica. The
-// comparison with nginx + ModSecurity is the separate command
-// ./integration/bench/waf.
 func init() {
-	mp, mpType := wafbench.Multipart1MiB()
-	ua := http.Header{"User-Agent": {wafbench.UserAgent}}
-	withType := func(ct string) http.Header {
-		h := ua.Clone()
-		h.Set("Content-Type", ct)
-		return h
-	}
-	attacks := func(base string) []vegeta.Target {
-		var ts []vegeta.Target
-		for _, p := range wafbench.AttackPaths() {
-			ts = append(ts, vegeta.Target{Method: "GET", URL: base + p, Header: ua})
-		}
-		return ts
-	}
-	for _, w := range []struct {
-		name, desc string
-		targets    func(base string) []vegeta.Target
-		status     int // accepted besides 2xx/3xx
-	}{
-		{"waf-json2k", "WAF on a 2 KB JSON POST (25 objects): accel off vs on", func(base string) []vegeta.Target {
-			return []vegeta.Target{{Method: "POST", URL: base + "/api/customers", Body: []byte(wafbench.JSON2KB()), Header: withType("application/json")}}
-		}, 0},
-		{"waf-json200", "WAF on a 200-byte JSON POST: accel off vs on", func(base string) []vegeta.Target {
-			return []vegeta.Target{{Method: "POST", URL: base + "/api/orders", Body: []byte(wafbench.JSON200B), Header: withType("application/json")}}
-		}, 0},
-		{"waf-get", "WAF on a benign GET with a query string: accel off vs on", func(base string) []vegeta.Target {
-			return []vegeta.Target{{Method: "GET", URL: base + wafbench.GETQuery, Header: ua}}
-		}, 0},
-		{"waf-multipart", "WAF on a 1 MiB multipart upload: accel off vs on", func(base string) []vegeta.Target {
-			return []vegeta.Target{{Method: "POST", URL: base + "/upload", Body: mp, Header: withType(mpType)}}
-		}, 0},
-		{"waf-attacks", "WAF on a mix of 50 attacks (all blocked): accel off vs on", attacks, http.StatusForbidden},
-	} {
-		register(Comparison{Name: w.name, Description: w.desc, Setup: func(context.Context) ([]Variant, func(), error) {
-			return setupWAF(w.targets, w.status)
-		}})
-	}
+	register(Comparison{
+		Name:        "waf",
+		Description: "the edge route (limits, rate limits, WAF) with the WAF off vs on, benign GET and 2 KB JSON POST, vs the echo replica directly",
+		Setup:       setupWAF,
+	})
 }
 
-func setupWAF(targets func(base string) []vegeta.Target, acceptStatus int) ([]Variant, func(), error) {
-	var stops []func()
-	cleanup := func() {
-		for _, s := range stops {
-			s()
+// JSONPost2K is a benign 2 KB JSON body of 25 small objects.
+func JSONPost2K() string {
+	var b strings.Builder
+	b.WriteString(`{"order":"A-1042","customer":"Jane O'Connor","lines":[`)
+	for i := 0; i < 25; i++ {
+		if i > 0 {
+			b.WriteString(",")
 		}
+		fmt.Fprintf(&b, `{"sku":"SKU-%04d","name":"Item %d","qty":%d,"price":%d.99,"gift":false}`, i, i, i%5+1, i+3)
 	}
-	var variants []Variant
-	for _, mode := range []string{"off", "on"} {
-		ports, err := harness.FreePorts(3)
-		if err != nil {
-			cleanup()
-			return nil, nil, err
-		}
-		admin, replica, waf := ports[0], ports[1], ports[2]
-		cfg := fmt.Sprintf(`{
+	b.WriteString(`],"note":"Leave it at the neighbour's door"}`)
+	return b.String()
+}
+
+// startEdgeForBench runs the edge snippet over plain HTTP in front of an
+// echo replica, with rate limits high enough not to interfere.
+func startEdgeForBench(engine string) (*harness.Instance, int, int, error) {
+	ports, err := harness.FreePorts(3)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	admin, edge, replica := ports[0], ports[1], ports[2]
+	cfg := fmt.Sprintf(`{
 	admin 127.0.0.1:%d
 	auto_https off
-	waf_accel %s
-	order coraza_waf first
+	import %[4]s/caddyfiles/snippets/edge-global.caddy
 }
-http://:%d {
+import %[4]s/caddyfiles/snippets/edge.caddy
+http://:%[2]d {
 	bind 127.0.0.1
-	neo_echo {
-		replica bench-1
+	import neo_edge {
+		reverse_proxy 127.0.0.1:%[3]d
 	}
 }
-http://:%d {
+http://:%[3]d {
 	bind 127.0.0.1
-	coraza_waf {
-		load_owasp_crs
-		directives `+"`"+`
-			Include @coraza.conf-recommended
-			Include @crs-setup.conf.example
-			Include @owasp_crs/*.conf
-			SecRuleEngine On
-		`+"`"+`
-	}
-	reverse_proxy 127.0.0.1:%d
+	neo_echo
 }
-`, admin, mode, replica, waf, replica)
-		inst, err := harness.StartProcess(harness.Options{
-			Config:  cfg,
-			Admin:   fmt.Sprintf("127.0.0.1:%d", admin),
-			WaitFor: []string{fmt.Sprintf("127.0.0.1:%d", replica), fmt.Sprintf("127.0.0.1:%d", waf)},
-		})
-		if err != nil {
-			cleanup()
-			return nil, nil, err
-		}
-		stops = append(stops, inst.Stop)
-		variants = append(variants, Variant{
-			Name:         "waf accel " + mode,
-			Targets:      targets(fmt.Sprintf("http://127.0.0.1:%d", waf)),
-			AcceptStatus: acceptStatus,
-		})
+`, admin, edge, replica, harness.RepoRoot())
+	inst, err := harness.StartProcess(harness.Options{
+		Config: cfg,
+		Admin:  fmt.Sprintf("127.0.0.1:%d", admin),
+		Env: []string{"NEO_WAF_ENGINE=" + engine, "NEO_RL_CLIENT_EVENTS=100000", "NEO_RL_CLIENT_WINDOW=1s", "NEO_RL_HOST_EVENTS=100000", "NEO_RL_HOST_WINDOW=1s",
+			"NEO_WAF_AUDIT_LOG=/dev/null"},
+		WaitFor: []string{fmt.Sprintf("127.0.0.1:%d", edge), fmt.Sprintf("127.0.0.1:%d", replica)},
+	})
+	return inst, edge, replica, err
+}
+
+func setupWAF(context.Context) ([]Variant, func(), error) {
+	off, offPort, replica, err := startEdgeForBench("Off")
+	if err != nil {
+		return nil, nil, err
 	}
-	return variants, cleanup, nil
+	on, onPort, _, err := startEdgeForBench("On")
+	if err != nil {
+		off.Stop()
+		return nil, nil, err
+	}
+	body := []byte(JSONPost2K())
+	hdr := http.Header{"Content-Type": {"application/json"}, "User-Agent": {"Mozilla/5.0 bench"}, "Accept": {"application/json"}}
+	get := func(port int) []vegeta.Target {
+		return []vegeta.Target{{Method: "GET", URL: fmt.Sprintf("http://127.0.0.1:%d/orders/search?q=blue+shoes&page=2&sort=-created", port), Header: hdr}}
+	}
+	post := func(port int) []vegeta.Target {
+		return []vegeta.Target{{Method: "POST", URL: fmt.Sprintf("http://127.0.0.1:%d/orders/items", port), Body: body, Header: hdr}}
+	}
+	return []Variant{
+			{Name: "GET direct to replica", Targets: get(replica)},
+			{Name: "GET edge, WAF off", Targets: get(offPort)},
+			{Name: "GET edge, WAF on (CRS PL1)", Targets: get(onPort)},
+			{Name: "POST 2KB JSON edge, WAF off", Targets: post(offPort)},
+			{Name: "POST 2KB JSON edge, WAF on", Targets: post(onPort)},
+		}, func() {
+			off.Stop()
+			on.Stop()
+		}, nil
 }
