@@ -19,6 +19,7 @@
 package wafaccel
 
 import (
+	"sync"
 	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
@@ -29,9 +30,16 @@ import (
 // at evaluation time.
 var enabled atomic.Bool
 
-// generation orders waf_accel apps across config reloads (the new config's
-// app starts before the old one stops).
-var generation atomic.Uint64
+// live holds the started waf_accel apps by start order. The switch follows
+// the most recently started app that is still running, so that it is right
+// whatever the order of starts and stops across config reloads (the new
+// config's app starts before the old one stops; a config that fails to start
+// stops its app while the old config keeps running).
+var live struct {
+	sync.Mutex
+	next uint64
+	apps map[uint64]bool // start order -> Off
+}
 
 func init() {
 	enabled.Store(true)
@@ -67,15 +75,32 @@ func (App) CaddyModule() caddy.ModuleInfo {
 
 // Start applies the setting.
 func (a *App) Start() error {
-	a.gen = generation.Add(1)
+	live.Lock()
+	defer live.Unlock()
+	if live.apps == nil {
+		live.apps = map[uint64]bool{}
+	}
+	live.next++
+	a.gen = live.next
+	live.apps[a.gen] = a.Off
 	enabled.Store(!a.Off)
 	return nil
 }
 
-// Stop restores the default (on) unless a newer config's app has taken over.
+// Stop hands the switch to the most recently started app still running, or
+// back to the default (on) when none is.
 func (a *App) Stop() error {
-	if generation.Load() == a.gen {
+	live.Lock()
+	defer live.Unlock()
+	delete(live.apps, a.gen)
+	var latest uint64
+	for g := range live.apps {
+		latest = max(latest, g)
+	}
+	if latest == 0 {
 		enabled.Store(true)
+	} else {
+		enabled.Store(!live.apps[latest])
 	}
 	return nil
 }

@@ -70,6 +70,24 @@ func TestAppSwitch(t *testing.T) {
 	if !Enabled() {
 		t.Fatal("after the app stopped: still off")
 	}
+
+	// A reload that fails: the new config's app starts, then stops, while
+	// the old config (off) keeps running.
+	running := &App{Off: true}
+	_ = running.Start()
+	failed := &App{}
+	_ = failed.Start()
+	if !Enabled() {
+		t.Fatal("new config (on) started: still off")
+	}
+	_ = failed.Stop()
+	if Enabled() {
+		t.Fatal("failed reload: the running config says off, switch is on")
+	}
+	_ = running.Stop()
+	if !Enabled() {
+		t.Fatal("no app left: not back to the default")
+	}
 }
 
 // TestSwitchBypassesPrefilter checks that with the switch off every
