@@ -267,18 +267,29 @@ func normClause(cl []lit) []lit {
 	return out
 }
 
-// score ranks clauses: longer shortest literal first, then fewer literals.
+// score ranks clauses by how rarely they are expected to be satisfied by
+// benign text: the rarity of their most common literal, then fewer literals.
+// It only steers which necessary conditions are kept, never soundness.
 func score(cl []lit) int {
-	m := len(cl[0].s)
-	for _, l := range cl {
-		if len(l.s) < m {
-			m = len(l.s)
-		}
-	}
-	if m > 16 {
-		m = 16
+	m := rarity(cl[0].s)
+	for _, l := range cl[1:] {
+		m = min(m, rarity(l.s))
 	}
 	return m*1024 - len(cl)
+}
+
+// rarity estimates how seldom a literal occurs in benign request data:
+// longer is rarer, and punctuation is rarer than letters, digits and spaces.
+func rarity(s string) int {
+	punct := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == ' ' || c == '.' || c == '-' || c == '_') {
+			punct++
+		}
+	}
+	r := 2*len(s) + 2*min(punct, 2)
+	return min(r, 32)
 }
 
 // analyzer derives requirements from a syntax tree. In bytes mode the tree
