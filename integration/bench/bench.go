@@ -32,6 +32,9 @@ type Variant struct {
 	// Client, if set, sends the requests (for example one that dials loopback
 	// for a *.localhost name and trusts Caddy's internal root).
 	Client *http.Client
+	// AcceptStatus, if set, is one more status that counts as a success (for
+	// example 403 from a WAF blocking attacks).
+	AcceptStatus int
 	// Baseline is the index of the variant this one's ratios are to.
 	// Default 0, the first.
 	Baseline int
@@ -151,7 +154,8 @@ func attack(v Variant, duration time.Duration, workers uint64, res *Result) {
 	start := time.Now()
 	for r := range a.Attack(vegeta.NewStaticTargeter(v.Targets...), vegeta.Rate{Freq: 0}, duration, v.Name) {
 		res.Requests++
-		if r.Error != "" || r.Code < 200 || r.Code >= 500 {
+		accepted := v.AcceptStatus != 0 && r.Code == uint16(v.AcceptStatus)
+		if !accepted && (r.Error != "" || r.Code < 200 || r.Code >= 500) {
 			res.Errors++
 			continue
 		}

@@ -8,4 +8,5 @@ import (
 	_ "github.com/projectneo/caddy-neo/modules/edgewaf"
 	_ "github.com/projectneo/caddy-neo/modules/egress"
 	_ "github.com/projectneo/caddy-neo/modules/identity"
+	_ "github.com/projectneo/caddy-neo/modules/wafaccel"
 )

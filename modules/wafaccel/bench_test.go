@@ -1,0 +1,188 @@
+package wafaccel
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	coreruleset "github.com/corazawaf/coraza-coreruleset/v4"
+	"github.com/corazawaf/coraza/v3"
+	txhttp "github.com/corazawaf/coraza/v3/http"
+
+	"github.com/projectneo/caddy-neo/internal/wafbench"
+)
+
+// productionDirectives is the WAF as caddy-neo runs it: coraza-caddy with
+// load_owasp_crs, the recommended Coraza config, CRS 4 defaults (paranoia
+// level 1, anomaly scoring) and blocking.
+const productionDirectives = `
+Include @coraza.conf-recommended
+Include @crs-setup.conf.example
+Include @owasp_crs/*.conf
+SecRuleEngine On
+`
+
+func newProductionHandler(tb testing.TB) http.Handler {
+	tb.Helper()
+	waf, err := coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(coreruleset.FS).WithDirectives(productionDirectives))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return txhttp.WrapHandler(waf, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"ok":true}`))
+	}))
+}
+
+// scenario is one benchmark workload: a list of requests sent in turn, and
+// the statuses the WAF must answer them with.
+type scenario struct {
+	name  string
+	reqs  func() []*http.Request
+	codes []int
+}
+
+func jsonPOST(path, body string) *http.Request {
+	r := httptest.NewRequest("POST", path, strings.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("User-Agent", wafbench.UserAgent)
+	r.Header.Set("Accept", "application/json")
+	return r
+}
+
+func scenarios() []scenario {
+	body2k := wafbench.JSON2KB()
+	mp, mpType := wafbench.Multipart1MiB()
+	attacks := wafbench.AttackPaths()
+	return []scenario{
+		{name: "json_2KB_POST", reqs: func() []*http.Request { return []*http.Request{jsonPOST("/api/customers", body2k)} }, codes: []int{200}},
+		{name: "json_200B_POST", reqs: func() []*http.Request { return []*http.Request{jsonPOST("/api/orders", wafbench.JSON200B)} }, codes: []int{200}},
+		{name: "GET_query", reqs: func() []*http.Request {
+			r := httptest.NewRequest("GET", wafbench.GETQuery, nil)
+			r.Header.Set("User-Agent", wafbench.UserAgent)
+			r.Header.Set("Accept", "application/json")
+			return []*http.Request{r}
+		}, codes: []int{200}},
+		{name: "multipart_1MiB", reqs: func() []*http.Request {
+			r := httptest.NewRequest("POST", "/upload", bytes.NewReader(mp))
+			r.Header.Set("Content-Type", mpType)
+			r.Header.Set("User-Agent", wafbench.UserAgent)
+			return []*http.Request{r}
+		}, codes: []int{200}},
+		{name: "attack_mix_50", reqs: func() []*http.Request {
+			rs := make([]*http.Request, len(attacks))
+			for i, a := range attacks {
+				rs[i] = httptest.NewRequest("GET", a, nil)
+				rs[i].Header.Set("User-Agent", wafbench.UserAgent)
+			}
+			return rs
+		}},
+	}
+}
+
+// serve sends the scenario's requests and returns the statuses.
+func serve(h http.Handler, s scenario) []int {
+	reqs := s.reqs()
+	codes := make([]int, len(reqs))
+	for i, r := range reqs {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		codes[i] = rec.Code
+	}
+	return codes
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestScenarioVerdicts checks that the benchmark workloads get the same
+// statuses from stock Coraza and the accelerated WAF: benign ones pass, and
+// every request of the attack mix is blocked.
+func TestScenarioVerdicts(t *testing.T) {
+	var stock http.Handler
+	withCorazaRx(t, func() { stock = newProductionHandler(t) })
+	accel := newProductionHandler(t)
+	for _, s := range scenarios() {
+		want := serve(stock, s)
+		got := serve(accel, s)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: accelerated %v, coraza %v", s.name, got, want)
+		}
+		if s.codes != nil && fmt.Sprint(want) != fmt.Sprint(s.codes) {
+			t.Errorf("%s: got %v, want %v", s.name, want, s.codes)
+		}
+		if s.codes == nil {
+			for i, c := range want {
+				if c != http.StatusForbidden {
+					t.Errorf("%s: attack %q answered %d", s.name, wafbench.AttackPaths()[i], c)
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkWAF runs every workload through stock Coraza (its own @rx) and
+// through the accelerated WAF, side by side, and prints the ratios. One op
+// is one request (the attack mix counts its 50 requests as 50 ops).
+// cpu-ms/req is the process CPU time (all threads, GC included) per request.
+//
+//	go test -run XXX -bench WAF -benchtime 2s -count 1 ./modules/wafaccel/
+func BenchmarkWAF(b *testing.B) {
+	var stock http.Handler
+	withCorazaRx(b, func() { stock = newProductionHandler(b) })
+	accel := newProductionHandler(b)
+	type result struct{ ns, cpu float64 }
+	for _, s := range scenarios() {
+		res := map[string]result{}
+		for _, mode := range []struct {
+			name string
+			h    http.Handler
+		}{{"coraza", stock}, {"accel", accel}} {
+			b.Run(s.name+"/"+mode.name, func(b *testing.B) {
+				n := len(s.reqs())
+				serve(mode.h, s) // warm up
+				b.ResetTimer()
+				c0, t0 := cpuTime(), time.Now()
+				for i := 0; i < b.N; i++ {
+					serve(mode.h, s)
+				}
+				wall, cpu := time.Since(t0), cpuTime()-c0
+				b.StopTimer()
+				ops := float64(b.N * n)
+				b.ReportMetric(float64(wall.Nanoseconds())/ops, "ns/req")
+				b.ReportMetric(float64(cpu.Nanoseconds())/ops/1e6, "cpu-ms/req")
+				b.ReportMetric(ops/wall.Seconds(), "req/s")
+				res[mode.name] = result{float64(wall.Nanoseconds()) / ops, float64(cpu.Nanoseconds()) / ops}
+			})
+		}
+		if c, a := res["coraza"], res["accel"]; c.ns > 0 && a.ns > 0 {
+			fmt.Printf("RATIO %-16s coraza %8.3f ms/req (cpu %8.3f ms)  accel %8.3f ms/req (cpu %8.3f ms)  speed-up x%.2f (cpu x%.2f)\n",
+				s.name, c.ns/1e6, c.cpu/1e6, a.ns/1e6, a.cpu/1e6, c.ns/a.ns, c.cpu/a.cpu)
+		}
+	}
+}
+
+// TestPrefilterReachOnJSON guards the acceleration where it matters most:
+// on the 2 KB JSON POST, most @rx evaluations must be decided by the
+// prefilter without running the regex engine.
+func TestPrefilterReachOnJSON(t *testing.T) {
+	h := newProductionHandler(t)
+	s := scenarios()[0]
+	countStats = true
+	defer func() { countStats = false }()
+	calls0, skipped0 := rxCalls.Load(), rxSkipped.Load()
+	serve(h, s)
+	calls, skipped := rxCalls.Load()-calls0, rxSkipped.Load()-skipped0
+	t.Logf("%s: %d of %d @rx evaluations decided by the prefilter (%.1f%%)", s.name, skipped, calls, 100*float64(skipped)/float64(calls))
+	if calls < 1000 || skipped*100 < calls*85 {
+		t.Errorf("prefilter decided %d of %d evaluations, want at least 85%%", skipped, calls)
+	}
+}
