@@ -3,6 +3,7 @@ package neonats
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"testing"
@@ -18,6 +19,26 @@ import (
 
 func init() {
 	caddy.RegisterModule(testRoute{})
+	caddy.RegisterModule(testTrailers{})
+}
+
+// testTrailers reads the body, answers with the request trailer Neo-Checksum
+// in the body and sends the response trailers Neo-Resp-Sum (announced) and
+// Neo-Late (unannounced).
+type testTrailers struct{}
+
+func (testTrailers) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "http.handlers.neo_test_trailers", New: func() caddy.Module { return new(testTrailers) }}
+}
+
+func (testTrailers) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	n, _ := io.Copy(io.Discard, r.Body)
+	w.Header().Set("Trailer", "Neo-Resp-Sum")
+	w.WriteHeader(200)
+	fmt.Fprintf(w, "bytes=%d checksum=%s", n, r.Trailer.Get("Neo-Checksum"))
+	w.Header().Set("Neo-Resp-Sum", "xyz")
+	w.Header().Set(http.TrailerPrefix+"Neo-Late", "late")
+	return nil
 }
 
 // testRoute stands in for the registry's neo_route: it publishes
@@ -84,7 +105,7 @@ func (tp topo) json(t testing.TB) []byte {
 		transport[k] = v
 	}
 	cfg := map[string]any{
-		"admin": map[string]any{"disabled": true},
+		"admin":   map[string]any{"disabled": true},
 		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": "ERROR"}}},
 		"apps": map[string]any{
 			"nats": map[string]any{"connections": map[string]any{"default": map[string]any{"servers": []string{tp.natsURL}}}},
@@ -100,9 +121,11 @@ func (tp topo) json(t testing.TB) []byte {
 				},
 				"stage": map[string]any{
 					"listen": []string{fmt.Sprintf("127.0.0.1:%d", tp.stagePort)},
-					"routes": []any{map[string]any{"handle": []any{
-						map[string]any{"handler": "neo_echo", "replica": "r1", "max_response_bytes": 200 << 20},
-					}}},
+					"routes": []any{
+						map[string]any{"match": []any{map[string]any{"path": []string{"/trailers"}}}, "handle": []any{map[string]any{"handler": "neo_test_trailers"}}},
+						map[string]any{"handle": []any{
+							map[string]any{"handler": "neo_echo", "replica": "r1", "max_response_bytes": 200 << 20},
+						}}},
 					"automatic_https": map[string]any{"disable": true},
 				},
 			}},
@@ -132,7 +155,9 @@ func newTopo(t testing.TB, s *server.Server) topo {
 	return topo{natsURL: s.ClientURL(), edgePort: freePort(t), stagePort: freePort(t), gateways: []map[string]any{gw("az-a"), gw("az-b")}}
 }
 
-func (tp topo) url(path string) string { return fmt.Sprintf("http://127.0.0.1:%d%s", tp.edgePort, path) }
+func (tp topo) url(path string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d%s", tp.edgePort, path)
+}
 
 func loadRaw(cfg []byte) error { return caddy.Load(cfg, true) }
 
