@@ -345,21 +345,21 @@ func (g *Gateway) respondError(reply string, status int, msg string) {
 var subjectHeaders = []string{"", "", "Neo-Stage", "Neo-Zone", "Neo-Tenant", "Neo-App"}
 
 func (g *Gateway) serve(m *nats.Msg) {
-	log := g.logger.With(zap.String("subject", m.Subject))
+	toks := strings.Split(m.Subject, ".")
+	fields := []zap.Field{zap.String("subject", m.Subject)}
+	if len(toks) == 6 && toks[0] == "neo" && toks[1] == "rt" {
+		fields = append(fields, zap.String("tenant", toks[4]), zap.String("app", toks[5]))
+	}
 	f, err := parseFrame(m)
+	var rh *reqHead
 	if err == nil {
-		_, err = parseReqHead(f)
+		rh, err = parseReqHead(f)
 	}
 	if err != nil {
 		gatewayRequests.WithLabelValues(g.Name, "bad_frame").Inc()
-		log.Warn("rejecting malformed request", zap.Error(err))
+		g.logger.Warn("rejecting malformed request", append(fields, zap.Error(err))...)
 		g.respondError(m.Reply, http.StatusBadRequest, "malformed request frame")
 		return
-	}
-	rh, _ := parseReqHead(f)
-	toks := strings.Split(m.Subject, ".")
-	if len(toks) == 6 && toks[0] == "neo" && toks[1] == "rt" {
-		log = log.With(zap.String("tenant", toks[4]), zap.String("app", toks[5]))
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -417,7 +417,7 @@ func (g *Gateway) serve(m *nats.Msg) {
 	if !f.eof {
 		// tell the edge where to stream the body, and how much it may send
 		if err := w.announce(g.Window); err != nil {
-			log.Warn("answering request", zap.Error(err))
+			g.logger.Warn("answering request", append(fields, zap.Error(err))...)
 			return
 		}
 	} else {
@@ -453,7 +453,7 @@ func (g *Gateway) serve(m *nats.Msg) {
 			outcome = "canceled"
 		}
 		gatewayRequests.WithLabelValues(g.Name, outcome).Inc()
-		log.Info("response not completed", zap.String("outcome", outcome), zap.Error(err))
+		g.logger.Info("response not completed", append(fields, zap.String("outcome", outcome), zap.Error(err))...)
 		return
 	}
 	gatewayRequests.WithLabelValues(g.Name, "ok").Inc()
@@ -514,9 +514,8 @@ func (w *respWriter) Write(p []byte) (int, error) {
 	}
 	written := 0
 	for len(p) > 0 {
-		if w.buf == nil {
-			w.buf = make([]byte, 0, w.chunk)
-		}
+		// the buffer grows with the response, up to one chunk: small
+		// responses cost small buffers
 		space := w.chunk - len(w.buf)
 		if len(p) < space {
 			w.buf = append(w.buf, p...)
@@ -551,7 +550,7 @@ func (w *respWriter) FlushError() error {
 
 // acceptDelay is how long a gateway waits before telling the edge its inbox
 // (so that the edge can cancel) when the response head is not ready.
-const acceptDelay = 20 * time.Millisecond
+const acceptDelay = 200 * time.Millisecond
 
 // headGrace is added to the edge's response head timeout before the gateway
 // cancels, so that the edge's own 504 wins.

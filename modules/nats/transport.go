@@ -176,7 +176,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		tenant, _ = repl.GetString("neo.tenant")
 		app, _ = repl.GetString("neo.app")
 	}
-	log := t.logger.With(zap.String("tenant", tenant), zap.String("app", app))
+	// fields for log lines; built lazily into a logger only when one is written
+	fields := []zap.Field{zap.String("tenant", tenant), zap.String("app", app)}
+	log := lazyLogger{base: t.logger, fields: &fields}
 
 	if req.Header.Get("Upgrade") != "" {
 		proxyRequests.WithLabelValues("upgrade_refused").Inc()
@@ -203,7 +205,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return synthetic(req, http.StatusBadRequest, "bad request: invalid zone"), nil
 		}
 	}
-	log = log.With(zap.String("subject", subjects[0]))
+	fields = append(fields, zap.String("subject", subjects[0]))
 
 	// the head frame
 	head := newFrame(kindHead)
@@ -266,8 +268,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		sendControl(t.nc, st.peerInbox(), kindCancel, 0, outcome)
 		st.close()
 		proxyRequests.WithLabelValues(outcome).Inc()
-		if c := log.Check(zapcore.ErrorLevel, "nats round trip failed"); c != nil && !errors.Is(err, context.Canceled) {
-			c.Write(zap.String("outcome", outcome), zap.Error(err))
+		if !errors.Is(err, context.Canceled) {
+			log.Error("nats round trip failed", zap.String("outcome", outcome), zap.Error(err))
 		}
 		return nil, err
 	}
@@ -302,7 +304,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return fail("head_timeout", timeoutError{"the response head from " + subj})
 		}
 		if accepted {
-			log = log.With(zap.String("subject", subj))
+			fields[len(fields)-1] = zap.String("subject", subj)
 			break
 		}
 	}
@@ -449,9 +451,25 @@ func (t *Transport) upload(ctx context.Context, st *stream, body io.Reader, trai
 type respBody struct {
 	br     *bodyReader
 	t      *Transport
-	log    *zap.Logger
+	log    lazyLogger
 	closed bool
 }
+
+// lazyLogger adds request fields only to lines that are written.
+type lazyLogger struct {
+	base   *zap.Logger
+	fields *[]zap.Field
+}
+
+func (l lazyLogger) write(lvl zapcore.Level, msg string, extra ...zap.Field) {
+	if c := l.base.Check(lvl, msg); c != nil {
+		c.Write(append(append([]zap.Field(nil), *l.fields...), extra...)...)
+	}
+}
+
+func (l lazyLogger) Warn(msg string, f ...zap.Field)  { l.write(zapcore.WarnLevel, msg, f...) }
+func (l lazyLogger) Error(msg string, f ...zap.Field) { l.write(zapcore.ErrorLevel, msg, f...) }
+func (l lazyLogger) Debug(msg string, f ...zap.Field) { l.write(zapcore.DebugLevel, msg, f...) }
 
 func (r *respBody) Read(p []byte) (int, error) {
 	n, err := r.br.Read(p)
