@@ -321,6 +321,9 @@ func TestNATSBinaryFailoverAndReloads(t *testing.T) {
 	if n := nt.srv.NumClients(); n != 1 {
 		t.Fatalf("after 20 reloads the nats-server has %d clients, want 1", n)
 	}
+	if vz, _ := nt.srv.Varz(nil); vz.TotalConnections != 1 {
+		t.Fatalf("the nats-server saw %d connections over the reloads, want 1", vz.TotalConnections)
+	}
 }
 
 var goroutineTotal = regexp.MustCompile(`goroutine profile: total (\d+)`)

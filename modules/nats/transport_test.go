@@ -262,6 +262,9 @@ func TestZoneFailover(t *testing.T) {
 func TestTwentyReloadsOneConnection(t *testing.T) {
 	s := startNATS(t, 0)
 	tp := newTopo(t, s)
+	load(t, tp)
+	cz, _ := s.Connz(nil)
+	firstCid := cz.Conns[0].Cid
 	for i := 0; i < 20; i++ {
 		tp.marker = strconv.Itoa(i)
 		load(t, tp)
@@ -272,9 +275,27 @@ func TestTwentyReloadsOneConnection(t *testing.T) {
 	if n := s.NumClients(); n != 1 {
 		t.Fatalf("after 20 reloads the server has %d clients, want 1", n)
 	}
-	cz, _ := s.Connz(nil)
-	if cz.NumConns != 1 || cz.Conns[0].Name != "caddy-neo-default" {
-		t.Fatalf("connz: %+v", cz)
+	cz, _ = s.Connz(nil)
+	if cz.NumConns != 1 || cz.Conns[0].Name != "caddy-neo-default" || cz.Conns[0].Cid != firstCid {
+		t.Fatalf("connz: %+v (first connection id %d)", cz, firstCid)
+	}
+	// not one connection opened and another closed per reload: one, ever
+	if vz, _ := s.Varz(nil); vz.TotalConnections != 1 {
+		t.Fatalf("the server saw %d connections over 20 reloads, want 1", vz.TotalConnections)
+	}
+	// a changed connection is a new connection, and the old one goes
+	tp.natsURL = strings.Replace(tp.natsURL, "127.0.0.1", "localhost", 1)
+	load(t, tp)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		cz, _ = s.Connz(nil)
+		if cz.NumConns == 1 && cz.Conns[0].Cid != firstCid {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a connection change: %+v", cz)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -515,6 +536,12 @@ func TestNATSRestartUnderLoad(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Logf("service resumed %v after the server returned", time.Since(back))
+	if v := testutil.ToFloat64(connReconnects.WithLabelValues("default")); v < 1 {
+		t.Errorf("caddy_neo_nats_reconnects_total = %v after a server restart", v)
+	}
+	if v := testutil.ToFloat64(connUp.WithLabelValues("default")); v != 1 {
+		t.Errorf("caddy_neo_nats_connection_up = %v after reconnecting", v)
+	}
 	close(stop)
 	wg.Wait()
 	if worst > 2500*time.Millisecond {
