@@ -265,6 +265,7 @@ func TestTwentyReloadsOneConnection(t *testing.T) {
 	load(t, tp)
 	cz, _ := s.Connz(nil)
 	firstCid := cz.Conns[0].Cid
+	subs := s.NumSubscriptions()
 	for i := 0; i < 20; i++ {
 		tp.marker = strconv.Itoa(i)
 		load(t, tp)
@@ -278,6 +279,13 @@ func TestTwentyReloadsOneConnection(t *testing.T) {
 	cz, _ = s.Connz(nil)
 	if cz.NumConns != 1 || cz.Conns[0].Name != "caddy-neo-default" || cz.Conns[0].Cid != firstCid {
 		t.Fatalf("connz: %+v (first connection id %d)", cz, firstCid)
+	}
+	// reply subscriptions and micro endpoints are replaced, not accumulated
+	for deadline := time.Now().Add(3 * time.Second); s.NumSubscriptions() != subs; {
+		if time.Now().After(deadline) {
+			t.Fatalf("subscriptions: %d after the first load, %d after 20 reloads", subs, s.NumSubscriptions())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	// not one connection opened and another closed per reload: one, ever
 	if vz, _ := s.Varz(nil); vz.TotalConnections != 1 {
