@@ -482,3 +482,62 @@ func TestNATSMicroLs(t *testing.T) {
 	}
 	t.Logf("%s", out)
 }
+
+// TestPlatformCaddyfile runs caddyfiles/platform.Caddyfile against the stage
+// gateways of a NATS topology: /<stage>/<tenant>/<app>/<path> reaches the app
+// as /<path> over NATS; anything else is 404 without touching NATS.
+func TestPlatformCaddyfile(t *testing.T) {
+	nt := startNATSTopo(t)
+	admin, err := harness.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	harness.Start(t, harness.Options{
+		Config:  "caddyfiles/platform.Caddyfile",
+		Admin:   fmt.Sprintf("127.0.0.1:%d", admin),
+		Env:     []string{fmt.Sprintf("NEO_NATS_URL=nats://127.0.0.1:%d", nt.natsPort), fmt.Sprintf("NEO_ADMIN=127.0.0.1:%d", admin)},
+		WaitFor: []string{"127.0.0.1:9800"},
+	})
+	get := func(path string) (int, echo.Report) {
+		resp, err := http.Get("http://127.0.0.1:9800" + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		var rep echo.Report
+		if resp.StatusCode == 200 {
+			if err := json.Unmarshal(body, &rep); err != nil {
+				t.Fatalf("%s: %q", path, body)
+			}
+		}
+		return resp.StatusCode, rep
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, rep := get("/prod/acme/orders/api/items?x=1&y=%20")
+		if code == 200 {
+			if rep.Path != "/api/items" || rep.RawQuery != "x=1&y=%20" || rep.NeoHeaders["Neo-Tenant"][0] != "acme" ||
+				rep.NeoHeaders["Neo-App"][0] != "orders" || rep.NeoHeaders["Neo-Stage"][0] != "prod" || rep.NeoHeaders["Neo-Caller"][0] != "platform" {
+				t.Fatalf("%+v", rep)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("platform listener never reached the gateway: %d", code)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code, rep := get("/prod/globex/shop"); code != 200 || rep.Path != "/" {
+		t.Fatalf("app root: %d %+v", code, rep)
+	}
+	for _, bad := range []string{"/prod/acme", "/PROD/acme/orders/x", "/prod/ac.me/orders/x", "/prod/acme/or%2Eders/x", "/"} {
+		if code, _ := get(bad); code != 404 {
+			t.Fatalf("%s: %d, want 404", bad, code)
+		}
+	}
+	// a stage with no gateway: 503 at once
+	if code, _ := get("/dev/acme/orders/x"); code != 503 {
+		t.Fatalf("stage without gateway: %d, want 503", code)
+	}
+}
