@@ -83,6 +83,9 @@ type Gateway struct {
 	logger   *zap.Logger
 	inflight atomic.Int64
 	lastMsg  atomic.Int64
+	served   atomic.Int64 // responses completed
+	failed   atomic.Int64 // requests rejected or not completed
+	busyNs   atomic.Int64 // total time spent serving, in ns
 	wg       sync.WaitGroup
 	stopping atomic.Bool
 }
@@ -250,6 +253,9 @@ func (g *Gateway) start() error {
 		Description: "caddy-neo stage gateway: HTTP over NATS to stage " + g.Stage + " zone " + g.Zone,
 		Metadata:    md,
 		QueueGroup:  g.QueueGroup,
+		// micro times the dispatch only (requests are served concurrently):
+		// the full picture goes into each endpoint's data
+		StatsHandler: func(*micro.Endpoint) any { return g.stats() },
 	})
 	if err != nil {
 		g.mux.close()
@@ -301,6 +307,25 @@ func (g *Gateway) stop() {
 	g.logger.Info("stage gateway drained", zap.Duration("took", time.Since(start)))
 }
 
+// GatewayStats is the data of a gateway's micro STATS endpoint entries.
+type GatewayStats struct {
+	InFlight          int64  `json:"in_flight"`
+	Served            int64  `json:"served"`
+	Failed            int64  `json:"failed"`
+	AverageServeTime  string `json:"average_serve_time"`
+	ServeTimeTotalSec string `json:"serve_time_total_seconds"`
+}
+
+func (g *Gateway) stats() GatewayStats {
+	st := GatewayStats{InFlight: g.inflight.Load(), Served: g.served.Load(), Failed: g.failed.Load()}
+	busy := time.Duration(g.busyNs.Load())
+	if n := st.Served + st.Failed; n > 0 {
+		st.AverageServeTime = (busy / time.Duration(n)).String()
+	}
+	st.ServeTimeTotalSec = fmt.Sprintf("%.3f", busy.Seconds())
+	return st
+}
+
 // handle is called by the micro endpoint for each request head, in order.
 func (g *Gateway) handle(req micro.Request) {
 	g.lastMsg.Store(time.Now().UnixNano())
@@ -313,13 +338,16 @@ func (g *Gateway) handle(req micro.Request) {
 	if g.inflight.Add(1) > int64(g.MaxInFlight) {
 		g.inflight.Add(-1)
 		gatewayRequests.WithLabelValues(g.Name, "overloaded").Inc()
+		g.failed.Add(1)
 		g.respondError(reply, http.StatusServiceUnavailable, "gateway overloaded")
 		return
 	}
 	g.wg.Add(1)
 	gatewayInFlight.WithLabelValues(g.Name).Inc()
 	go func() {
+		start := time.Now()
 		defer func() {
+			g.busyNs.Add(int64(time.Since(start)))
 			if r := recover(); r != nil {
 				g.logger.Error("panic serving request", zap.Any("panic", r), zap.String("subject", m.Subject))
 			}
@@ -357,6 +385,7 @@ func (g *Gateway) serve(m *nats.Msg) {
 	}
 	if err != nil {
 		gatewayRequests.WithLabelValues(g.Name, "bad_frame").Inc()
+		g.failed.Add(1)
 		g.logger.Warn("rejecting malformed request", append(fields, zap.Error(err))...)
 		g.respondError(m.Reply, http.StatusBadRequest, "malformed request frame")
 		return
@@ -453,10 +482,12 @@ func (g *Gateway) serve(m *nats.Msg) {
 			outcome = "canceled"
 		}
 		gatewayRequests.WithLabelValues(g.Name, outcome).Inc()
+		g.failed.Add(1)
 		g.logger.Info("response not completed", append(fields, zap.String("outcome", outcome), zap.Error(err))...)
 		return
 	}
 	gatewayRequests.WithLabelValues(g.Name, "ok").Inc()
+	g.served.Add(1)
 }
 
 func (g *Gateway) chunkSize() int {

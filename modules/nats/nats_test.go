@@ -86,6 +86,7 @@ func TestMicroDiscovery(t *testing.T) {
 			t.Fatal(code)
 		}
 	}
+	time.Sleep(50 * time.Millisecond) // counters move just after the last frame is sent
 	nc, err := nats.Connect(s.ClientURL())
 	if err != nil {
 		t.Fatal(err)
@@ -108,6 +109,10 @@ func TestMicroDiscovery(t *testing.T) {
 		}
 		for _, ep := range st.Endpoints {
 			requests[st.Metadata["zone"]] += ep.NumRequests
+			var gs GatewayStats
+			if err := json.Unmarshal(ep.Data, &gs); err != nil || gs.Served != int64(ep.NumRequests) || gs.InFlight != 0 {
+				t.Fatalf("gateway stats %s: %+v %v", ep.Data, gs, err)
+			}
 			if ep.QueueGroup != "neo-gateway" || !strings.HasPrefix(ep.Subject, "neo.rt.prod.") {
 				t.Fatalf("endpoint %+v", ep)
 			}
