@@ -174,3 +174,20 @@ func startNATSPort(t testing.TB, port int) *server.Server {
 	t.Cleanup(s.Shutdown)
 	return s
 }
+
+// flushActive round-trips the running config's default connection, so the
+// server has processed everything sent on it before.
+func flushActive(t testing.TB) {
+	t.Helper()
+	app, err := caddy.ActiveContext().App("nats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := app.(*App).Conn("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}

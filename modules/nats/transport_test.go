@@ -265,6 +265,7 @@ func TestTwentyReloadsOneConnection(t *testing.T) {
 	load(t, tp)
 	cz, _ := s.Connz(nil)
 	firstCid := cz.Conns[0].Cid
+	flushActive(t) // the server has seen every SUB sent so far
 	subs := s.NumSubscriptions()
 	for i := 0; i < 20; i++ {
 		tp.marker = strconv.Itoa(i)
@@ -281,6 +282,7 @@ func TestTwentyReloadsOneConnection(t *testing.T) {
 		t.Fatalf("connz: %+v (first connection id %d)", cz, firstCid)
 	}
 	// reply subscriptions and micro endpoints are replaced, not accumulated
+	flushActive(t)
 	for deadline := time.Now().Add(3 * time.Second); s.NumSubscriptions() != subs; {
 		if time.Now().After(deadline) {
 			t.Fatalf("subscriptions: %d after the first load, %d after 20 reloads", subs, s.NumSubscriptions())
@@ -449,9 +451,10 @@ func TestGatewayDrainsOnReload(t *testing.T) {
 	}
 	const n = 5
 	results := make(chan result, n)
+	url := tp.url("/orders/events")
 	for i := 0; i < n; i++ {
 		go func() {
-			req, _ := http.NewRequest("GET", tp.url("/orders/events"), nil)
+			req, _ := http.NewRequest("GET", url, nil)
 			req.Header.Set("Neo-Echo-Events", "5")
 			req.Header.Set("Neo-Echo-Interval", "100ms")
 			resp, err := http.DefaultClient.Do(req)
