@@ -1,0 +1,297 @@
+// Command nats compares, side by side in one run over the same caddy process
+// and replica, the chain edge → NATS → stage gateway → replica with the chain
+// edge → HTTP → stage server → replica: small-request throughput and latency,
+// then 1 GiB uploads and downloads with the caddy process's resident memory.
+//
+//	go run ./integration/bench/nats [-c 32] [-d 5s] [-big 1GiB]
+//
+// NEO_CADDY_BIN names a prebuilt caddy binary (else it is built). Everything
+// listens on 127.0.0.1 ports chosen at random; the nats-server runs in this
+// program. Absolute numbers depend on the machine; the ratios are the point.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/projectneo/caddy-neo/integration/harness"
+	"github.com/projectneo/caddy-neo/modules/echo"
+)
+
+const caddyfile = `{
+	admin 127.0.0.1:%[1]d
+	log {
+		level ERROR
+	}
+	servers 127.0.0.1:%[4]d {
+		name stage
+	}
+	nats {
+		connection default {
+			servers nats://127.0.0.1:%[6]d
+		}
+	}
+	nats_gateway az-a {
+		server stage
+		stage prod
+		zone az-a
+	}
+}
+
+http://:%[2]d {
+	bind 127.0.0.1
+	reverse_proxy nats {
+		transport nats {
+			subject neo.rt.prod.{neo.zone}.acme.orders
+			zones az-a
+		}
+	}
+}
+
+http://:%[3]d {
+	bind 127.0.0.1
+	reverse_proxy 127.0.0.1:%[4]d
+}
+
+http://:%[4]d {
+	bind 127.0.0.1
+	reverse_proxy 127.0.0.1:%[5]d
+}
+
+http://:%[5]d {
+	bind 127.0.0.1
+	neo_echo {
+		replica r1
+		max_response_bytes 2147483648
+	}
+}
+`
+
+type result struct {
+	reqs     int64
+	errs     int64
+	dur      time.Duration
+	p50, p99 time.Duration
+}
+
+func (r result) rps() float64 { return float64(r.reqs) / r.dur.Seconds() }
+
+func load(url string, conns int, d time.Duration) result {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}, Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	var n, errs atomic.Int64
+	lat := make([][]time.Duration, conns)
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < conns; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 1_000_000 && time.Now().Before(deadline); i++ {
+				t0 := time.Now()
+				resp, err := client.Get(url)
+				if err != nil {
+					errs.Add(1)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					errs.Add(1)
+					continue
+				}
+				lat[w] = append(lat[w], time.Since(t0))
+				n.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	r := result{reqs: n.Load(), errs: errs.Load(), dur: time.Since(start)}
+	if len(all) > 0 {
+		r.p50 = all[len(all)/2]
+		r.p99 = all[len(all)*99/100]
+	}
+	return r
+}
+
+// rss returns the resident memory of the caddy process in bytes.
+func rss(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			f := strings.Fields(l)
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// findPid finds the caddy process started with the given config file.
+func findPid(config string) int {
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		b, err := os.ReadFile(d + "/cmdline")
+		if err == nil && strings.Contains(string(b), config) && strings.Contains(string(b), "run") {
+			pid, _ := strconv.Atoi(filepath.Base(d))
+			return pid
+		}
+	}
+	return 0
+}
+
+type bigResult struct {
+	bytes   int64
+	dur     time.Duration
+	rssPeak int64
+	ok      bool
+}
+
+func (b bigResult) mibps() float64 { return float64(b.bytes) / (1 << 20) / b.dur.Seconds() }
+
+// transfer moves size bytes up (POST) or down (GET) and samples the RSS.
+func transfer(url string, size int64, up bool, pid int) bigResult {
+	base := rss(pid)
+	var peak atomic.Int64
+	stop := make(chan struct{})
+	go func() {
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				if r := rss(pid) - base; r > peak.Load() {
+					peak.Store(r)
+				}
+			}
+		}
+	}()
+	defer close(stop)
+	client := &http.Client{Timeout: 10 * time.Minute}
+	start := time.Now()
+	var req *http.Request
+	if up {
+		req, _ = http.NewRequest("POST", url, io.LimitReader(&echo.Filler{}, size))
+		req.ContentLength = size
+	} else {
+		req, _ = http.NewRequest("GET", url, nil)
+		req.Header.Set("Neo-Echo-Body-Bytes", strconv.FormatInt(size, 10))
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return bigResult{}
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if up {
+		n = size
+	}
+	return bigResult{bytes: n, dur: time.Since(start), rssPeak: peak.Load(), ok: err == nil && resp.StatusCode == 200 && n == size}
+}
+
+func main() {
+	conns := flag.Int("c", 32, "concurrent connections")
+	dur := flag.Duration("d", 5*time.Second, "duration of each throughput run")
+	big := flag.Int64("big", 1<<30, "bytes per large transfer (0 skips)")
+	rounds := flag.Int("rounds", 2, "alternating rounds per chain")
+	profile := flag.String("cpuprofile", "", "write a CPU profile of caddy during the first NATS run")
+	flag.Parse()
+
+	ports, err := harness.FreePorts(6)
+	if err != nil {
+		panic(err)
+	}
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: ports[5], NoSigs: true, NoLog: true})
+	if err != nil {
+		panic(err)
+	}
+	ns.Start()
+	defer ns.Shutdown()
+	if !ns.ReadyForConnections(5 * time.Second) {
+		panic("nats-server not ready")
+	}
+	dir, _ := os.MkdirTemp("", "neo-nats-bench-")
+	defer os.RemoveAll(dir)
+	cfg := filepath.Join(dir, "bench.Caddyfile")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(caddyfile, ports[0], ports[1], ports[2], ports[3], ports[4], ports[5])), 0o644); err != nil {
+		panic(err)
+	}
+	inst, err := harness.StartProcess(harness.Options{Config: cfg, Admin: fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		WaitFor: []string{fmt.Sprintf("127.0.0.1:%d", ports[1]), fmt.Sprintf("127.0.0.1:%d", ports[4])}})
+	if err != nil {
+		panic(err)
+	}
+	defer inst.Stop()
+	pid := findPid(cfg)
+	natsURL := fmt.Sprintf("http://127.0.0.1:%d/orders/bench", ports[1])
+	httpURL := fmt.Sprintf("http://127.0.0.1:%d/orders/bench", ports[2])
+	for _, u := range []string{natsURL, httpURL} {
+		if r := load(u, 2, 300*time.Millisecond); r.reqs == 0 {
+			fmt.Fprintf(os.Stderr, "warm-up failed for %s\n%s", u, inst.Logs())
+			os.Exit(1)
+		}
+	}
+
+	fmt.Printf("small GET, %d connections, %v per run, %d alternating rounds\n", *conns, *dur, *rounds)
+	var bestN, bestH result
+	for i := 0; i < *rounds; i++ {
+		h := load(httpURL, *conns, *dur)
+		if *profile != "" && i == 0 {
+			go func() {
+				_, body, err := inst.Admin("GET", fmt.Sprintf("/debug/pprof/profile?seconds=%d", max(1, int(dur.Seconds())-1)), nil)
+				if err == nil {
+					_ = os.WriteFile(*profile, body, 0o644)
+				}
+			}()
+		}
+		n := load(natsURL, *conns, *dur)
+		fmt.Printf("  round %d  HTTP %8.0f req/s p50 %-9v p99 %-9v errs %d | NATS %8.0f req/s p50 %-9v p99 %-9v errs %d\n",
+			i+1, h.rps(), h.p50.Round(time.Microsecond), h.p99.Round(time.Microsecond), h.errs,
+			n.rps(), n.p50.Round(time.Microsecond), n.p99.Round(time.Microsecond), n.errs)
+		if i == 0 || h.rps() > bestH.rps() {
+			bestH = h
+		}
+		if i == 0 || n.rps() > bestN.rps() {
+			bestN = n
+		}
+	}
+	fmt.Printf("best: NATS/HTTP throughput ratio %.2f× (goal ≥ 1.00), p99 NATS %v vs HTTP %v (ratio %.2f, goal ≤ 1.00)\n",
+		bestN.rps()/bestH.rps(), bestN.p99.Round(time.Microsecond), bestH.p99.Round(time.Microsecond),
+		float64(bestN.p99)/float64(bestH.p99))
+
+	if *big > 0 {
+		fmt.Printf("\nlarge transfers of %d MiB (RSS growth of the caddy process, pid %d)\n", *big>>20, pid)
+		for _, up := range []bool{true, false} {
+			dir := "download"
+			if up {
+				dir = "upload"
+			}
+			h := transfer(httpURL, *big, up, pid)
+			n := transfer(natsURL, *big, up, pid)
+			fmt.Printf("  %-8s HTTP %7.1f MiB/s (RSS +%3d MiB, ok %v) | NATS %7.1f MiB/s (RSS +%3d MiB, ok %v) | ratio %.2f× (goal ≥ 0.50, RSS < 64 MiB)\n",
+				dir, h.mibps(), h.rssPeak>>20, h.ok, n.mibps(), n.rssPeak>>20, n.ok, n.mibps()/h.mibps())
+		}
+	}
+}

@@ -1,0 +1,740 @@
+package neonats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"go.uber.org/zap"
+)
+
+func init() {
+	caddy.RegisterModule(GatewayApp{})
+}
+
+// GatewayApp is the `nats_gateway` app: stage gateways that answer HTTP
+// requests carried over NATS by serving them through a named server of the
+// http app, so their routes are ordinary Caddy routes.
+type GatewayApp struct {
+	// Gateways to run. Default: none.
+	Gateways []*Gateway `json:"gateways,omitempty"`
+
+	logger *zap.Logger
+}
+
+// Gateway subscribes, in a queue group, to the subjects of one stage and zone
+// (optionally one tenant) and serves every request through an http server.
+//
+// Before serving, it overwrites the request headers Neo-Nats-Subject and,
+// when the subject follows the default scheme, Neo-Stage, Neo-Zone,
+// Neo-Tenant and Neo-App with the tokens of the subject the request arrived
+// on: NATS permissions make the subject authoritative, whatever headers the
+// sender put in.
+type Gateway struct {
+	// Name identifies the gateway in logs and metrics. Default: "<stage>-<zone>".
+	Name string `json:"name,omitempty"`
+	// Connection names the nats app connection. Default: "default".
+	Connection string `json:"connection,omitempty"`
+	// Server names the http app server whose routes serve the requests. Required.
+	Server string `json:"server,omitempty"`
+	// Stage served. Required unless Subjects is set.
+	Stage string `json:"stage,omitempty"`
+	// Zone served. Required unless Subjects is set.
+	Zone string `json:"zone,omitempty"`
+	// Tenant restricts the gateway to one tenant. Default: every tenant.
+	Tenant string `json:"tenant,omitempty"`
+	// Subjects overrides the subjects subscribed to. Default:
+	// neo.rt.<stage>.<zone>.> (or neo.rt.<stage>.<zone>.<tenant>.>).
+	Subjects []string `json:"subjects,omitempty"`
+	// QueueGroup shared by the replicas of this gateway. Default: "neo-gateway".
+	QueueGroup string `json:"queue_group,omitempty"`
+	// ServiceName is the NATS micro service name. Default: "neo_stage_gateway".
+	ServiceName string `json:"service_name,omitempty"`
+	// ChunkTimeout bounds waits for request body chunks and response credit.
+	// Default: 60s.
+	ChunkTimeout caddy.Duration `json:"chunk_timeout,omitempty"`
+	// ChunkSize is the largest response payload per message, further capped
+	// by max_payload. Default: 256 KiB.
+	ChunkSize int `json:"chunk_size,omitempty"`
+	// Window is how many request body frames the sender may have in flight.
+	// Default: 8.
+	Window int `json:"window,omitempty"`
+	// MaxInFlight bounds concurrent requests; beyond it requests are answered
+	// 503. Default: 10000.
+	MaxInFlight int `json:"max_in_flight,omitempty"`
+	// DrainTimeout bounds how long Stop waits for accepted requests. Default: 30s.
+	DrainTimeout caddy.Duration `json:"drain_timeout,omitempty"`
+
+	nc       *nats.Conn
+	srv      *caddyhttp.Server
+	svc      micro.Service
+	mux      *mux
+	logger   *zap.Logger
+	inflight atomic.Int64
+	lastMsg  atomic.Int64
+	served   atomic.Int64 // responses completed
+	failed   atomic.Int64 // requests rejected or not completed
+	busyNs   atomic.Int64 // total time spent serving, in ns
+	wg       sync.WaitGroup
+	stopping atomic.Bool
+}
+
+// CaddyModule returns the Caddy module information.
+func (GatewayApp) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "nats_gateway",
+		New: func() caddy.Module { return new(GatewayApp) },
+	}
+}
+
+// Provision resolves connections and http servers.
+func (a *GatewayApp) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	registerMetrics(ctx.GetMetricsRegistry())
+	names := map[string]bool{}
+	for i, g := range a.Gateways {
+		if g == nil {
+			return fmt.Errorf("gateways[%d]: empty", i)
+		}
+		g.fillDefaults()
+		if err := g.validate(); err != nil {
+			return fmt.Errorf("gateways[%d]: %w", i, err)
+		}
+		if names[g.Name] {
+			return fmt.Errorf("gateways[%d]: name %q used twice", i, g.Name)
+		}
+		names[g.Name] = true
+		g.logger = a.logger.With(zap.String("gateway", g.Name))
+		nc, err := Conn(ctx, g.Connection)
+		if err != nil {
+			return fmt.Errorf("gateways[%d]: connection: %w", i, err)
+		}
+		g.nc = nc
+		httpApp, err := ctx.App("http")
+		if err != nil {
+			return fmt.Errorf("gateways[%d]: loading http app: %w", i, err)
+		}
+		srv, ok := httpApp.(*caddyhttp.App).Servers[g.Server]
+		if !ok {
+			return fmt.Errorf("gateways[%d]: server: no http server named %q", i, g.Server)
+		}
+		g.srv = srv
+	}
+	return nil
+}
+
+func (g *Gateway) fillDefaults() {
+	if g.Name == "" {
+		g.Name = g.Stage + "-" + g.Zone
+		if g.Tenant != "" {
+			g.Name += "-" + g.Tenant
+		}
+	}
+	if len(g.Subjects) == 0 {
+		s := "neo.rt." + g.Stage + "." + g.Zone + "."
+		if g.Tenant != "" {
+			s += g.Tenant + "."
+		}
+		g.Subjects = []string{s + ">"}
+	}
+	if g.QueueGroup == "" {
+		g.QueueGroup = "neo-gateway"
+	}
+	if g.ServiceName == "" {
+		g.ServiceName = "neo_stage_gateway"
+	}
+	if g.ChunkTimeout == 0 {
+		g.ChunkTimeout = caddy.Duration(60 * time.Second)
+	}
+	if g.ChunkSize == 0 {
+		g.ChunkSize = 256 << 10
+	}
+	if g.Window == 0 {
+		g.Window = 8
+	}
+	if g.MaxInFlight == 0 {
+		g.MaxInFlight = 10000
+	}
+	if g.DrainTimeout == 0 {
+		g.DrainTimeout = caddy.Duration(30 * time.Second)
+	}
+}
+
+func (g *Gateway) validate() error {
+	if g.Server == "" {
+		return errors.New("server: required")
+	}
+	for field, v := range map[string]string{"stage": g.Stage, "zone": g.Zone, "tenant": g.Tenant} {
+		if v == "" && (field == "tenant" || len(g.Subjects) > 0) {
+			continue
+		}
+		if err := ValidToken(v); err != nil {
+			return fmt.Errorf("%s: %w", field, err)
+		}
+	}
+	if !validName(g.Name) {
+		return fmt.Errorf("name: %q: want letters, digits, '-' or '_'", g.Name)
+	}
+	if !validName(g.ServiceName) {
+		return fmt.Errorf("service_name: %q: want letters, digits, '-' or '_'", g.ServiceName)
+	}
+	for _, s := range g.Subjects {
+		if !validPattern(s) {
+			return fmt.Errorf("subjects: %q is not a valid subject", s)
+		}
+	}
+	if !validSubject(g.QueueGroup) {
+		return fmt.Errorf("queue_group: %q is not valid", g.QueueGroup)
+	}
+	if g.ChunkSize < 1024 || g.ChunkSize > 64<<20 {
+		return fmt.Errorf("chunk_size: want 1024 to %d, got %d", 64<<20, g.ChunkSize)
+	}
+	if g.Window < 1 || g.Window > maxWindow {
+		return fmt.Errorf("window: want 1 to %d, got %d", maxWindow, g.Window)
+	}
+	if g.MaxInFlight < 1 {
+		return errors.New("max_in_flight: must be positive")
+	}
+	if g.ChunkTimeout < 0 || g.DrainTimeout < 0 {
+		return errors.New("chunk_timeout, drain_timeout: must not be negative")
+	}
+	return nil
+}
+
+// Start subscribes every gateway and registers it as a micro service.
+func (a *GatewayApp) Start() error {
+	for i, g := range a.Gateways {
+		if err := g.start(); err != nil {
+			for _, started := range a.Gateways[:i] {
+				started.stop()
+			}
+			return fmt.Errorf("starting gateway %s: %w", g.Name, err)
+		}
+	}
+	return nil
+}
+
+// Stop drains every gateway: it stops taking requests and waits for the
+// accepted ones to finish (up to DrainTimeout).
+func (a *GatewayApp) Stop() error {
+	var wg sync.WaitGroup
+	for _, g := range a.Gateways {
+		wg.Add(1)
+		go func() { defer wg.Done(); g.stop() }()
+	}
+	wg.Wait()
+	return nil
+}
+
+func (g *Gateway) start() error {
+	var err error
+	g.mux, err = newMux(g.nc)
+	if err != nil {
+		return err
+	}
+	md := map[string]string{"gateway": g.Name, "stage": g.Stage, "zone": g.Zone}
+	if g.Tenant != "" {
+		md["tenant"] = g.Tenant
+	}
+	g.svc, err = micro.AddService(g.nc, micro.Config{
+		Name:        g.ServiceName,
+		Version:     "1.0.0",
+		Description: "caddy-neo stage gateway: HTTP over NATS to stage " + g.Stage + " zone " + g.Zone,
+		Metadata:    md,
+		QueueGroup:  g.QueueGroup,
+		// micro times the dispatch only (requests are served concurrently):
+		// the full picture goes into each endpoint's data
+		StatsHandler: func(*micro.Endpoint) any { return g.stats() },
+	})
+	if err != nil {
+		g.mux.close()
+		return err
+	}
+	for i, subj := range g.Subjects {
+		name := "http"
+		if len(g.Subjects) > 1 {
+			name += strconv.Itoa(i)
+		}
+		if err := g.svc.AddEndpoint(name, micro.HandlerFunc(g.handle),
+			micro.WithEndpointSubject(subj), micro.WithEndpointQueueGroup(g.QueueGroup),
+			micro.WithEndpointMetadata(map[string]string{"protocol": "neo-http-over-nats/" + protoVersion}),
+			micro.WithEndpointPendingLimits(1<<16, 1<<30)); err != nil {
+			_ = g.svc.Stop()
+			g.mux.close()
+			return err
+		}
+	}
+	g.logger.Info("stage gateway started", zap.Strings("subjects", g.Subjects), zap.String("queue_group", g.QueueGroup), zap.String("server", g.Server))
+	return nil
+}
+
+func (g *Gateway) stop() {
+	if g.svc == nil || !g.stopping.CompareAndSwap(false, true) {
+		return
+	}
+	start := time.Now()
+	_ = g.svc.Stop() // unsubscribes, then delivers what was already received
+	_ = g.nc.FlushTimeout(2 * time.Second)
+	deadline := start.Add(time.Duration(g.DrainTimeout))
+	// wait until the drained subscription has handed over every message it
+	// held (no message for 100ms) and every accepted request has finished
+	for time.Now().Before(deadline) {
+		idle := time.Since(time.Unix(0, g.lastMsg.Load())) > 100*time.Millisecond
+		if idle && g.inflight.Load() == 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	done := make(chan struct{})
+	go func() { g.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Until(deadline)):
+		g.logger.Warn("drain timeout: requests still running", zap.Int64("in_flight", g.inflight.Load()))
+	}
+	g.mux.close()
+	g.logger.Info("stage gateway drained", zap.Duration("took", time.Since(start)))
+}
+
+// GatewayStats is the data of a gateway's micro STATS endpoint entries.
+type GatewayStats struct {
+	InFlight          int64  `json:"in_flight"`
+	Served            int64  `json:"served"`
+	Failed            int64  `json:"failed"`
+	AverageServeTime  string `json:"average_serve_time"`
+	ServeTimeTotalSec string `json:"serve_time_total_seconds"`
+}
+
+func (g *Gateway) stats() GatewayStats {
+	st := GatewayStats{InFlight: g.inflight.Load(), Served: g.served.Load(), Failed: g.failed.Load()}
+	busy := time.Duration(g.busyNs.Load())
+	if n := st.Served + st.Failed; n > 0 {
+		st.AverageServeTime = (busy / time.Duration(n)).String()
+	}
+	st.ServeTimeTotalSec = fmt.Sprintf("%.3f", busy.Seconds())
+	return st
+}
+
+// handle is called by the micro endpoint for each request head, in order.
+func (g *Gateway) handle(req micro.Request) {
+	g.lastMsg.Store(time.Now().UnixNano())
+	reply := req.Reply()
+	m := &nats.Msg{Subject: req.Subject(), Reply: reply, Header: nats.Header(req.Headers()), Data: req.Data()}
+	if reply == "" {
+		gatewayRequests.WithLabelValues(g.Name, "no_reply").Inc()
+		return
+	}
+	if g.inflight.Add(1) > int64(g.MaxInFlight) {
+		g.inflight.Add(-1)
+		gatewayRequests.WithLabelValues(g.Name, "overloaded").Inc()
+		g.failed.Add(1)
+		g.respondError(reply, http.StatusServiceUnavailable, "gateway overloaded")
+		return
+	}
+	g.wg.Add(1)
+	gatewayInFlight.WithLabelValues(g.Name).Inc()
+	go func() {
+		start := time.Now()
+		defer func() {
+			g.busyNs.Add(int64(time.Since(start)))
+			if r := recover(); r != nil {
+				g.logger.Error("panic serving request", zap.Any("panic", r), zap.String("subject", m.Subject))
+			}
+			gatewayInFlight.WithLabelValues(g.Name).Dec()
+			g.inflight.Add(-1)
+			g.wg.Done()
+		}()
+		g.serve(m)
+	}()
+}
+
+// respondError answers a request that cannot be served with a complete
+// response.
+func (g *Gateway) respondError(reply string, status int, msg string) {
+	h := newFrame(kindResp)
+	h[hdrStatus] = []string{strconv.Itoa(status)}
+	h[hdrEOF] = []string{"1"}
+	h[prefixHeader+"Content-Type"] = []string{"text/plain; charset=utf-8"}
+	_ = g.nc.PublishMsg(&nats.Msg{Subject: reply, Header: h, Data: []byte(msg + "\n")})
+}
+
+// subjectHeaders maps the default subject scheme's tokens to trusted headers.
+var subjectHeaders = []string{"", "", "Neo-Stage", "Neo-Zone", "Neo-Tenant", "Neo-App"}
+
+func (g *Gateway) serve(m *nats.Msg) {
+	toks := strings.Split(m.Subject, ".")
+	fields := []zap.Field{zap.String("subject", m.Subject)}
+	if len(toks) == 6 && toks[0] == "neo" && toks[1] == "rt" {
+		fields = append(fields, zap.String("tenant", toks[4]), zap.String("app", toks[5]))
+	}
+	f, err := parseFrame(m)
+	var rh *reqHead
+	if err == nil {
+		rh, err = parseReqHead(f)
+	}
+	if err != nil {
+		gatewayRequests.WithLabelValues(g.Name, "bad_frame").Inc()
+		g.failed.Add(1)
+		g.logger.Warn("rejecting malformed request", append(fields, zap.Error(err))...)
+		g.respondError(m.Reply, http.StatusBadRequest, "malformed request frame")
+		return
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st := g.mux.open(g.Window)
+	st.cancelFn = cancel
+	defer st.close()
+	st.setPeer(m.Reply)
+	st.addCredit(rh.window)
+
+	u := &url.URL{Path: "/", RawQuery: rh.query}
+	if p, err := url.PathUnescape(rh.path); err == nil {
+		u.Path = p
+		if u.EscapedPath() != rh.path {
+			u.RawPath = rh.path
+		}
+	}
+	r := (&http.Request{
+		Method: rh.method, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: rh.header, Host: rh.host, RequestURI: rh.path,
+		ContentLength: rh.length, RemoteAddr: "127.0.0.1:0",
+	}).WithContext(ctx)
+	if rh.query != "" {
+		r.RequestURI += "?" + rh.query
+	}
+	r.Header.Set("Neo-Nats-Subject", m.Subject)
+	if len(toks) == len(subjectHeaders) && toks[0] == "neo" && toks[1] == "rt" {
+		for i, name := range subjectHeaders {
+			if name != "" {
+				r.Header.Set(name, toks[i])
+			}
+		}
+	}
+	if len(rh.trailerNames) > 0 {
+		r.Trailer = make(http.Header)
+		for _, n := range rh.trailerNames {
+			r.Trailer[n] = nil
+		}
+	}
+	br := &bodyReader{
+		nc: g.nc, st: st, ctx: ctx, timeout: time.Duration(g.ChunkTimeout), window: g.Window,
+		buf: f.data, next: 1, eof: f.eof, trailer: r.Trailer,
+	}
+	defer br.stop()
+	if f.eof && len(f.data) == 0 {
+		r.Body = http.NoBody
+	} else {
+		r.Body = &gatewayBody{br: br}
+	}
+	w := &respWriter{
+		g: g, st: st, reply: m.Reply, inbox: st.inbox, header: make(http.Header),
+		chunk: g.chunkSize(), head: r.Method == http.MethodHead,
+		snd: &sender{nc: g.nc, st: st, ctx: ctx, timeout: time.Duration(g.ChunkTimeout)},
+	}
+	if !f.eof {
+		// tell the edge where to stream the body, and how much it may send
+		if err := w.announce(g.Window); err != nil {
+			g.logger.Warn("answering request", append(fields, zap.Error(err))...)
+			return
+		}
+	} else {
+		// tell the edge where to send a cancel if the head takes a while
+		t := time.AfterFunc(acceptDelay, func() { _ = w.announce(0) })
+		defer t.Stop()
+	}
+	if rh.headTimeout > 0 {
+		// the edge gives up this long after the request is sent: so do we
+		var headTimer atomic.Pointer[time.Timer]
+		start := func() {
+			headTimer.Store(time.AfterFunc(rh.headTimeout+headGrace, func() {
+				if !w.headWasSent() {
+					cancel()
+				}
+			}))
+		}
+		if f.eof {
+			start()
+		} else {
+			br.onEOF = start
+		}
+		defer func() {
+			if t := headTimer.Load(); t != nil {
+				t.Stop()
+			}
+		}()
+	}
+	g.srv.ServeHTTP(w, r)
+	if err := w.finish(); err != nil {
+		outcome := "stream_error"
+		if st.canceled.Load() || errors.Is(err, context.Canceled) {
+			outcome = "canceled"
+		}
+		gatewayRequests.WithLabelValues(g.Name, outcome).Inc()
+		g.failed.Add(1)
+		g.logger.Info("response not completed", append(fields, zap.String("outcome", outcome), zap.Error(err))...)
+		return
+	}
+	gatewayRequests.WithLabelValues(g.Name, "ok").Inc()
+	g.served.Add(1)
+}
+
+func (g *Gateway) chunkSize() int {
+	c := g.ChunkSize
+	if mp := int(g.nc.MaxPayload()); mp > 0 && c > mp-1024 {
+		c = mp - 1024
+	}
+	return max(c, 512)
+}
+
+// gatewayBody hides the bodyReader's other methods from handlers.
+type gatewayBody struct{ br *bodyReader }
+
+func (b *gatewayBody) Read(p []byte) (int, error) { return b.br.Read(p) }
+func (b *gatewayBody) Close() error               { return nil }
+
+// respWriter turns a handler's response into frames: the head with the first
+// bytes, then data frames under flow control, then the end frame.
+type respWriter struct {
+	mu        sync.Mutex // guards inboxSent and headSent against announce
+	g         *Gateway
+	st        *stream
+	snd       *sender
+	reply     string
+	inbox     string
+	inboxSent bool
+	header    http.Header
+	status    int
+	headSent  bool
+	head      bool // HEAD request: no body
+	buf       []byte
+	chunk     int
+	err       error
+	done      bool
+}
+
+func (w *respWriter) Header() http.Header { return w.header }
+
+func (w *respWriter) WriteHeader(code int) {
+	if w.status != 0 || code < 200 {
+		return // informational responses are not forwarded
+	}
+	w.status = code
+}
+
+func (w *respWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	if w.head || w.status == http.StatusNoContent || w.status == http.StatusNotModified {
+		return len(p), nil
+	}
+	written := 0
+	for len(p) > 0 {
+		// the buffer grows with the response, up to one chunk: small
+		// responses cost small buffers
+		space := w.chunk - len(w.buf)
+		if len(p) < space {
+			w.buf = append(w.buf, p...)
+			return written + len(p), nil
+		}
+		w.buf = append(w.buf, p[:space]...)
+		p = p[space:]
+		written += space
+		if err := w.send(false); err != nil {
+			return written, err
+		}
+	}
+	return written, nil
+}
+
+// Flush sends what is buffered now (server-sent events, chunked streams).
+func (w *respWriter) Flush() { _ = w.FlushError() }
+
+// FlushError is Flush for http.ResponseController.
+func (w *respWriter) FlushError() error {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.err != nil {
+		return w.err
+	}
+	if w.headSent && len(w.buf) == 0 {
+		return nil
+	}
+	return w.send(false)
+}
+
+// acceptDelay is how long a gateway waits before telling the edge its inbox
+// (so that the edge can cancel) when the response head is not ready.
+const acceptDelay = 200 * time.Millisecond
+
+// headGrace is added to the edge's response head timeout before the gateway
+// cancels, so that the edge's own 504 wins.
+const headGrace = 250 * time.Millisecond
+
+// announce sends the edge this request's inbox (once) with credit for
+// request body frames.
+func (w *respWriter) announce(credit int) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.inboxSent {
+		return nil
+	}
+	w.inboxSent = true
+	h := newFrame(kindCredit)
+	h[hdrInbox] = []string{w.inbox}
+	if credit > 0 {
+		h[hdrCredit] = []string{strconv.Itoa(credit)}
+	}
+	return w.g.nc.PublishMsg(&nats.Msg{Subject: w.reply, Header: h})
+}
+
+func (w *respWriter) headWasSent() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.headSent
+}
+
+// send publishes the buffer as the head (first time) or a data frame.
+func (w *respWriter) send(eof bool) error {
+	if w.err != nil {
+		return w.err
+	}
+	if err := w.snd.ctx.Err(); err != nil {
+		w.err = err // the edge is gone or gave up: send nothing more
+		return err
+	}
+	var trailer http.Header
+	if eof {
+		trailer = w.trailers()
+	}
+	if !w.headWasSent() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		h := newFrame(kindResp)
+		h[hdrStatus] = []string{strconv.Itoa(w.status)}
+		putHTTPFields(h, w.header, prefixHeader)
+		for k := range h {
+			if strings.HasPrefix(k, prefixHeader+http.TrailerPrefix) {
+				delete(h, k)
+			}
+		}
+		if names := w.trailerNames(); len(names) > 0 {
+			h[hdrTrailer] = []string{strings.Join(names, ",")}
+		}
+		if !w.inboxSent {
+			h[hdrInbox] = []string{w.inbox}
+			w.inboxSent = true
+		}
+		if eof {
+			h[hdrEOF] = []string{"1"}
+			putHTTPFields(h, trailer, prefixTrailer)
+		}
+		w.headSent = true
+		data := w.buf
+		if mp := int(w.g.nc.MaxPayload()); mp > 0 && len(data)+headSize(h) > mp {
+			// headers are large: send the head alone, the bytes after it
+			delete(h, hdrEOF)
+			for k := range h {
+				if strings.HasPrefix(k, prefixTrailer) {
+					delete(h, k)
+				}
+			}
+			if err := w.g.nc.PublishMsg(&nats.Msg{Subject: w.reply, Header: h}); err != nil {
+				w.err = err
+				return err
+			}
+			w.buf = w.buf[:0]
+			w.err = w.snd.sendDataTo(w.reply, data, eof, trailer)
+			return w.err
+		}
+		w.err = w.g.nc.PublishMsg(&nats.Msg{Subject: w.reply, Header: h, Data: data})
+		w.buf = w.buf[:0]
+		return w.err
+	}
+	w.err = w.snd.sendDataTo(w.reply, w.buf, eof, trailer)
+	w.buf = w.buf[:0]
+	return w.err
+}
+
+func (w *respWriter) trailerNames() []string {
+	var names []string
+	for _, v := range w.header.Values("Trailer") {
+		for _, n := range strings.Split(v, ",") {
+			if n = strings.TrimSpace(n); validHTTPToken(n) {
+				names = append(names, http.CanonicalHeaderKey(n))
+			}
+		}
+	}
+	return names
+}
+
+func (w *respWriter) trailers() http.Header {
+	tr := make(http.Header)
+	for _, n := range w.trailerNames() {
+		if vv := w.header[n]; len(vv) > 0 {
+			tr[n] = vv
+		}
+	}
+	for k, vv := range w.header {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			tr[http.CanonicalHeaderKey(k[len(http.TrailerPrefix):])] = vv
+		}
+	}
+	return tr
+}
+
+// finish ends the response stream.
+func (w *respWriter) finish() error {
+	if w.done {
+		return w.err
+	}
+	w.done = true
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.err != nil {
+		if w.headSent && w.st.peerInbox() != "" && !w.st.canceled.Load() {
+			sendControl(w.g.nc, w.reply, kindError, 0, w.err.Error())
+		}
+		return w.err
+	}
+	return w.send(true)
+}
+
+// sendDataTo publishes a data frame to a fixed subject (the edge's inbox).
+func (s *sender) sendDataTo(to string, data []byte, eof bool, trailer http.Header) error {
+	if err := s.waitCredit(); err != nil {
+		return err
+	}
+	s.seq++
+	h := newFrame(kindData)
+	h[hdrSeq] = []string{strconv.FormatUint(s.seq, 10)}
+	if eof {
+		h[hdrEOF] = []string{"1"}
+		putHTTPFields(h, trailer, prefixTrailer)
+	}
+	return s.nc.PublishMsg(&nats.Msg{Subject: to, Header: h, Data: data})
+}
+
+// Interface guards
+var (
+	_ caddy.App         = (*GatewayApp)(nil)
+	_ caddy.Provisioner = (*GatewayApp)(nil)
+	_ http.Flusher      = (*respWriter)(nil)
+)

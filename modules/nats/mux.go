@@ -1,0 +1,161 @@
+package neonats
+
+import (
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go"
+)
+
+// mux is one wildcard subscription on <prefix>.* that routes messages to
+// per-request streams by the last token, so a request costs no SUB/UNSUB.
+type mux struct {
+	nc     *nats.Conn
+	prefix string
+	sub    *nats.Subscription
+	next   atomic.Uint64
+	mu     sync.Mutex
+	m      map[string]*stream
+}
+
+func newMux(nc *nats.Conn) (*mux, error) {
+	mx := &mux{nc: nc, prefix: nc.NewInbox(), m: make(map[string]*stream)}
+	sub, err := nc.Subscribe(mx.prefix+".*", mx.deliver)
+	if err != nil {
+		return nil, err
+	}
+	// Streams are windowed, so pending stays small; these only guard
+	// against a misbehaving peer.
+	_ = sub.SetPendingLimits(1<<16, 1<<30)
+	mx.sub = sub
+	return mx, nil
+}
+
+func (mx *mux) close() {
+	if mx.sub != nil {
+		_ = mx.sub.Unsubscribe()
+	}
+}
+
+// stream receives the messages of one request.
+type stream struct {
+	mx    *mux
+	token string
+	inbox string
+	// ch receives every frame except credit frames.
+	ch chan *nats.Msg
+	// credit counts frames the peer allows us to send; creditCh is signalled
+	// when it grows.
+	mu       sync.Mutex
+	credit   int
+	creditCh chan struct{}
+	peer     string // the peer's inbox, once known
+	peerCh   chan struct{}
+	// overflow is set when the peer sent more than its window allowed.
+	overflow  atomic.Bool
+	canceled  atomic.Bool
+	cancelCh  chan struct{}
+	closeOnce sync.Once
+	cancelFn  func()
+}
+
+// abort wakes everything waiting on the stream.
+func (s *stream) abort() {
+	s.closeOnce.Do(func() {
+		close(s.cancelCh)
+		if s.cancelFn != nil {
+			s.cancelFn()
+		}
+	})
+}
+
+func (mx *mux) open(window int) *stream {
+	tok := strconv.FormatUint(mx.next.Add(1), 36)
+	s := &stream{
+		mx: mx, token: tok, inbox: mx.prefix + "." + tok,
+		ch:       make(chan *nats.Msg, window+8),
+		creditCh: make(chan struct{}, 1),
+		peerCh:   make(chan struct{}),
+		cancelCh: make(chan struct{}),
+	}
+	mx.mu.Lock()
+	mx.m[tok] = s
+	mx.mu.Unlock()
+	return s
+}
+
+func (s *stream) close() {
+	s.mx.mu.Lock()
+	delete(s.mx.m, s.token)
+	s.mx.mu.Unlock()
+}
+
+func (mx *mux) deliver(m *nats.Msg) {
+	tok := m.Subject[len(mx.prefix)+1:]
+	mx.mu.Lock()
+	s := mx.m[tok]
+	mx.mu.Unlock()
+	if s == nil {
+		return
+	}
+	kind := m.Header.Get(hdrKind)
+	if in := m.Header.Get(hdrInbox); in != "" {
+		s.setPeer(in)
+	}
+	switch kind {
+	case kindCredit:
+		if n, err := strconv.Atoi(m.Header.Get(hdrCredit)); err == nil && n > 0 && n <= maxWindow {
+			s.mu.Lock()
+			s.credit += n
+			s.mu.Unlock()
+			select {
+			case s.creditCh <- struct{}{}:
+			default:
+			}
+		}
+		return
+	case kindCancel:
+		s.canceled.Store(true)
+		s.abort()
+		return
+	}
+	select {
+	case s.ch <- m:
+	default:
+		s.overflow.Store(true)
+		s.abort()
+	}
+}
+
+func (s *stream) setPeer(in string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.peer == "" && validSubject(in) {
+		s.peer = in
+		close(s.peerCh)
+	}
+}
+
+func (s *stream) peerInbox() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.peer
+}
+
+// takeCredit consumes one credit if there is one.
+func (s *stream) takeCredit() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.credit > 0 {
+		s.credit--
+		return true
+	}
+	return false
+}
+
+func (s *stream) addCredit(n int) {
+	s.mu.Lock()
+	s.credit += n
+	s.mu.Unlock()
+}

@@ -1,0 +1,311 @@
+package neonats
+
+// Message framing of HTTP over NATS (version 1). Every message carries NATS
+// headers; HTTP header fields are prefixed so they can never be mistaken for
+// control fields:
+//
+//	Neo-Nats-Kind     head | resp | data | credit | cancel | error
+//	Neo-Nats-Seq      frame number within a body stream (head/resp = 0)
+//	Neo-Nats-Eof      "1" on the last frame of a body stream
+//	Neo-Nats-Inbox    the sender's per-request inbox (gateway → edge)
+//	Neo-Nats-Credit   frames the receiver may be sent beyond those already allowed
+//	H-<name>          an HTTP header field (repeated fields repeat the NATS header)
+//	T-<name>          an HTTP trailer field (on the frame with Neo-Nats-Eof)
+//
+// head (edge → subject, reply = edge inbox) also has Neo-Nats-Method,
+// Neo-Nats-Path (escaped), Neo-Nats-Query (raw), Neo-Nats-Host,
+// Neo-Nats-Length (-1 unknown), Neo-Nats-Trailer (announced trailer names),
+// Neo-Nats-Window (response frames the edge accepts before sending credit),
+// Neo-Nats-Timeout (milliseconds the edge waits for the response head after
+// the request is sent; the gateway cancels the work past it).
+// resp (gateway → edge inbox) has Neo-Nats-Status. head and resp carry the
+// first body bytes as payload.
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+const (
+	hdrKind    = "Neo-Nats-Kind"
+	hdrSeq     = "Neo-Nats-Seq"
+	hdrEOF     = "Neo-Nats-Eof"
+	hdrInbox   = "Neo-Nats-Inbox"
+	hdrCredit  = "Neo-Nats-Credit"
+	hdrMethod  = "Neo-Nats-Method"
+	hdrPath    = "Neo-Nats-Path"
+	hdrQuery   = "Neo-Nats-Query"
+	hdrHost    = "Neo-Nats-Host"
+	hdrLength  = "Neo-Nats-Length"
+	hdrTrailer = "Neo-Nats-Trailer"
+	hdrWindow  = "Neo-Nats-Window"
+	hdrStatus  = "Neo-Nats-Status"
+	hdrError   = "Neo-Nats-Error"
+	hdrVersion = "Neo-Nats-Version"
+	hdrTimeout = "Neo-Nats-Timeout"
+
+	prefixHeader  = "H-"
+	prefixTrailer = "T-"
+
+	kindHead   = "head"
+	kindResp   = "resp"
+	kindData   = "data"
+	kindCredit = "credit"
+	kindCancel = "cancel"
+	kindError  = "error"
+	// kindNoResponders is not sent: it is what a NATS "503 no responders"
+	// status message parses to.
+	kindNoResponders = "no-responders"
+
+	protoVersion = "1"
+)
+
+// ErrBadFrame is wrapped by every framing error.
+var ErrBadFrame = errors.New("malformed neo nats frame")
+
+// frame is a parsed message.
+type frame struct {
+	kind   string
+	seq    uint64
+	eof    bool
+	inbox  string
+	credit int
+	status int
+	errMsg string
+	data   []byte
+	h      nats.Header
+}
+
+// maxWindow bounds credits and windows.
+const maxWindow = 1024
+
+// parseFrame checks the control fields of a message.
+func parseFrame(m *nats.Msg) (*frame, error) {
+	if m.Header == nil {
+		return nil, fmt.Errorf("%w: no headers", ErrBadFrame)
+	}
+	f := &frame{h: m.Header, data: m.Data}
+	f.kind = m.Header.Get(hdrKind)
+	if f.kind == "" {
+		if m.Header.Get("Status") == "503" && len(m.Data) == 0 {
+			f.kind = kindNoResponders
+			return f, nil
+		}
+		return nil, fmt.Errorf("%w: no %s", ErrBadFrame, hdrKind)
+	}
+	switch f.kind {
+	case kindHead, kindResp, kindData, kindCredit, kindCancel, kindError:
+	default:
+		return nil, fmt.Errorf("%w: unknown kind %q", ErrBadFrame, f.kind)
+	}
+	if s := m.Header.Get(hdrSeq); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s %q", ErrBadFrame, hdrSeq, s)
+		}
+		f.seq = n
+	} else if f.kind == kindData {
+		return nil, fmt.Errorf("%w: data frame without %s", ErrBadFrame, hdrSeq)
+	}
+	switch v := m.Header.Get(hdrEOF); v {
+	case "":
+	case "1":
+		f.eof = true
+	default:
+		return nil, fmt.Errorf("%w: %s %q", ErrBadFrame, hdrEOF, v)
+	}
+	if s := m.Header.Get(hdrInbox); s != "" {
+		if !validSubject(s) {
+			return nil, fmt.Errorf("%w: %s %q", ErrBadFrame, hdrInbox, s)
+		}
+		f.inbox = s
+	}
+	if s := m.Header.Get(hdrCredit); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 || n > maxWindow {
+			return nil, fmt.Errorf("%w: %s %q", ErrBadFrame, hdrCredit, s)
+		}
+		f.credit = n
+	}
+	if f.kind == kindResp {
+		s := m.Header.Get(hdrStatus)
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 200 || n > 599 {
+			return nil, fmt.Errorf("%w: %s %q", ErrBadFrame, hdrStatus, s)
+		}
+		f.status = n
+	}
+	if f.kind == kindError || f.kind == kindCancel {
+		f.errMsg = m.Header.Get(hdrError)
+	}
+	return f, nil
+}
+
+// reqHead is the HTTP request described by a head frame.
+type reqHead struct {
+	method, path, query, host string
+	length                    int64
+	header                    http.Header
+	trailerNames              []string
+	window                    int
+	headTimeout               time.Duration
+}
+
+// parseReqHead checks and extracts the request of a head frame.
+func parseReqHead(f *frame) (*reqHead, error) {
+	if f.kind != kindHead {
+		return nil, fmt.Errorf("%w: want a head frame, got %q", ErrBadFrame, f.kind)
+	}
+	if v := f.h.Get(hdrVersion); v != protoVersion {
+		return nil, fmt.Errorf("%w: protocol version %q, want %s", ErrBadFrame, v, protoVersion)
+	}
+	rh := &reqHead{
+		method: f.h.Get(hdrMethod),
+		path:   f.h.Get(hdrPath),
+		query:  f.h.Get(hdrQuery),
+		host:   f.h.Get(hdrHost),
+	}
+	if !validHTTPToken(rh.method) {
+		return nil, fmt.Errorf("%w: method %q", ErrBadFrame, rh.method)
+	}
+	if !strings.HasPrefix(rh.path, "/") || !validFieldValue(rh.path) || strings.ContainsAny(rh.path, " ?#") {
+		return nil, fmt.Errorf("%w: path %q", ErrBadFrame, rh.path)
+	}
+	if !validFieldValue(rh.query) || strings.ContainsAny(rh.query, " #") {
+		return nil, fmt.Errorf("%w: query %q", ErrBadFrame, rh.query)
+	}
+	if !validFieldValue(rh.host) || strings.ContainsAny(rh.host, " /") {
+		return nil, fmt.Errorf("%w: host %q", ErrBadFrame, rh.host)
+	}
+	rh.length = -1
+	if s := f.h.Get(hdrLength); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < -1 {
+			return nil, fmt.Errorf("%w: %s %q", ErrBadFrame, hdrLength, s)
+		}
+		rh.length = n
+	}
+	if f.eof && rh.length >= 0 && rh.length != int64(len(f.data)) {
+		return nil, fmt.Errorf("%w: %s %d but %d inline bytes", ErrBadFrame, hdrLength, rh.length, len(f.data))
+	}
+	n, err := strconv.Atoi(f.h.Get(hdrWindow))
+	if err != nil || n < 1 || n > maxWindow {
+		return nil, fmt.Errorf("%w: %s %q", ErrBadFrame, hdrWindow, f.h.Get(hdrWindow))
+	}
+	rh.window = n
+	if s := f.h.Get(hdrTimeout); s != "" {
+		ms, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || ms < 0 || ms > 24*3600*1000 {
+			return nil, fmt.Errorf("%w: %s %q", ErrBadFrame, hdrTimeout, s)
+		}
+		rh.headTimeout = time.Duration(ms) * time.Millisecond
+	}
+	hdr, err := httpFields(f.h, prefixHeader)
+	if err != nil {
+		return nil, err
+	}
+	rh.header = hdr
+	if s := f.h.Get(hdrTrailer); s != "" {
+		for _, name := range strings.Split(s, ",") {
+			name = strings.TrimSpace(name)
+			if !validHTTPToken(name) {
+				return nil, fmt.Errorf("%w: trailer name %q", ErrBadFrame, name)
+			}
+			rh.trailerNames = append(rh.trailerNames, http.CanonicalHeaderKey(name))
+		}
+	}
+	return rh, nil
+}
+
+// httpFields extracts the HTTP fields carried under prefix.
+func httpFields(h nats.Header, prefix string) (http.Header, error) {
+	out := make(http.Header)
+	for k, vv := range h {
+		if !strings.HasPrefix(k, prefix) {
+			continue
+		}
+		name := k[len(prefix):]
+		if !validHTTPToken(name) {
+			return nil, fmt.Errorf("%w: field name %q", ErrBadFrame, name)
+		}
+		for _, v := range vv {
+			if !validFieldValue(v) {
+				return nil, fmt.Errorf("%w: value of field %q", ErrBadFrame, name)
+			}
+		}
+		ck := http.CanonicalHeaderKey(name)
+		out[ck] = append(out[ck], vv...)
+	}
+	return out, nil
+}
+
+// putHTTPFields copies HTTP fields under prefix, dropping hop-by-hop fields
+// and fields that could not be framed (bad names, CR, LF or NUL in values).
+func putHTTPFields(dst nats.Header, src http.Header, prefix string) {
+	var conn []string
+	for _, v := range src["Connection"] {
+		for _, name := range strings.Split(v, ",") {
+			conn = append(conn, http.CanonicalHeaderKey(strings.TrimSpace(name)))
+		}
+	}
+	for k, vv := range src {
+		ck := http.CanonicalHeaderKey(k)
+		if isHopByHop(ck) || contains(conn, ck) || !validHTTPToken(k) {
+			continue
+		}
+		var keep []string
+		for _, v := range vv {
+			if validFieldValue(v) {
+				keep = append(keep, v)
+			}
+		}
+		if len(keep) > 0 {
+			dst[prefix+ck] = append(dst[prefix+ck], keep...)
+		}
+	}
+}
+
+var hopByHop = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+func isHopByHop(ck string) bool { return contains(hopByHop, ck) }
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// validHTTPToken reports whether s is an RFC 9110 token (field names, methods).
+func validHTTPToken(s string) bool {
+	if s == "" || len(s) > 256 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
+			continue
+		}
+		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+// validFieldValue rejects what would break NATS header framing.
+func validFieldValue(s string) bool {
+	return !strings.ContainsAny(s, "\r\n\x00")
+}
+
+func newFrame(kind string) nats.Header {
+	return nats.Header{hdrKind: []string{kind}}
+}

@@ -1,0 +1,212 @@
+package neonats
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// timeoutError answers 504 through the reverse proxy (it is a net.Error whose
+// Timeout() is true).
+type timeoutError struct{ what string }
+
+func (e timeoutError) Error() string   { return "nats: timed out waiting for " + e.what }
+func (e timeoutError) Timeout() bool   { return true }
+func (e timeoutError) Temporary() bool { return true }
+
+// errPeerGone is returned when the peer canceled or overran its window.
+type peerError struct{ msg string }
+
+func (e peerError) Error() string { return "nats: " + e.msg }
+
+// sender publishes the frames of one body stream, waiting for credit.
+type sender struct {
+	nc      *nats.Conn
+	st      *stream
+	ctx     context.Context
+	timeout time.Duration
+	seq     uint64
+}
+
+// waitCredit blocks until the peer allows one more frame.
+func (s *sender) waitCredit() error {
+	var timer *time.Timer
+	for !s.st.takeCredit() {
+		if timer == nil {
+			timer = time.NewTimer(s.timeout)
+			defer timer.Stop()
+		}
+		select {
+		case <-s.st.creditCh:
+		case <-s.st.cancelCh:
+			return peerError{"stream aborted by peer"}
+		case <-s.ctx.Done():
+			return s.ctx.Err()
+		case <-timer.C:
+			return timeoutError{"flow-control credit"}
+		}
+	}
+	return nil
+}
+
+// sendData publishes a data frame (seq ≥ 1) to the peer's inbox.
+func (s *sender) sendData(data []byte, eof bool, trailer http.Header) error {
+	if err := s.waitCredit(); err != nil {
+		return err
+	}
+	s.seq++
+	h := newFrame(kindData)
+	h[hdrSeq] = []string{strconv.FormatUint(s.seq, 10)}
+	if eof {
+		h[hdrEOF] = []string{"1"}
+		putHTTPFields(h, trailer, prefixTrailer)
+	}
+	return s.nc.PublishMsg(&nats.Msg{Subject: s.st.peerInbox(), Header: h, Data: data})
+}
+
+// sendControl publishes a credit or cancel frame to the peer, best effort.
+func sendControl(nc *nats.Conn, to, kind string, credit int, msg string) {
+	if to == "" {
+		return
+	}
+	h := newFrame(kind)
+	if credit > 0 {
+		h[hdrCredit] = []string{strconv.Itoa(credit)}
+	}
+	if msg != "" {
+		h[hdrError] = []string{msg}
+	}
+	_ = nc.PublishMsg(&nats.Msg{Subject: to, Header: h})
+}
+
+// bodyReader reads a body stream: the inline bytes of the head frame, then
+// data frames in sequence, granting credit as frames are consumed.
+type bodyReader struct {
+	nc       *nats.Conn
+	st       *stream
+	ctx      context.Context
+	timeout  time.Duration
+	window   int
+	buf      []byte
+	next     uint64
+	eof      bool
+	err      error
+	consumed int
+	trailer  http.Header
+	timer    *time.Timer
+	onEOF    func()
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	for len(b.buf) == 0 {
+		if b.err != nil {
+			return 0, b.err
+		}
+		if b.eof {
+			return 0, io.EOF
+		}
+		b.err = b.nextFrame()
+	}
+	n := copy(p, b.buf)
+	b.buf = b.buf[n:]
+	return n, nil
+}
+
+func (b *bodyReader) nextFrame() error {
+	if b.consumed >= max(1, b.window/2) {
+		sendControl(b.nc, b.st.peerInbox(), kindCredit, b.consumed, "")
+		b.consumed = 0
+	}
+	if b.timer == nil {
+		b.timer = time.NewTimer(b.timeout)
+	} else {
+		b.timer.Reset(b.timeout)
+	}
+	var m *nats.Msg
+	select {
+	case m = <-b.st.ch:
+	case <-b.st.cancelCh:
+		select {
+		case m = <-b.st.ch:
+		default:
+			if b.st.overflow.Load() {
+				return peerError{"peer overran its flow-control window"}
+			}
+			return peerError{"stream canceled"}
+		}
+	case <-b.ctx.Done():
+		return b.ctx.Err()
+	case <-b.timer.C:
+		return timeoutError{"the next body chunk"}
+	}
+	f, err := parseFrame(m)
+	if err != nil {
+		return err
+	}
+	switch f.kind {
+	case kindData:
+	case kindError:
+		return peerError{"peer failed: " + f.errMsg}
+	default:
+		return fmt.Errorf("%w: unexpected %q frame in a body", ErrBadFrame, f.kind)
+	}
+	if f.seq != b.next {
+		return fmt.Errorf("%w: frame %d, want %d (a message was lost)", ErrBadFrame, f.seq, b.next)
+	}
+	b.next++
+	b.consumed++
+	b.buf = f.data
+	if f.eof {
+		b.eof = true
+		if tr, err := httpFields(f.h, prefixTrailer); err == nil {
+			for k, vv := range tr {
+				if b.trailer != nil {
+					b.trailer[k] = vv
+				}
+			}
+		}
+		if b.onEOF != nil {
+			b.onEOF()
+		}
+	}
+	return nil
+}
+
+func (b *bodyReader) stop() {
+	if b.timer != nil {
+		b.timer.Stop()
+	}
+}
+
+// readChunk reads up to len(buf) bytes, returning early once a read comes up
+// short so that slowly produced streams are forwarded as they arrive.
+func readChunk(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		if m < 16<<10 && n > 0 {
+			return n, nil
+		}
+	}
+	return n, nil
+}
+
+// headSize estimates the encoded size of a header block.
+func headSize(h nats.Header) int {
+	n := 16
+	for k, vv := range h {
+		for _, v := range vv {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
+}

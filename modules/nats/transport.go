@@ -1,0 +1,529 @@
+package neonats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+func init() {
+	caddy.RegisterModule(Transport{})
+}
+
+// Transport is the `http.reverse_proxy.transport.nats` module: it carries each
+// proxied request over NATS to a stage gateway instead of dialing the upstream
+// (the upstream address of reverse_proxy is not used; write `to nats`).
+//
+// The subject is built from a template whose tokens may hold placeholders;
+// each token is expanded on its own and must come out a valid token (see
+// ValidToken) or the request is answered 400 and logged. The zone token
+// ({neo.zone}) takes each zone of the failover order in turn: the request's
+// own {neo.zone} first when set, then Zones in order. A zone with no gateway
+// listening (NATS "no responders") is skipped at once, only while nothing has
+// been delivered; when no zone has a gateway the answer is 503.
+//
+// Bodies stream both ways in frames that fit the server's max_payload, with
+// credit-based flow control, so memory stays bounded whatever the size.
+type Transport struct {
+	// Connection names the nats app connection to use. Default: "default".
+	Connection string `json:"connection,omitempty"`
+	// Subject template. Default: "neo.rt.{neo.stage}.{neo.zone}.{neo.tenant}.{neo.app}".
+	Subject string `json:"subject,omitempty"`
+	// Zones is the failover order of the zone token. Default: only the
+	// request's {neo.zone}.
+	Zones []string `json:"zones,omitempty"`
+	// ResponseHeaderTimeout bounds the wait for the response head after the
+	// last request progress. Default: 60s.
+	ResponseHeaderTimeout caddy.Duration `json:"response_header_timeout,omitempty"`
+	// ChunkTimeout bounds the wait for each further body chunk or credit in
+	// either direction. Default: 60s.
+	ChunkTimeout caddy.Duration `json:"chunk_timeout,omitempty"`
+	// ChunkSize is the largest body payload per message; it is further
+	// capped to fit the server's max_payload. Default: 256 KiB.
+	ChunkSize int `json:"chunk_size,omitempty"`
+	// Window is how many body frames may be in flight unacknowledged in each
+	// direction. Default: 8.
+	Window int `json:"window,omitempty"`
+
+	tmpl   *SubjectTemplate
+	nc     *nats.Conn
+	mux    *mux
+	logger *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Transport) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.reverse_proxy.transport.nats",
+		New: func() caddy.Module { return new(Transport) },
+	}
+}
+
+// Provision fills defaults and opens the reply subscription on the shared
+// connection.
+func (t *Transport) Provision(ctx caddy.Context) error {
+	t.logger = ctx.Logger()
+	if t.Subject == "" {
+		t.Subject = DefaultSubject
+	}
+	if t.ResponseHeaderTimeout == 0 {
+		t.ResponseHeaderTimeout = caddy.Duration(60 * time.Second)
+	}
+	if t.ChunkTimeout == 0 {
+		t.ChunkTimeout = caddy.Duration(60 * time.Second)
+	}
+	if t.ChunkSize == 0 {
+		t.ChunkSize = 256 << 10
+	}
+	if t.Window == 0 {
+		t.Window = 8
+	}
+	if err := t.Validate(); err != nil {
+		return err
+	}
+	nc, err := Conn(ctx, t.Connection)
+	if err != nil {
+		return fmt.Errorf("connection: %w", err)
+	}
+	t.nc = nc
+	t.mux, err = newMux(nc)
+	if err != nil {
+		return fmt.Errorf("subscribing to replies: %w", err)
+	}
+	return nil
+}
+
+// Validate checks the configuration.
+func (t *Transport) Validate() error {
+	st, err := ParseSubjectTemplate(t.Subject)
+	if err != nil {
+		return fmt.Errorf("subject: %w", err)
+	}
+	t.tmpl = st
+	for _, z := range t.Zones {
+		if err := ValidToken(z); err != nil {
+			return fmt.Errorf("zones: %w", err)
+		}
+	}
+	if len(t.Zones) > 0 && !st.HasZone() {
+		return fmt.Errorf("zones: the subject %q has no %s token", t.Subject, ZonePlaceholder)
+	}
+	if t.ResponseHeaderTimeout < 0 || t.ChunkTimeout < 0 {
+		return errors.New("response_header_timeout, chunk_timeout: must not be negative")
+	}
+	if t.ChunkSize < 1024 || t.ChunkSize > 64<<20 {
+		return fmt.Errorf("chunk_size: want 1024 to %d, got %d", 64<<20, t.ChunkSize)
+	}
+	if t.Window < 1 || t.Window > maxWindow {
+		return fmt.Errorf("window: want 1 to %d, got %d", maxWindow, t.Window)
+	}
+	return nil
+}
+
+// Cleanup closes the reply subscription (the connection stays in the pool).
+func (t *Transport) Cleanup() error {
+	if t.mux != nil {
+		t.mux.close()
+	}
+	return nil
+}
+
+// zoneOrder lists the zones to try: the request's own zone, then Zones.
+func (t *Transport) zoneOrder(repl *caddy.Replacer) []string {
+	if !t.tmpl.HasZone() {
+		return []string{""}
+	}
+	var out []string
+	if repl != nil {
+		if z, _ := repl.GetString("neo.zone"); z != "" {
+			out = append(out, z)
+		}
+	}
+	for _, z := range t.Zones {
+		if !contains(out, z) {
+			out = append(out, z)
+		}
+	}
+	return out
+}
+
+func (t *Transport) chunkSize() int {
+	c := t.ChunkSize
+	if mp := int(t.nc.MaxPayload()); mp > 0 && c > mp-1024 {
+		c = mp - 1024
+	}
+	return max(c, 512)
+}
+
+// RoundTrip sends the request over NATS and returns the gateway's response.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	repl, _ := ctx.Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	var tenant, app string
+	if repl != nil {
+		tenant, _ = repl.GetString("neo.tenant")
+		app, _ = repl.GetString("neo.app")
+	}
+	// fields for log lines; built lazily into a logger only when one is written
+	fields := []zap.Field{zap.String("tenant", tenant), zap.String("app", app)}
+	log := lazyLogger{base: t.logger, fields: &fields}
+
+	if req.Header.Get("Upgrade") != "" {
+		proxyRequests.WithLabelValues("upgrade_refused").Inc()
+		log.Warn("refusing protocol upgrade over nats", zap.String("upgrade", req.Header.Get("Upgrade")))
+		return synthetic(req, http.StatusNotImplemented, "protocol upgrades are not carried over NATS"), nil
+	}
+	exp, err := t.tmpl.Expand(repl)
+	if err != nil {
+		proxyRequests.WithLabelValues("bad_subject").Inc()
+		log.Warn("rejecting request: cannot build a nats subject", zap.String("subject", t.Subject), zap.Error(err))
+		return synthetic(req, http.StatusBadRequest, "bad request: invalid routing name"), nil
+	}
+	zones := t.zoneOrder(repl)
+	if len(zones) == 0 {
+		proxyRequests.WithLabelValues("no_zone").Inc()
+		log.Error("no zone to send to: set {neo.zone} or zones", zap.String("subject", t.Subject))
+		return synthetic(req, http.StatusBadGateway, "no zone configured"), nil
+	}
+	subjects := make([]string, len(zones))
+	for i, z := range zones {
+		if subjects[i], err = exp.Subject(z); err != nil {
+			proxyRequests.WithLabelValues("bad_subject").Inc()
+			log.Warn("rejecting request: bad zone token", zap.String("zone", z), zap.Error(err))
+			return synthetic(req, http.StatusBadRequest, "bad request: invalid zone"), nil
+		}
+	}
+	fields = append(fields, zap.String("subject", subjects[0]))
+
+	// the head frame
+	head := newFrame(kindHead)
+	head[hdrVersion] = []string{protoVersion}
+	head[hdrMethod] = []string{req.Method}
+	head[hdrPath] = []string{req.URL.EscapedPath()}
+	head[hdrQuery] = []string{req.URL.RawQuery}
+	host := req.Host
+	if host == "" {
+		host = req.URL.Host
+	}
+	head[hdrHost] = []string{host}
+	head[hdrWindow] = []string{strconv.Itoa(t.Window)}
+	head[hdrTimeout] = []string{strconv.FormatInt(time.Duration(t.ResponseHeaderTimeout).Milliseconds(), 10)}
+	putHTTPFields(head, req.Header, prefixHeader)
+	if len(req.Trailer) > 0 {
+		names := make([]string, 0, len(req.Trailer))
+		for k := range req.Trailer {
+			if validHTTPToken(k) {
+				names = append(names, k)
+			}
+		}
+		sort.Strings(names)
+		head[hdrTrailer] = []string{strings.Join(names, ",")}
+	}
+	chunk := t.chunkSize()
+	inlineMax := int(t.nc.MaxPayload()) - headSize(head) - 256
+	if inlineMax < 0 && t.nc.MaxPayload() > 0 {
+		proxyRequests.WithLabelValues("head_too_large").Inc()
+		log.Warn("request head does not fit in a nats message", zap.Int("head_bytes", headSize(head)))
+		return synthetic(req, http.StatusRequestHeaderFieldsTooLarge, "request header fields too large"), nil
+	}
+	inlineMax = min(inlineMax, chunk)
+	body := req.Body
+	var first []byte
+	eof := body == nil || body == http.NoBody || req.ContentLength == 0
+	if !eof && req.ContentLength > 0 && req.ContentLength <= int64(inlineMax) && len(req.Trailer) == 0 {
+		first = make([]byte, req.ContentLength)
+		if _, err := io.ReadFull(body, first); err != nil {
+			return nil, fmt.Errorf("reading request body: %w", err)
+		}
+		eof = true
+	}
+	length := req.ContentLength
+	if body == nil || body == http.NoBody {
+		length = 0
+	}
+	head[hdrLength] = []string{strconv.FormatInt(length, 10)}
+	if eof {
+		head[hdrEOF] = []string{"1"}
+	}
+
+	st := t.mux.open(t.Window)
+	msg := &nats.Msg{Reply: st.inbox, Header: head, Data: first}
+	hdrTimeout := time.Duration(t.ResponseHeaderTimeout)
+	timer := time.NewTimer(hdrTimeout)
+	defer timer.Stop()
+	fail := func(outcome string, err error) (*http.Response, error) {
+		st.abort()
+		sendControl(t.nc, st.peerInbox(), kindCancel, 0, outcome)
+		st.close()
+		proxyRequests.WithLabelValues(outcome).Inc()
+		if !errors.Is(err, context.Canceled) {
+			log.Error("nats round trip failed", zap.String("outcome", outcome), zap.Error(err))
+		}
+		return nil, err
+	}
+
+	// publish to each zone in turn until a gateway takes the request
+	var pending *nats.Msg
+	accepted := false
+	for i, subj := range subjects {
+		msg.Subject = subj
+		if err := t.nc.PublishMsg(msg); err != nil {
+			return fail("publish_error", fmt.Errorf("publishing to %s: %w", subj, err))
+		}
+		select {
+		case <-st.peerCh:
+			accepted = true
+		case m := <-st.ch:
+			f, err := parseFrame(m)
+			if err != nil {
+				return fail("bad_frame", err)
+			}
+			if f.kind == kindNoResponders {
+				if i+1 < len(subjects) {
+					proxyFailovers.Inc()
+					log.Debug("no gateway in zone, failing over", zap.String("zone", zones[i]), zap.String("next", zones[i+1]))
+				}
+				continue
+			}
+			accepted, pending = true, m
+		case <-ctx.Done():
+			return fail("client_gone", ctx.Err())
+		case <-timer.C:
+			return fail("head_timeout", timeoutError{"the response head from " + subj})
+		}
+		if accepted {
+			fields[len(fields)-1] = zap.String("subject", subj)
+			break
+		}
+	}
+	if !accepted {
+		st.close()
+		proxyRequests.WithLabelValues("no_responders").Inc()
+		log.Warn("no stage gateway listens for this request", zap.Strings("subjects", subjects))
+		return synthetic(req, http.StatusServiceUnavailable, "no gateway available"), nil
+	}
+
+	// stream the request body
+	uploadDone := make(chan error, 1)
+	var progress chan struct{}
+	if !eof {
+		progress = make(chan struct{}, 1)
+		go func() {
+			uploadDone <- t.upload(ctx, st, body, req.Trailer, chunk, progress)
+		}()
+	} else {
+		uploadDone <- nil
+	}
+
+	// wait for the response head
+	for pending == nil {
+		select {
+		case pending = <-st.ch:
+		case err := <-uploadDone:
+			if err != nil {
+				return fail("upload_error", err)
+			}
+			uploadDone = nil
+			timer.Reset(hdrTimeout)
+		case <-progress:
+			timer.Reset(hdrTimeout)
+		case <-st.cancelCh:
+			return fail("aborted", peerError{"stream aborted"})
+		case <-ctx.Done():
+			return fail("client_gone", ctx.Err())
+		case <-timer.C:
+			return fail("head_timeout", timeoutError{"the response head"})
+		}
+	}
+	f, err := parseFrame(pending)
+	if err != nil {
+		return fail("bad_frame", err)
+	}
+	switch f.kind {
+	case kindResp:
+	case kindError:
+		return fail("gateway_error", peerError{"gateway failed: " + f.errMsg})
+	default:
+		return fail("bad_frame", fmt.Errorf("%w: want a resp frame, got %q", ErrBadFrame, f.kind))
+	}
+	hdr, err := httpFields(f.h, prefixHeader)
+	if err != nil {
+		return fail("bad_frame", err)
+	}
+	resp := &http.Response{
+		Status:     fmt.Sprintf("%d %s", f.status, http.StatusText(f.status)),
+		StatusCode: f.status,
+		Proto:      "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header:        hdr,
+		ContentLength: -1,
+		Request:       req,
+	}
+	if cl := hdr.Get("Content-Length"); cl != "" {
+		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
+			resp.ContentLength = n
+		}
+	}
+	if req.Method == http.MethodHead || f.status == http.StatusNoContent || f.status == http.StatusNotModified {
+		resp.ContentLength = 0
+		if req.Method == http.MethodHead {
+			if cl := hdr.Get("Content-Length"); cl != "" {
+				resp.ContentLength, _ = strconv.ParseInt(cl, 10, 64)
+			}
+		}
+	}
+	if s := f.h.Get(hdrTrailer); s != "" {
+		resp.Trailer = make(http.Header)
+		for _, name := range strings.Split(s, ",") {
+			if name = strings.TrimSpace(name); validHTTPToken(name) {
+				resp.Trailer[http.CanonicalHeaderKey(name)] = nil
+			}
+		}
+	}
+	br := &bodyReader{
+		nc: t.nc, st: st, ctx: ctx, timeout: time.Duration(t.ChunkTimeout), window: t.Window,
+		buf: f.data, next: 1, eof: f.eof, trailer: resp.Trailer,
+	}
+	if f.eof {
+		if tr, err := httpFields(f.h, prefixTrailer); err == nil && len(tr) > 0 {
+			if resp.Trailer == nil {
+				resp.Trailer = make(http.Header)
+			}
+			for k, vv := range tr {
+				resp.Trailer[k] = vv
+			}
+		}
+	}
+	if resp.Trailer == nil {
+		// late trailers fill this map (the proxy announces them then)
+		resp.Trailer = make(http.Header)
+		br.trailer = resp.Trailer
+	}
+	resp.Body = &respBody{br: br, t: t, log: log}
+	proxyRequests.WithLabelValues("ok").Inc()
+	return resp, nil
+}
+
+// upload streams the request body after the inline part.
+func (t *Transport) upload(ctx context.Context, st *stream, body io.Reader, trailer http.Header, chunk int, progress chan struct{}) error {
+	snd := &sender{nc: t.nc, st: st, ctx: ctx, timeout: time.Duration(t.ChunkTimeout)}
+	buf := make([]byte, chunk)
+	for {
+		n, err := readChunk(body, buf)
+		eof := errors.Is(err, io.EOF)
+		if err != nil && !eof {
+			return fmt.Errorf("reading request body: %w", err)
+		}
+		if n > 0 && len(trailer) > 0 && eof {
+			// data first, trailers in a frame of their own
+			if err := snd.sendData(buf[:n], false, nil); err != nil {
+				return err
+			}
+			n = 0
+		}
+		if n > 0 || eof {
+			if err := snd.sendData(buf[:n], eof, trailer); err != nil {
+				return err
+			}
+			select {
+			case progress <- struct{}{}:
+			default:
+			}
+		}
+		if eof {
+			return nil
+		}
+	}
+}
+
+// respBody is the response body handed to the reverse proxy.
+type respBody struct {
+	br     *bodyReader
+	t      *Transport
+	log    lazyLogger
+	closed bool
+}
+
+// lazyLogger adds request fields only to lines that are written.
+type lazyLogger struct {
+	base   *zap.Logger
+	fields *[]zap.Field
+}
+
+func (l lazyLogger) write(lvl zapcore.Level, msg string, extra ...zap.Field) {
+	if c := l.base.Check(lvl, msg); c != nil {
+		c.Write(append(append([]zap.Field(nil), *l.fields...), extra...)...)
+	}
+}
+
+func (l lazyLogger) Warn(msg string, f ...zap.Field)  { l.write(zapcore.WarnLevel, msg, f...) }
+func (l lazyLogger) Error(msg string, f ...zap.Field) { l.write(zapcore.ErrorLevel, msg, f...) }
+func (l lazyLogger) Debug(msg string, f ...zap.Field) { l.write(zapcore.DebugLevel, msg, f...) }
+
+func (r *respBody) Read(p []byte) (int, error) {
+	n, err := r.br.Read(p)
+	if err != nil && err != io.EOF {
+		r.log.Warn("nats response stream failed", zap.Error(err))
+	}
+	return n, err
+}
+
+func (r *respBody) Close() error {
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	if !r.br.eof {
+		sendControl(r.t.nc, r.br.st.peerInbox(), kindCancel, 0, "client closed the response")
+	}
+	r.br.stop()
+	r.br.st.abort()
+	r.br.st.close()
+	return nil
+}
+
+// synthetic builds a response the transport answers itself.
+func synthetic(req *http.Request, status int, msg string) *http.Response {
+	body := msg + "\n"
+	return &http.Response{
+		Status:     fmt.Sprintf("%d %s", status, http.StatusText(status)),
+		StatusCode: status,
+		Proto:      "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{
+			"Content-Type":       {"text/plain; charset=utf-8"},
+			"Content-Length":     {strconv.Itoa(len(body))},
+			"Neo-Nats-Synthetic": {"1"},
+		},
+		ContentLength: int64(len(body)),
+		Body:          io.NopCloser(strings.NewReader(body)),
+		Request:       req,
+	}
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner         = (*Transport)(nil)
+	_ caddy.Validator           = (*Transport)(nil)
+	_ caddy.CleanerUpper        = (*Transport)(nil)
+	_ http.RoundTripper         = (*Transport)(nil)
+	_ reverseproxy.TLSTransport = (*Transport)(nil)
+)
+
+// TLSEnabled reports false: NATS connections carry their own TLS settings.
+func (t *Transport) TLSEnabled() bool { return false }
+
+// EnableTLS is not supported: configure TLS on the nats connection.
+func (t *Transport) EnableTLS(*reverseproxy.TLSConfig) error {
+	return errors.New("nats transport: configure TLS on the nats app connection, not the transport")
+}
