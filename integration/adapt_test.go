@@ -49,7 +49,9 @@ func TestBinaryModules(t *testing.T) {
 	for _, l := range strings.Split(string(out), "\n") {
 		mods[strings.TrimSpace(l)] = true
 	}
-	for _, want := range []string{"http.handlers.neo_echo", "http.handlers.waf", "http.handlers.rate_limit", "security", "http.handlers.reverse_proxy"} {
+	for _, want := range []string{"http.handlers.neo_echo", "http.handlers.waf", "http.handlers.rate_limit", "security", "http.handlers.reverse_proxy",
+		"http.handlers.neo_waf", "http.handlers.neo_identity", "http.handlers.neo_login_user", "http.handlers.neo_egress",
+		"nats", "http.reverse_proxy.transport.nats", "waf_accel"} {
 		if !mods[want] {
 			t.Errorf("list-modules lacks %s", want)
 		}

@@ -460,6 +460,9 @@ func TestNATSMicroLs(t *testing.T) {
 		gopath, _ := exec.Command("go", "env", "GOPATH").Output()
 		cli = strings.TrimSpace(string(gopath)) + "/bin/nats"
 		if _, err := os.Stat(cli); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatal("nats CLI not installed; .ci/run installs it")
+			}
 			t.Skip("nats CLI not installed (go install github.com/nats-io/natscli/nats@v0.5.0)")
 		}
 	}
