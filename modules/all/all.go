@@ -4,4 +4,5 @@ package all
 
 import (
 	_ "github.com/projectneo/caddy-neo/modules/echo"
+	_ "github.com/projectneo/caddy-neo/modules/neo"
 )
