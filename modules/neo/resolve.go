@@ -21,8 +21,9 @@ import (
 //     contain a backslash or a control character: 400.
 //  3. Dot segments and empty segments are removed (`/a/./b//c/../d` becomes
 //     `/a/b/d`; `..` never climbs above `/`); a trailing slash is kept. When
-//     this changes the path, the request continues with the cleaned path
-//     (r.URL.Path, the raw path re-encoded), and the upstream receives it.
+//     this changes the path, the request continues with the cleaned path.
+//     The upstream receives the cleaned, decoded path in Go's canonical
+//     encoding (other percent-encodings such as %6F are decoded).
 //  4. The first segment of the cleaned path names the app (case-sensitive).
 //     Platform services match the longest configured prefix of the cleaned path.
 

@@ -169,7 +169,8 @@ func (h *RouteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 	if res.Rewrite != "" {
 		path, changed = res.Rewrite, true
 	}
-	if changed {
+	if changed || r.URL.RawPath != "" {
+		// Forward exactly the resolved path, in Go's canonical encoding.
 		r.URL.Path = path
 		r.URL.RawPath = ""
 		r.RequestURI = r.URL.RequestURI()
