@@ -16,7 +16,7 @@ import (
 	_ "github.com/mholt/caddy-ratelimit"
 
 	// caddy-neo's own modules.
-	_ "github.com/projectneo/caddy-neo/modules/all"
+	_ "github.com/projectneo/caddy-neo"
 )
 
 func main() {

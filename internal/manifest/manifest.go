@@ -25,6 +25,10 @@ import (
 // ModulePath is the Go module path of this repository.
 const ModulePath = "github.com/projectneo/caddy-neo"
 
+// LocalVersion is the version a local plugin is required at in the xcaddy
+// build; a replace directive points it at the local directory.
+const LocalVersion = "v0.0.0-00010101000000-000000000000"
+
 // Plugin is one package compiled into the binary with a blank import.
 type Plugin struct {
 	// Package (import) path of the plugin.
@@ -44,10 +48,14 @@ type Pin struct {
 
 // Manifest is the content of xcaddy.json.
 type Manifest struct {
-	CaddyVersion string   `json:"caddy_version"`
-	GONOSUMDB    string   `json:"gonosumdb"`
-	Plugins      []Plugin `json:"plugins"`
-	Pins         []Pin    `json:"pins"`
+	CaddyVersion string `json:"caddy_version"`
+	GONOSUMDB    string `json:"gonosumdb"`
+	// BuildFlags are passed to the go commands xcaddy runs. When empty, xcaddy
+	// adds its own defaults, among them the tags nobadger,nomysql,nopgx, and the
+	// binary would lack modules that `go build ./cmd/caddy` links.
+	BuildFlags string   `json:"build_flags"`
+	Plugins    []Plugin `json:"plugins"`
+	Pins       []Pin    `json:"pins"`
 
 	dir string
 }
@@ -118,14 +126,17 @@ func ModuleOf(pkg string, mods map[string]string) string {
 
 // Builder returns the xcaddy build the manifest describes.
 func (m *Manifest) Builder() (xcaddy.Builder, error) {
-	b := xcaddy.Builder{CaddyVersion: m.CaddyVersion}
+	b := xcaddy.Builder{CaddyVersion: m.CaddyVersion, BuildFlags: m.BuildFlags}
 	for _, p := range m.Plugins {
 		if p.Local != "" {
 			dir, err := filepath.Abs(filepath.Join(m.dir, p.Local))
 			if err != nil {
 				return b, err
 			}
-			b.Plugins = append(b.Plugins, xcaddy.Dependency{PackagePath: p.ModulePath})
+			// The zero pseudo-version: the replacement below supplies the code,
+			// and the go command need not ask the module proxy for a version
+			// of this module (which it does not serve).
+			b.Plugins = append(b.Plugins, xcaddy.Dependency{PackagePath: p.ModulePath, Version: LocalVersion})
 			b.Replacements = append(b.Replacements, xcaddy.NewReplace(ModulePath, dir))
 			continue
 		}

@@ -3,6 +3,8 @@
 package all
 
 import (
+	_ "github.com/projectneo/caddy-neo/modules/bruteforce"
 	_ "github.com/projectneo/caddy-neo/modules/echo"
+	_ "github.com/projectneo/caddy-neo/modules/edgewaf"
 	_ "github.com/projectneo/caddy-neo/modules/neo"
 )

@@ -1,0 +1,66 @@
+package bruteforce
+
+import (
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("neo_login_user", parseCaddyfile)
+	httpcaddyfile.RegisterDirectiveOrder("neo_login_user", httpcaddyfile.Before, "request_body")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	l := new(LoginUser)
+	err := l.UnmarshalCaddyfile(h.Dispenser)
+	return l, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	neo_login_user [<field>...] {
+//	    fields   <field>...
+//	    max_body <size>
+//	}
+//
+// Fields may be given inline or in the block, not both.
+func (l *LoginUser) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	l.Fields = d.RemainingArgs()
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		name := d.Val()
+		if seen[name] {
+			return d.Errf("neo_login_user: duplicate subdirective %q", name)
+		}
+		seen[name] = true
+		switch name {
+		case "fields":
+			if len(l.Fields) > 0 {
+				return d.Errf("neo_login_user: fields given inline and in the block")
+			}
+			l.Fields = d.RemainingArgs()
+			if len(l.Fields) == 0 {
+				return d.ArgErr()
+			}
+		case "max_body":
+			var v string
+			if !d.Args(&v) || d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := humanize.ParseBytes(v)
+			if err != nil || n == 0 || n > 16<<20 {
+				return d.Errf("neo_login_user: max_body: want a size from 1 byte to 16MiB, got %q", v)
+			}
+			l.MaxBody = int64(n)
+		default:
+			return d.Errf("neo_login_user: unknown subdirective %q", name)
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var _ caddyfile.Unmarshaler = (*LoginUser)(nil)

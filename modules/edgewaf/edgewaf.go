@@ -1,0 +1,128 @@
+// Package edgewaf provides neo_waf, the edge's WAF handler: Coraza
+// (coraza-caddy's http.handlers.waf, with the OWASP CRS) wrapped so that
+// streamed responses keep streaming.
+//
+// coraza-caddy v2.1.0's response writer swallows Flush: with response body
+// inspection off, the bytes go straight to the client's connection but stay in
+// Caddy's buffer until the handler returns, so server-sent events and other
+// streamed responses arrive all at once at the end. neo_waf hands the handlers
+// after the WAF a writer whose Flush reaches the connection once the WAF has
+// let the response head through (never before, so a response the WAF still
+// inspects is never sent early). WebSocket upgrades (Hijack) pass through too.
+package edgewaf
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler is the neo_waf handler.
+type Handler struct {
+	// WAFRaw is the WAF handler to run, normally coraza-caddy's
+	// `{"handler": "waf", ...}`. Required.
+	WAFRaw json.RawMessage `json:"waf,omitempty" caddy:"namespace=http.handlers inline_key=handler"`
+
+	waf caddyhttp.MiddlewareHandler
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.neo_waf",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision loads the WAF handler.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	if h.WAFRaw == nil {
+		return fmt.Errorf("waf: a WAF handler is required")
+	}
+	mod, err := ctx.LoadModule(h, "WAFRaw")
+	if err != nil {
+		return fmt.Errorf("loading waf handler: %w", err)
+	}
+	mw, ok := mod.(caddyhttp.MiddlewareHandler)
+	if !ok {
+		return fmt.Errorf("waf: module %T is not an HTTP middleware handler", mod)
+	}
+	h.waf = mw
+	return nil
+}
+
+// ServeHTTP runs the WAF with flush pass-through for the handlers after it.
+func (h Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	outer := &headTracker{ResponseWriter: w}
+	return h.waf.ServeHTTP(outer, r, caddyhttp.HandlerFunc(func(ww http.ResponseWriter, r *http.Request) error {
+		return next.ServeHTTP(&flushThrough{ResponseWriter: ww, outer: outer}, r)
+	}))
+}
+
+// headTracker is the writer the WAF writes to; it records whether the WAF
+// has let the response head through.
+type headTracker struct {
+	http.ResponseWriter
+	headSent bool
+}
+
+func (t *headTracker) WriteHeader(code int) {
+	if code >= 200 || code == http.StatusSwitchingProtocols {
+		t.headSent = true
+	}
+	t.ResponseWriter.WriteHeader(code)
+}
+
+func (t *headTracker) Write(b []byte) (int, error) {
+	t.headSent = true
+	return t.ResponseWriter.Write(b)
+}
+
+func (t *headTracker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return http.NewResponseController(t.ResponseWriter).Hijack()
+}
+
+func (t *headTracker) Unwrap() http.ResponseWriter { return t.ResponseWriter }
+
+// flushThrough is the writer the handlers after the WAF get.
+type flushThrough struct {
+	http.ResponseWriter // the WAF's writer
+	outer               *headTracker
+}
+
+func (f *flushThrough) FlushError() error {
+	// Let the WAF write the head if it holds it back until a flush.
+	if fl, ok := f.ResponseWriter.(http.Flusher); ok {
+		fl.Flush()
+	}
+	if !f.outer.headSent {
+		return nil // the WAF still holds the response (it inspects the body)
+	}
+	return http.NewResponseController(f.outer.ResponseWriter).Flush()
+}
+
+func (f *flushThrough) Flush() { _ = f.FlushError() }
+
+func (f *flushThrough) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return http.NewResponseController(f.ResponseWriter).Hijack()
+}
+
+func (f *flushThrough) Unwrap() http.ResponseWriter { return f.ResponseWriter }
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+	_ http.Flusher                = (*flushThrough)(nil)
+	_ http.Hijacker               = (*flushThrough)(nil)
+	_ http.Hijacker               = (*headTracker)(nil)
+)
