@@ -102,6 +102,30 @@ func (r *Route) PoolKey() string {
 	return "app/" + r.Tenant + "/" + r.Stage + "/" + r.App
 }
 
+// placeholder provides {neo.tenant}, {neo.stage}, {neo.app}, {neo.service},
+// {neo.zone} and {neo.host}.
+func (r *Route) placeholder(key string) (any, bool) {
+	name, ok := strings.CutPrefix(key, "neo.")
+	if !ok {
+		return nil, false
+	}
+	switch name {
+	case "tenant":
+		return r.Tenant, true
+	case "stage":
+		return r.Stage, true
+	case "app":
+		return r.App, true
+	case "service":
+		return r.Service, true
+	case "zone":
+		return r.Zone, true
+	case "host":
+		return r.Host, true
+	}
+	return nil, false
+}
+
 const routeVar = "neo.route"
 
 // RouteFromRequest returns the route neo_route resolved for r, if any.
@@ -188,12 +212,7 @@ func (h *RouteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 	h.app.metrics.request(rt.Tenant, rt.Stage, rt.App, rt.Service)
 	caddyhttp.SetVar(r.Context(), routeVar, rt)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set("neo.tenant", rt.Tenant)
-		repl.Set("neo.stage", rt.Stage)
-		repl.Set("neo.app", rt.App)
-		repl.Set("neo.service", rt.Service)
-		repl.Set("neo.zone", rt.Zone)
-		repl.Set("neo.host", rt.Host)
+		repl.Map(rt.placeholder)
 	}
 	return next.ServeHTTP(w, r)
 }
