@@ -286,6 +286,21 @@ func TestRegistryAdminRuntimeTenant(t *testing.T) {
 		t.Fatalf("initech-dev: %d %s", status, tn)
 	}
 
+	// Metrics: requests by tenant, stage and app; registry size; admin changes.
+	if resp, err := c.Get("https://initech.apps.localhost:8443/nope/"); err != nil || resp.StatusCode != 404 {
+		t.Fatalf("unknown app: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	if st, out, _ := inst.Admin("GET", "/metrics", nil); st != 200 ||
+		!strings.Contains(string(out), `caddy_neo_requests_total{app="crm",stage="prod",tenant="initech"}`) ||
+		!strings.Contains(string(out), "caddy_neo_registry_tenants 3") ||
+		!strings.Contains(string(out), `caddy_neo_admin_changes_total{code="201",method="PUT"}`) ||
+		!strings.Contains(string(out), "caddy_neo_admin_change_duration_seconds_bucket") ||
+		!strings.Contains(string(out), `caddy_neo_unrouted_requests_total{reason="`) {
+		t.Fatalf("metrics: %d\n%s", st, grepLines(string(out), "caddy_neo"))
+	}
+
 	// Config reload: the run-time tenant stays.
 	if code, out := reload(t, inst); code != 200 {
 		t.Fatalf("reload: %d %s", code, out)
@@ -344,4 +359,14 @@ func reload(t *testing.T, inst *harness.Instance) (int, string) {
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(out)
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
