@@ -1,7 +1,10 @@
 package neo
 
 import (
+	"context"
+
 	"fmt"
+	"github.com/caddyserver/caddy/v2"
 	"sync"
 	"testing"
 
@@ -109,4 +112,10 @@ func fleet(n int, stages []string) map[string]*TenantConfig {
 		out[fmt.Sprintf("t%06d", i)] = &TenantConfig{Apps: map[string]*AppConfig{"web": {Stages: st}}}
 	}
 	return out
+}
+
+func caddyCtx(t testing.TB) caddy.Context {
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	return ctx
 }
