@@ -5,13 +5,15 @@ import (
 	"math/bits"
 )
 
-// pmap is an immutable (persistent) hash map from string to V: a hash array
-// mapped trie with 32-way nodes. Get walks at most ⌈64/5⌉ levels (about
-// log32(n): 4 levels at 1,000,000 entries); With and Without copy only the
-// nodes on one path, so a change costs O(log32 n) whatever the map's size,
-// and every older version stays valid and unchanged for its readers.
+// pmap is an immutable (persistent) hash map from string to V: a flat root
+// table of 4,096 slots (the top 12 bits of the hash) over hash array mapped
+// tries with 32-way nodes. Get touches the root slot and about
+// 1 + log32(n/4096) nodes (one or two up to a million entries), close to a
+// Go map's memory accesses; With and Without copy the root table (32 KiB)
+// and the nodes on one path, so a change costs the same whatever the map's
+// size, and every older version stays valid and unchanged for its readers.
 type pmap[V any] struct {
-	root *pnode[V]
+	root *[prootSize]*pnode[V]
 	size int
 }
 
@@ -28,7 +30,9 @@ type pentry[V any] struct {
 }
 
 const (
-	pbits  = 5
+	prootBits = 12
+	prootSize = 1 << prootBits
+	pbits     = 5
 	pmask  = 1<<pbits - 1
 	pdepth = 64 // bits of hash consumed; beyond it nodes hold collision lists
 )
@@ -43,11 +47,14 @@ func (m pmap[V]) Len() int { return m.size }
 // Get returns the value for key.
 func (m pmap[V]) Get(key string) (V, bool) {
 	var zero V
-	n := m.root
-	if n == nil {
+	if m.root == nil {
 		return zero, false
 	}
 	h := phash(key)
+	n := m.root[h>>(64-prootBits)]
+	if n == nil {
+		return zero, false
+	}
 	for shift := uint(0); ; shift += pbits {
 		if shift >= pdepth {
 			for i := range n.entries {
@@ -75,16 +82,23 @@ func (m pmap[V]) Get(key string) (V, bool) {
 
 // With returns a map holding key → val in addition (or in place of the old value).
 func (m pmap[V]) With(key string, val V) pmap[V] {
-	root := m.root
-	if root == nil {
-		root = &pnode[V]{}
+	h := phash(key)
+	slot := h >> (64 - prootBits)
+	root := new([prootSize]*pnode[V])
+	if m.root != nil {
+		*root = *m.root
 	}
-	nr, added := root.with(pentry[V]{hash: phash(key), key: key, val: val}, 0)
+	n := root[slot]
+	if n == nil {
+		n = &pnode[V]{}
+	}
+	nn, added := n.with(pentry[V]{hash: h, key: key, val: val}, 0)
+	root[slot] = nn
 	size := m.size
 	if added {
 		size++
 	}
-	return pmap[V]{root: nr, size: size}
+	return pmap[V]{root: root, size: size}
 }
 
 func (n *pnode[V]) with(e pentry[V], shift uint) (*pnode[V], bool) {
@@ -129,16 +143,48 @@ func (n *pnode[V]) with(e pentry[V], shift uint) (*pnode[V], bool) {
 	}
 }
 
+// withInPlace is With for a map nobody else can see yet (while building a
+// first snapshot): the root table is changed in place instead of copied.
+func (m pmap[V]) withInPlace(key string, val V) pmap[V] {
+	if m.root == nil {
+		m.root = new([prootSize]*pnode[V])
+	}
+	h := phash(key)
+	slot := h >> (64 - prootBits)
+	n := m.root[slot]
+	if n == nil {
+		n = &pnode[V]{}
+	}
+	nn, added := n.with(pentry[V]{hash: h, key: key, val: val}, 0)
+	m.root[slot] = nn
+	if added {
+		m.size++
+	}
+	return m
+}
+
 // Without returns a map without key.
 func (m pmap[V]) Without(key string) pmap[V] {
 	if m.root == nil {
 		return m
 	}
-	nr, removed := m.root.without(key, phash(key), 0)
+	h := phash(key)
+	slot := h >> (64 - prootBits)
+	n := m.root[slot]
+	if n == nil {
+		return m
+	}
+	nn, removed := n.without(key, h, 0)
 	if !removed {
 		return m
 	}
-	return pmap[V]{root: nr, size: m.size - 1}
+	root := new([prootSize]*pnode[V])
+	*root = *m.root
+	if len(nn.entries) == 0 {
+		nn = nil
+	}
+	root[slot] = nn
+	return pmap[V]{root: root, size: m.size - 1}
 }
 
 func (n *pnode[V]) without(key string, h uint64, shift uint) (*pnode[V], bool) {
@@ -191,8 +237,13 @@ func (n *pnode[V]) remove(bit uint32, pos int) *pnode[V] {
 
 // Range calls f for every entry in an unspecified order until f returns false.
 func (m pmap[V]) Range(f func(string, V) bool) {
-	if m.root != nil {
-		m.root.rng(f)
+	if m.root == nil {
+		return
+	}
+	for _, n := range m.root {
+		if n != nil && !n.rng(f) {
+			return
+		}
 	}
 }
 

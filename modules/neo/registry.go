@@ -197,7 +197,11 @@ func emptySnapshot(g *globals) *Snapshot { return &Snapshot{g: g} }
 // put returns a snapshot with tenant t added or replaced. It fails, naming
 // both, when t's hosts would be ambiguous with another tenant's or a custom
 // domain belongs to another tenant.
-func (s *Snapshot) put(t *Tenant) (*Snapshot, error) {
+func (s *Snapshot) put(t *Tenant) (*Snapshot, error) { return s.putMode(t, false) }
+
+// putMode is put; inPlace (only while building an unpublished snapshot)
+// changes s's tables in place.
+func (s *Snapshot) putMode(t *Tenant, inPlace bool) (*Snapshot, error) {
 	exists := func(u string) bool { _, ok := s.tenants.Get(u); return ok && u != t.Name }
 	if amb := s.g.stages.ambiguity(t.Name, exists); amb != "" {
 		return nil, fmt.Errorf("tenants.%s: ambiguous host names: %s", t.Name, amb)
@@ -221,9 +225,18 @@ func (s *Snapshot) put(t *Tenant) (*Snapshot, error) {
 		if mode == "" {
 			mode = "redirect"
 		}
-		ns.domains = ns.domains.With(host, domainEntry{tenant: t.Name, stage: s.g.stages.index[dc.Stage], app: dc.DefaultApp, mode: mode, pending: dc.Pending})
+		de := domainEntry{tenant: t.Name, stage: s.g.stages.index[dc.Stage], app: dc.DefaultApp, mode: mode, pending: dc.Pending}
+		if inPlace {
+			ns.domains = ns.domains.withInPlace(host, de)
+		} else {
+			ns.domains = ns.domains.With(host, de)
+		}
 	}
-	ns.tenants = ns.tenants.With(t.Name, t)
+	if inPlace {
+		ns.tenants = ns.tenants.withInPlace(t.Name, t)
+	} else {
+		ns.tenants = ns.tenants.With(t.Name, t)
+	}
 	return ns, nil
 }
 
@@ -360,7 +373,7 @@ func build(g *globals, cfg map[string]*TenantConfig, stored map[string]*TenantCo
 		if err != nil {
 			return nil, err
 		}
-		if s, err = s.put(t); err != nil {
+		if s, err = s.putMode(t, true); err != nil {
 			return nil, err
 		}
 	}
@@ -372,7 +385,7 @@ func build(g *globals, cfg map[string]*TenantConfig, stored map[string]*TenantCo
 		t, err := g.compileTenant(name, SourceStore, stored[name])
 		if err == nil {
 			var ns *Snapshot
-			if ns, err = s.put(t); err == nil {
+			if ns, err = s.putMode(t, true); err == nil {
 				s = ns
 				continue
 			}

@@ -273,3 +273,26 @@ func TestPutDeleteCopyOnWrite(t *testing.T) {
 		t.Fatal("stored tenant not loaded")
 	}
 }
+
+func TestPmapInPlaceBuild(t *testing.T) {
+	var m pmap[int]
+	for i := range 5000 {
+		m = m.withInPlace(fmt.Sprint(i), i)
+	}
+	old := m
+	m2 := m.With("x", 1).Without("7")
+	if m.Len() != 5000 || old.Len() != 5000 || m2.Len() != 5000 {
+		t.Fatalf("lens %d %d %d", m.Len(), old.Len(), m2.Len())
+	}
+	if _, ok := m.Get("x"); ok {
+		t.Fatal("With changed the map it was called on")
+	}
+	if _, ok := m.Get("7"); !ok {
+		t.Fatal("Without changed the map it was called on")
+	}
+	for i := range 5000 {
+		if v, ok := m.Get(fmt.Sprint(i)); !ok || v != i {
+			t.Fatal(i)
+		}
+	}
+}

@@ -200,14 +200,20 @@ func (h *RouteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 		r.RequestURI = r.URL.RequestURI()
 	}
 	rt := &Route{Host: host, Tenant: res.Tenant.Name, Stage: res.Stage, Zone: snap.g.zone, Replicas: res.Replicas(), Snapshot: snap}
-	r.Header["Neo-Tenant"] = []string{rt.Tenant}
+	// One backing array for the trusted headers; each value slice is capped
+	// so that an append by a later handler cannot write into its neighbour.
+	vals := make([]string, 3)
+	vals[0] = rt.Tenant
+	r.Header["Neo-Tenant"] = vals[0:1:1]
 	if res.App != nil {
 		rt.App = res.App.Name
-		r.Header["Neo-Stage"] = []string{rt.Stage}
-		r.Header["Neo-App"] = []string{rt.App}
+		vals[1], vals[2] = rt.Stage, rt.App
+		r.Header["Neo-Stage"] = vals[1:2:2]
+		r.Header["Neo-App"] = vals[2:3:3]
 	} else {
 		rt.Service = res.Service.Name
-		r.Header["Neo-Service"] = []string{rt.Service}
+		vals[1] = rt.Service
+		r.Header["Neo-Service"] = vals[1:2:2]
 	}
 	h.app.metrics.request(rt.Tenant, rt.Stage, rt.App, rt.Service)
 	caddyhttp.SetVar(r.Context(), routeVar, rt)
