@@ -33,8 +33,8 @@ const (
 	prootBits = 12
 	prootSize = 1 << prootBits
 	pbits     = 5
-	pmask  = 1<<pbits - 1
-	pdepth = 64 // bits of hash consumed; beyond it nodes hold collision lists
+	pmask     = 1<<pbits - 1
+	pdepth    = 64 // bits of hash consumed; beyond it nodes hold collision lists
 )
 
 var pseed = maphash.MakeSeed()
