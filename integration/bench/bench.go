@@ -32,6 +32,9 @@ type Variant struct {
 	// Client, if set, sends the requests (for example one that dials loopback
 	// for a *.localhost name and trusts Caddy's internal root).
 	Client *http.Client
+	// Baseline is the index of the variant this one's ratios are to.
+	// Default 0, the first.
+	Baseline int
 }
 
 // Comparison sets up its processes and returns the variants to measure, the
@@ -49,6 +52,7 @@ func register(c Comparison) { comparisons[c.Name] = c }
 // Result is what one variant measured over all rounds.
 type Result struct {
 	Variant   string
+	Baseline  int
 	Requests  uint64
 	Errors    uint64
 	Seconds   float64
@@ -121,7 +125,7 @@ func run(c Comparison, rounds int, duration time.Duration, workers uint64) error
 	defer cleanup()
 	results := make([]*Result, len(variants))
 	for i, v := range variants {
-		results[i] = &Result{Variant: v.Name}
+		results[i] = &Result{Variant: v.Name, Baseline: v.Baseline}
 	}
 	fmt.Printf("== %s: %s\n   %d rounds x %d variants x %s, %d workers\n", c.Name, c.Description, rounds, len(variants), duration, workers)
 	for round := 1; round <= rounds; round++ {
@@ -156,8 +160,8 @@ func attack(v Variant, duration time.Duration, workers uint64, res *Result) {
 	res.Seconds += time.Since(start).Seconds()
 }
 
-// Print writes the comparison table: throughput, p50, p99 and ratios to the
-// first variant.
+// Print writes the comparison table: throughput, p50, p99 and ratios to each
+// variant's baseline (the first variant unless it names another).
 func Print(w *os.File, name string, results []*Result) {
 	for _, r := range results {
 		sort.Slice(r.latencies, func(i, j int) bool { return r.latencies[i] < r.latencies[j] })
@@ -166,14 +170,17 @@ func Print(w *os.File, name string, results []*Result) {
 			r.P99 = r.latencies[n*99/100]
 		}
 	}
-	base := results[0]
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "variant\treq/s\tp50\tp99\terrors\tthroughput ratio\tp99 ratio\t\n")
+	fmt.Fprintf(tw, "variant\treq/s\tp50\tp99\terrors\tthroughput ratio\tp99 ratio\tto\t\n")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%d\t%.3fx\t%.3fx\t\n", r.Variant, r.Throughput(),
+		base := results[0]
+		if r.Baseline > 0 && r.Baseline < len(results) {
+			base = results[r.Baseline]
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%d\t%.3fx\t%.3fx\t%s\t\n", r.Variant, r.Throughput(),
 			r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Errors,
-			r.Throughput()/base.Throughput(), float64(r.P99)/float64(base.P99))
+			r.Throughput()/base.Throughput(), float64(r.P99)/float64(base.P99), base.Variant)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "   (%s: ratios are to %s, measured side by side in this run)\n\n", name, base.Variant)
+	fmt.Fprintf(w, "   (%s: measured side by side in this run)\n\n", name)
 }

@@ -6,5 +6,6 @@ import (
 	_ "github.com/projectneo/caddy-neo/modules/bruteforce"
 	_ "github.com/projectneo/caddy-neo/modules/echo"
 	_ "github.com/projectneo/caddy-neo/modules/edgewaf"
+	_ "github.com/projectneo/caddy-neo/modules/identity"
 	_ "github.com/projectneo/caddy-neo/modules/neo"
 )

@@ -1,0 +1,67 @@
+package identity
+
+import (
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("neo_identity", parseCaddyfile)
+	httpcaddyfile.RegisterDirectiveOrder("neo_identity", httpcaddyfile.After, "basic_auth")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	b := new(Binding)
+	err := b.UnmarshalCaddyfile(h.Dispenser)
+	return b, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	neo_identity {
+//	    tenant        <placeholder or value>   # default {neo.tenant}
+//	    stage         <placeholder or value>   # default {neo.stage}
+//	    service       <placeholder or value>   # default {neo.service}
+//	    roles         <placeholder>            # default {http.auth.user.roles}
+//	    runtime_role  <template>               # default {tenant}/{stage}/user
+//	    platform_role <template>               # default {tenant}/member
+//	}
+func (b *Binding) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		name := d.Val()
+		if seen[name] {
+			return d.Errf("neo_identity: duplicate subdirective %q", name)
+		}
+		seen[name] = true
+		var v string
+		if !d.Args(&v) || d.NextArg() {
+			return d.ArgErr()
+		}
+		switch name {
+		case "tenant":
+			b.Tenant = v
+		case "stage":
+			b.Stage = v
+		case "service":
+			b.Service = v
+		case "roles":
+			b.Roles = v
+		case "runtime_role":
+			b.RuntimeRole = v
+		case "platform_role":
+			b.PlatformRole = v
+		default:
+			return d.Errf("neo_identity: unknown subdirective %q", name)
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var _ caddyfile.Unmarshaler = (*Binding)(nil)
