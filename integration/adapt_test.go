@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -60,5 +61,28 @@ func TestBinaryModules(t *testing.T) {
 	cmd.Dir = harness.RepoRoot()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("caddy adapt local.Caddyfile: %v\n%s", err, out)
+	}
+}
+
+// TestTenantFilesAdapt is the golden adapt test of every per-tenant file in
+// caddyfiles/tenants/, imported into a minimal neo option as the role
+// Caddyfiles import them (golden JSON in testdata/golden/tenants/).
+func TestTenantFilesAdapt(t *testing.T) {
+	root := harness.RepoRoot()
+	files, err := filepath.Glob(filepath.Join(root, "caddyfiles", "tenants", "*.caddy"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no tenant files found: %v", err)
+	}
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".caddy")
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			wrapper := filepath.Join(dir, "Caddyfile")
+			body := "{\n\tneo {\n\t\tzone az-a\n\t\timport " + f + "\n\t}\n}\n"
+			if err := os.WriteFile(wrapper, []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			adapttest.File(t, wrapper, filepath.Join("testdata", "golden", "tenants", name+".json"))
+		})
 	}
 }

@@ -1,0 +1,286 @@
+package neo
+
+import (
+	"encoding/json"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("neo", parseGlobalOption)
+	httpcaddyfile.RegisterHandlerDirective("neo_route", parseRoute)
+	httpcaddyfile.RegisterDirectiveOrder("neo_route", httpcaddyfile.Before, "map")
+}
+
+// parseGlobalOption parses the `neo` global option. It may appear more than
+// once (for example once in the role Caddyfile and once per imported tenant
+// file); the blocks are merged, and a setting or tenant given twice is an error.
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	a := new(App)
+	if existing != nil {
+		if err := json.Unmarshal(existing.(httpcaddyfile.App).Value, a); err != nil {
+			return nil, err
+		}
+	}
+	if err := a.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: "neo", Value: caddyconfig.JSON(a, nil)}, nil
+}
+
+// UnmarshalCaddyfile sets up the neo app from the `neo` global option:
+//
+//	neo {
+//	    zone             <zone>
+//	    platform_domain  <domain>
+//	    runtime_domain   <domain>
+//	    stages           <first> ... <production>
+//	    store file       [<dir>]
+//	    metrics_no_tenant_label
+//	    service <name> <path-prefix> {
+//	        replica <host:port> [<zone>]
+//	    }
+//	    tenant <name> {
+//	        app <name> {
+//	            stage <stage> {
+//	                replica <host:port> [<zone>]
+//	            }
+//	        }
+//	        domain <host> <stage> {
+//	            default_app <app> [redirect|rewrite]
+//	            pending
+//	        }
+//	    }
+//	}
+//
+// `import` works inside the block, so each tenant can live in its own file
+// (`import tenants/*.caddy`).
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // option name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch name := d.Val(); name {
+		case "zone", "platform_domain", "runtime_domain":
+			var v string
+			if !d.Args(&v) || d.NextArg() {
+				return d.ArgErr()
+			}
+			dst := map[string]*string{"zone": &a.Zone, "platform_domain": &a.PlatformDomain, "runtime_domain": &a.RuntimeDomain}[name]
+			if *dst != "" {
+				return d.Errf("neo: %s given twice", name)
+			}
+			*dst = v
+		case "stages":
+			if a.Stages != nil {
+				return d.Errf("neo: stages given twice")
+			}
+			a.Stages = d.RemainingArgs()
+			if len(a.Stages) == 0 {
+				return d.ArgErr()
+			}
+		case "metrics_no_tenant_label":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			a.MetricsNoTenantLabel = true
+		case "store":
+			if a.StoreRaw != nil {
+				return d.Errf("neo: store given twice")
+			}
+			var mod string
+			if !d.Args(&mod) {
+				return d.ArgErr()
+			}
+			if mod != "file" {
+				return d.Errf("neo: unknown store %q (known: file)", mod)
+			}
+			fs := FileStore{}
+			if d.NextArg() {
+				fs.Dir = d.Val()
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			a.StoreRaw = caddyconfig.JSONModuleObject(fs, "module", "file", nil)
+		case "service":
+			var sn, path string
+			if !d.Args(&sn, &path) || d.NextArg() {
+				return d.ArgErr()
+			}
+			if a.Services == nil {
+				a.Services = map[string]*ServiceConfig{}
+			}
+			if _, dup := a.Services[sn]; dup {
+				return d.Errf("neo: service %q defined twice", sn)
+			}
+			sc := &ServiceConfig{Path: path}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				if d.Val() != "replica" {
+					return d.Errf("neo: service %s: unknown subdirective %q", sn, d.Val())
+				}
+				r, err := parseReplica(d)
+				if err != nil {
+					return err
+				}
+				sc.Replicas = append(sc.Replicas, r)
+			}
+			a.Services[sn] = sc
+		case "tenant":
+			var tn string
+			if !d.Args(&tn) || d.NextArg() {
+				return d.ArgErr()
+			}
+			if a.Tenants == nil {
+				a.Tenants = map[string]*TenantConfig{}
+			}
+			if _, dup := a.Tenants[tn]; dup {
+				return d.Errf("neo: tenant %q defined twice", tn)
+			}
+			tc, err := parseTenantBlock(d, tn)
+			if err != nil {
+				return err
+			}
+			a.Tenants[tn] = tc
+		default:
+			return d.Errf("neo: unknown subdirective %q", name)
+		}
+	}
+	return nil
+}
+
+func parseReplica(d *caddyfile.Dispenser) (Replica, error) {
+	args := d.RemainingArgs()
+	if len(args) < 1 || len(args) > 2 {
+		return Replica{}, d.ArgErr()
+	}
+	r := Replica{Address: args[0]}
+	if len(args) == 2 {
+		r.Zone = args[1]
+	}
+	return r, nil
+}
+
+func parseTenantBlock(d *caddyfile.Dispenser, tn string) (*TenantConfig, error) {
+	tc := &TenantConfig{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "app":
+			var an string
+			if !d.Args(&an) || d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			if tc.Apps == nil {
+				tc.Apps = map[string]*AppConfig{}
+			}
+			if _, dup := tc.Apps[an]; dup {
+				return nil, d.Errf("neo: tenant %s: app %q defined twice", tn, an)
+			}
+			ac := &AppConfig{Stages: map[string]*StageConfig{}}
+			for n2 := d.Nesting(); d.NextBlock(n2); {
+				if d.Val() != "stage" {
+					return nil, d.Errf("neo: tenant %s app %s: unknown subdirective %q", tn, an, d.Val())
+				}
+				var sn string
+				if !d.Args(&sn) || d.NextArg() {
+					return nil, d.ArgErr()
+				}
+				if _, dup := ac.Stages[sn]; dup {
+					return nil, d.Errf("neo: tenant %s app %s: stage %q defined twice", tn, an, sn)
+				}
+				sc := &StageConfig{}
+				for n3 := d.Nesting(); d.NextBlock(n3); {
+					if d.Val() != "replica" {
+						return nil, d.Errf("neo: tenant %s app %s stage %s: unknown subdirective %q", tn, an, sn, d.Val())
+					}
+					r, err := parseReplica(d)
+					if err != nil {
+						return nil, err
+					}
+					sc.Replicas = append(sc.Replicas, r)
+				}
+				ac.Stages[sn] = sc
+			}
+			tc.Apps[an] = ac
+		case "domain":
+			var host, stage string
+			if !d.Args(&host, &stage) || d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			if tc.Domains == nil {
+				tc.Domains = map[string]*DomainConfig{}
+			}
+			if _, dup := tc.Domains[host]; dup {
+				return nil, d.Errf("neo: tenant %s: domain %q defined twice", tn, host)
+			}
+			dc := &DomainConfig{Stage: stage}
+			for n2 := d.Nesting(); d.NextBlock(n2); {
+				switch d.Val() {
+				case "default_app":
+					args := d.RemainingArgs()
+					if len(args) < 1 || len(args) > 2 {
+						return nil, d.ArgErr()
+					}
+					dc.DefaultApp = args[0]
+					if len(args) == 2 {
+						dc.DefaultAppMode = args[1]
+					}
+				case "pending":
+					if d.NextArg() {
+						return nil, d.ArgErr()
+					}
+					dc.Pending = true
+				default:
+					return nil, d.Errf("neo: tenant %s domain %s: unknown subdirective %q", tn, host, d.Val())
+				}
+			}
+			tc.Domains[host] = dc
+		default:
+			return nil, d.Errf("neo: tenant %s: unknown subdirective %q", tn, d.Val())
+		}
+	}
+	return tc, nil
+}
+
+func parseRoute(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	rh := new(RouteHandler)
+	err := rh.UnmarshalCaddyfile(h.Dispenser)
+	return rh, err
+}
+
+// UnmarshalCaddyfile sets up the handler:
+//
+//	neo_route {
+//	    trust_forwarded_host
+//	}
+func (h *RouteHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "trust_forwarded_host":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			if h.TrustForwardedHost {
+				return d.Errf("neo_route: duplicate subdirective %q", d.Val())
+			}
+			h.TrustForwardedHost = true
+		default:
+			return d.Errf("neo_route: unknown subdirective %q", d.Val())
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddyfile.Unmarshaler = (*App)(nil)
+	_ caddyfile.Unmarshaler = (*RouteHandler)(nil)
+)

@@ -1,0 +1,32 @@
+package neo
+
+import (
+	"testing"
+
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+	"github.com/projectneo/caddy-neo/internal/adapttest"
+)
+
+func TestCaddyfileAdapt(t *testing.T) {
+	adapttest.RunDir(t, "testdata/caddyfile_adapt")
+}
+
+func TestCaddyfileErrors(t *testing.T) {
+	for name, tc := range map[string]struct{ in, want string }{
+		"unknown option":      {"{\n neo {\n  colour blue\n }\n}\n:80", `unknown subdirective "colour"`},
+		"zone twice":          {"{\n neo {\n  zone a\n }\n neo {\n  zone b\n }\n}\n:80", "zone given twice"},
+		"tenant twice":        {"{\n neo {\n  tenant acme\n }\n neo {\n  tenant acme\n }\n}\n:80", `tenant "acme" defined twice`},
+		"app twice":           {"{\n neo {\n  tenant acme {\n   app a\n   app a\n  }\n }\n}\n:80", `app "a" defined twice`},
+		"bad store":           {"{\n neo {\n  store redis\n }\n}\n:80", `unknown store "redis"`},
+		"replica args":        {"{\n neo {\n  service b /b/ {\n   replica\n  }\n }\n}\n:80", "wrong argument count"},
+		"domain args":         {"{\n neo {\n  tenant acme {\n   domain x.com\n  }\n }\n}\n:80", "wrong argument count"},
+		"domain sub":          {"{\n neo {\n  tenant acme {\n   domain x.com prod {\n    colour\n   }\n  }\n }\n}\n:80", `unknown subdirective "colour"`},
+		"route arg":           {":80 {\n neo_route x\n}", "wrong argument count"},
+		"route sub":           {":80 {\n neo_route {\n  colour\n }\n}", `unknown subdirective "colour"`},
+		"dynamic arg":         {":80 {\n reverse_proxy {\n  dynamic neo x\n }\n}", "wrong argument count"},
+		"permission arg":      {"{\n on_demand_tls {\n  permission neo x\n }\n}\n:80", "wrong argument count"},
+		"stages without args": {"{\n neo {\n  stages\n }\n}\n:80", "wrong argument count"},
+	} {
+		t.Run(name, func(t *testing.T) { adapttest.ExpectError(t, tc.in, tc.want) })
+	}
+}

@@ -1,0 +1,123 @@
+package neo
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// hostNames is the oracle for FuzzResolve: which tenant a normalised host
+// names, computed from the demo configuration without the registry.
+func hostNames(host string) (tenant string, stage string) {
+	switch host {
+	case "shop.acme.localhost":
+		return "acme", "prod"
+	}
+	if l, ok := strings.CutSuffix(host, ".platform.localhost"); ok {
+		return l, ""
+	}
+	if l, ok := strings.CutSuffix(host, ".apps.localhost"); ok {
+		if t, ok := strings.CutSuffix(l, "-dev"); ok {
+			return t, "dev"
+		}
+		return l, "prod"
+	}
+	return "", ""
+}
+
+func FuzzResolve(f *testing.F) {
+	for _, s := range [][2]string{
+		{"acme-dev.apps.localhost", "/orders/x"}, {"ACME.apps.localhost.:8443", "/orders/../ledger"},
+		{"globex.platform.localhost", "/api/build/x"}, {"shop.acme.localhost", "/"}, {"acme-dev.apps.localhost", "/%2e%2e/billing"},
+		{"globex-dev-dev.apps.localhost", "//billing"}, {"x", "\\"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	a := newTestApp(f, demoTenants())
+	h := &RouteHandler{app: a, logger: a.logger}
+	f.Fuzz(func(t *testing.T, host, target string) {
+		if n, ok := NormalizeHost(host); ok {
+			if n != strings.ToLower(n) || strings.HasSuffix(n, ".") || strings.Contains(n, ":") {
+				t.Fatalf("NormalizeHost(%q) = %q", host, n)
+			}
+			if res, miss := a.reg.Snapshot().Resolve(n, cleanPath("/"+strings.TrimPrefix(target, "/"))); miss == "" {
+				tn, st := hostNames(n)
+				if res.Tenant.Name != tn || res.Stage != st {
+					t.Fatalf("%q resolved to %s/%s, host names %s/%s", n, res.Tenant.Name, res.Stage, tn, st)
+				}
+			}
+		}
+		if _, err := url.ParseRequestURI(target); err != nil {
+			return
+		}
+		rt, r, err, _ := serve(t, h, host, target, http.Header{"Neo-Tenant": {"globex"}})
+		if err != nil || rt == nil {
+			return
+		}
+		n, _ := NormalizeHost(host)
+		tn, st := hostNames(n)
+		if rt.Tenant != tn || rt.Stage != st || r.Header.Get("Neo-Tenant") != tn || len(r.Header["Neo-Tenant"]) != 1 {
+			t.Fatalf("%q %q resolved to %+v (Neo-Tenant %v), host names %s/%s", host, target, rt, r.Header["Neo-Tenant"], tn, st)
+		}
+		// The forwarded path, as the upstream will decode it, names the
+		// resolved app (or lies under the service's prefix).
+		fwd, err := url.PathUnescape(r.URL.EscapedPath())
+		if err != nil || fwd != r.URL.Path || cleanPath(fwd) != fwd {
+			t.Fatalf("forwarded path %q (escaped %q) not canonical", r.URL.Path, r.URL.EscapedPath())
+		}
+		if rt.App != "" && !(fwd == "/"+rt.App || strings.HasPrefix(fwd, "/"+rt.App+"/")) {
+			t.Fatalf("forwarded path %q for app %s", fwd, rt.App)
+		}
+		if rt.Service != "" {
+			sv := a.g.serviceByName[rt.Service]
+			if !strings.HasPrefix(fwd+"/", sv.Path) {
+				t.Fatalf("forwarded path %q for service %s (%s)", fwd, rt.Service, sv.Path)
+			}
+		}
+	})
+}
+
+func FuzzAdminBody(f *testing.F) {
+	for _, s := range []string{
+		`{"apps":{"crm":{"stages":{"prod":{"replicas":[{"address":"127.0.0.1:9900","zone":"az-a"}]}}}}}`,
+		`{"apps":{"crm":{}},"domains":{"crm.example.com":{"stage":"prod","default_app":"crm"}}}`,
+		`{"apps":{"crm":null}}`, `{"apps":[]}`, `{"colour":1}`, `{}`, `null`, `[]`, `{"apps":{"crm":{}}} {}`,
+		`[{"address":"127.0.0.1:1"}]`, `{"stage":"dev"}`,
+	} {
+		f.Add(s)
+	}
+	a := newTestApp(f, demoTenants())
+	f.Fuzz(func(t *testing.T, body string) {
+		for _, path := range [][]string{
+			{"tenants", "initech"},
+			{"tenants", "initech", "apps", "crm"},
+			{"tenants", "initech", "apps", "crm", "stages", "dev", "replicas"},
+			{"tenants", "initech", "domains", "crm.example.com"},
+			{"tenants", "acme"},
+		} {
+			before := a.reg.Snapshot()
+			st, _, err := a.handleAdmin(http.MethodPut, path, []byte(body))
+			after := a.reg.Snapshot()
+			if err != nil {
+				if st < 400 || st >= 500 {
+					t.Fatalf("PUT %v %q: status %d for %v", path, body, st, err)
+				}
+				if before != after {
+					t.Fatalf("PUT %v %q failed (%v) but changed the registry", path, body, err)
+				}
+				continue
+			}
+			if path[1] == "acme" {
+				t.Fatal("config tenant changed")
+			}
+			if _, ok := after.Tenant("initech"); !ok {
+				t.Fatalf("PUT %v %q succeeded but initech is absent", path, body)
+			}
+			if acme, _ := after.Tenant("acme"); acme.Source != SourceConfig {
+				t.Fatal("acme replaced")
+			}
+		}
+		_ = a.Delete("initech")
+	})
+}

@@ -1,0 +1,128 @@
+package neo
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics (on Caddy's metrics registry, served by the `metrics` handler and
+// the admin endpoint's /metrics):
+//
+//	caddy_neo_requests_total{tenant,stage,app}       routed Runtime requests
+//	caddy_neo_requests_total{stage,app}              the same with metrics_no_tenant_label
+//	caddy_neo_platform_requests_total{service}       routed Platform requests
+//	caddy_neo_unrouted_requests_total{reason}        generic 404s and 400s by reason
+//	caddy_neo_registry_tenants / _domains            registry size
+//	caddy_neo_admin_changes_total{method,code}       admin API changes
+//	caddy_neo_admin_change_duration_seconds{method}  their latency (validate, store, publish)
+var (
+	mRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "neo", Name: "requests_total",
+		Help: "Requests routed to an app, by tenant, stage and app.",
+	}, []string{"tenant", "stage", "app"})
+	mRequestsNoTenant = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "neo", Name: "requests_total",
+		Help: "Requests routed to an app, by stage and app.",
+	}, []string{"stage", "app"})
+	mPlatform = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "neo", Name: "platform_requests_total",
+		Help: "Requests routed to a platform service.",
+	}, []string{"service"})
+	mUnrouted = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "neo", Name: "unrouted_requests_total",
+		Help: "Requests answered with the generic 404 or 400, by reason.",
+	}, []string{"reason"})
+	mTenants = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "caddy", Subsystem: "neo", Name: "registry_tenants",
+		Help: "Tenants in the registry.",
+	})
+	mDomains = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "caddy", Subsystem: "neo", Name: "registry_domains",
+		Help: "Custom domains in the registry.",
+	})
+	mAdminChanges = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "neo", Name: "admin_changes_total",
+		Help: "Registry changes through the admin API, by method and status code.",
+	}, []string{"method", "code"})
+	mAdminLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "caddy", Subsystem: "neo", Name: "admin_change_duration_seconds",
+		Help:    "Latency of registry changes through the admin API.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+	}, []string{"method"})
+)
+
+type metrics struct {
+	noTenant bool
+}
+
+func register(reg *prometheus.Registry, c prometheus.Collector) {
+	if reg == nil {
+		return
+	}
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			caddy.Log().Named("neo.metrics").Warn("registering metric: " + err.Error())
+		}
+	}
+}
+
+func newMetrics(ctx caddy.Context, noTenant bool) *metrics {
+	reg := ctx.GetMetricsRegistry()
+	if noTenant {
+		register(reg, mRequestsNoTenant)
+	} else {
+		register(reg, mRequests)
+	}
+	for _, c := range []prometheus.Collector{mPlatform, mUnrouted, mTenants, mDomains, mAdminChanges, mAdminLatency} {
+		register(reg, c)
+	}
+	return &metrics{noTenant: noTenant}
+}
+
+func (m *metrics) request(tenant, stage, app, service string) {
+	if m == nil {
+		return
+	}
+	switch {
+	case service != "":
+		mPlatform.WithLabelValues(service).Inc()
+	case m.noTenant:
+		mRequestsNoTenant.WithLabelValues(stage, app).Inc()
+	default:
+		mRequests.WithLabelValues(tenant, stage, app).Inc()
+	}
+}
+
+func (m *metrics) miss(reason string) {
+	if m == nil {
+		return
+	}
+	mUnrouted.WithLabelValues(reason).Inc()
+}
+
+func (m *metrics) size(s *Snapshot) {
+	if m == nil {
+		return
+	}
+	mTenants.Set(float64(s.Len()))
+	mDomains.Set(float64(s.Domains()))
+}
+
+func (m *metrics) adminChange(method string, status int, err error, d time.Duration) {
+	if m == nil {
+		return
+	}
+	if status == 0 {
+		status = http.StatusOK
+	}
+	mAdminChanges.WithLabelValues(method, strconv.Itoa(status)).Inc()
+	if err == nil {
+		mAdminLatency.WithLabelValues(method).Observe(d.Seconds())
+	}
+}

@@ -1,0 +1,220 @@
+// Package neo is the caddy-neo tenant registry and router.
+//
+// The `neo` app (JSON `apps.neo`, Caddyfile global option `neo`) holds this
+// node's zone, the platform and runtime domains, the ordered stages, the
+// tenants (apps, per-stage replicas, custom domains) and the platform
+// services. Tenants are data, not site blocks: the registry is an immutable
+// Snapshot behind an atomic pointer; a request costs a bounded number of
+// lookups whatever the fleet size, and a tenant change builds a new snapshot
+// sharing every other tenant (a persistent hash trie), so it costs
+// O(size of that tenant + log32 fleet), not O(fleet).
+//
+// Modules of this package:
+//   - apps.neo: the registry (App);
+//   - http.handlers.neo_route: resolves requests (RouteHandler);
+//   - http.reverse_proxy.upstreams.neo: the resolved route's replicas (Upstreams);
+//   - tls.permission.neo: on-demand TLS only for routed hosts (Permission);
+//   - admin.api.neo: tenants as REST resources under /neo/ (AdminAPI);
+//   - neo.stores.file: run-time tenants as JSON files (FileStore).
+//
+// Go API for other modules (upstream selection, NATS transport):
+//   - RouteFromRequest(r) returns the *Route neo_route resolved: tenant,
+//     stage, app or service, zone, the replicas and the snapshot used;
+//   - Current() returns the running App; App.Registry().Snapshot() a
+//     consistent snapshot, with Snapshot.AppReplicas(tenant, app, stage),
+//     Snapshot.ServiceReplicas(service), Snapshot.Tenant(name),
+//     Snapshot.Routes(host) and Snapshot.Resolve(host, path).
+package neo
+
+import (
+	"encoding/json"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// App is the `neo` Caddy app: the tenant registry of this node.
+type App struct {
+	// Zone is this node's availability zone (DNS label). Required.
+	Zone string `json:"zone,omitempty"`
+	// PlatformDomain: tenant t's Platform host is `t.<platform_domain>`.
+	// Default: platform.localhost.
+	PlatformDomain string `json:"platform_domain,omitempty"`
+	// RuntimeDomain: tenant t's production host is `t.<runtime_domain>`, its
+	// host in non-production stage s is `t-s.<runtime_domain>`.
+	// Default: apps.localhost.
+	RuntimeDomain string `json:"runtime_domain,omitempty"`
+	// Stages in order: development first, production last. Default: ["dev", "prod"].
+	Stages []string `json:"stages,omitempty"`
+	// Tenants defined in the config (read-only at run time), by name.
+	Tenants map[string]*TenantConfig `json:"tenants,omitempty"`
+	// Services are the platform services shared by all tenants, by name.
+	Services map[string]*ServiceConfig `json:"services,omitempty"`
+	// StoreRaw is where tenants created at run time are kept.
+	// Default: a file store in Caddy's data directory (`neo/tenants`).
+	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=neo.stores inline_key=module"`
+	// MetricsNoTenantLabel drops the tenant label from request metrics (for
+	// very large fleets). Default: false.
+	MetricsNoTenantLabel bool `json:"metrics_no_tenant_label,omitempty"`
+
+	reg     *Registry
+	store   Store
+	g       *globals
+	logger  *zap.Logger
+	metrics *metrics
+	seq     uint64 // storeSeq when the store was loaded
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "neo",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// current is the running App (the one of the active config).
+var current atomic.Pointer[App]
+
+// storeSeq counts store writes, so an App provisioned during a change can
+// reload what it missed when it starts.
+var storeSeq atomic.Uint64
+
+// Current returns the App of the running config, or nil.
+func Current() *App { return current.Load() }
+
+// Registry returns the app's registry.
+func (a *App) Registry() *Registry { return a.reg }
+
+// Provision fills defaults, loads the store and builds the first snapshot.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	a.reg = new(Registry)
+	if a.PlatformDomain == "" {
+		a.PlatformDomain = "platform.localhost"
+	}
+	if a.RuntimeDomain == "" {
+		a.RuntimeDomain = "apps.localhost"
+	}
+	if len(a.Stages) == 0 {
+		a.Stages = []string{"dev", "prod"}
+	}
+	g, err := newGlobals(a.Zone, a.RuntimeDomain, a.PlatformDomain, a.Stages, a.Services)
+	if err != nil {
+		return err
+	}
+	a.g = g
+	if a.StoreRaw == nil {
+		a.StoreRaw = json.RawMessage(`{"module":"file"}`)
+	}
+	mod, err := ctx.LoadModule(a, "StoreRaw")
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	a.store = mod.(Store)
+	a.metrics = newMetrics(ctx, a.MetricsNoTenantLabel)
+	snap, err := a.load()
+	if err != nil {
+		return err
+	}
+	a.reg.cur.Store(snap)
+	a.metrics.size(snap)
+	return nil
+}
+
+func (a *App) load() (*Snapshot, error) {
+	a.seq = storeSeq.Load()
+	stored, err := a.store.Load()
+	if err != nil {
+		return nil, fmt.Errorf("store: loading tenants: %w", err)
+	}
+	return build(a.g, a.Tenants, stored, func(name string, err error) {
+		a.logger.Warn("stored tenant not loaded", zap.String("tenant", name), zap.Error(err))
+	})
+}
+
+// Start makes this app the current one (admin API, TLS permission).
+func (a *App) Start() error {
+	if storeSeq.Load() != a.seq {
+		// A run-time change landed between Provision and Start: reload.
+		snap, err := a.load()
+		if err != nil {
+			return err
+		}
+		a.reg.cur.Store(snap)
+	}
+	current.Store(a)
+	a.logger.Info("tenant registry ready", zap.Int("tenants", a.reg.Snapshot().Len()), zap.String("zone", a.Zone))
+	return nil
+}
+
+// Stop stops being the current app.
+func (a *App) Stop() error {
+	current.CompareAndSwap(a, nil)
+	return nil
+}
+
+// Put creates or replaces a run-time tenant: it validates tc, writes it to
+// the store, then publishes a new snapshot. Config tenants are read-only.
+func (a *App) Put(name string, tc *TenantConfig) (created bool, err error) {
+	a.reg.mu.Lock()
+	defer a.reg.mu.Unlock()
+	cur := a.reg.Snapshot()
+	old, exists := cur.Tenant(name)
+	if exists && old.Source == SourceConfig {
+		return false, fmt.Errorf("tenant %q: %w", name, ErrReadOnly)
+	}
+	t, err := a.g.compileTenant(name, SourceStore, tc)
+	if err != nil {
+		return false, err
+	}
+	next, err := cur.put(t)
+	if err != nil {
+		return false, err
+	}
+	storeSeq.Add(1)
+	if err := a.store.Put(name, tc); err != nil {
+		return false, fmt.Errorf("store: %w", err)
+	}
+	a.reg.cur.Store(next)
+	a.metrics.size(next)
+	if exists {
+		evictCertificates(a.g.removedHosts(old, t))
+	}
+	return !exists, nil
+}
+
+// Delete removes a run-time tenant.
+func (a *App) Delete(name string) error {
+	a.reg.mu.Lock()
+	defer a.reg.mu.Unlock()
+	cur := a.reg.Snapshot()
+	old, exists := cur.Tenant(name)
+	if !exists {
+		return fmt.Errorf("tenant %q: %w", name, ErrNotFound)
+	}
+	if old.Source == SourceConfig {
+		return fmt.Errorf("tenant %q: %w", name, ErrReadOnly)
+	}
+	storeSeq.Add(1)
+	if err := a.store.Delete(name); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	next := cur.remove(name)
+	a.reg.cur.Store(next)
+	a.metrics.size(next)
+	evictCertificates(a.g.removedHosts(old, nil))
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.App         = (*App)(nil)
+	_ caddy.Provisioner = (*App)(nil)
+)

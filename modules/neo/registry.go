@@ -1,0 +1,397 @@
+package neo
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// Source tells where a tenant comes from.
+type Source string
+
+const (
+	// SourceConfig marks tenants of the Caddy config: read-only at run time.
+	SourceConfig Source = "config"
+	// SourceStore marks tenants created at run time and kept in the store.
+	SourceStore Source = "store"
+)
+
+// Tenant is a tenant compiled for routing. Values are immutable once
+// published in a Snapshot.
+type Tenant struct {
+	Name   string
+	Source Source
+	// Config is the tenant's configuration as given (do not modify).
+	Config *TenantConfig
+	apps   map[string]*TenantApp
+}
+
+// TenantApp is a compiled app: its replicas per stage, indexed by stage position.
+type TenantApp struct {
+	Name   string
+	stages [][]Replica // nil: not deployed in that stage
+	// deployed[i] reports whether the app has a deployment in stage i.
+	deployed []bool
+}
+
+// Service is a compiled platform service.
+type Service struct {
+	Name     string
+	Path     string
+	Replicas []Replica
+}
+
+type domainEntry struct {
+	tenant  string
+	stage   int
+	app     string // default app
+	mode    string
+	pending bool
+}
+
+// globals is the node-wide part of a snapshot, fixed for a config's life.
+type globals struct {
+	zone           string
+	runtimeDomain  string // without leading dot
+	platformDomain string
+	runtimeSuffix  string // "." + runtimeDomain
+	platformSuffix string
+	stages         *stageSet
+	services       []*Service // longest path first
+	serviceByName  map[string]*Service
+}
+
+// Snapshot is one immutable version of the registry. Readers load it once per
+// request and see one consistent registry; writers build a new snapshot that
+// shares every unchanged tenant with the old one.
+type Snapshot struct {
+	g       *globals
+	tenants pmap[*Tenant]
+	domains pmap[domainEntry]
+	version uint64
+}
+
+// Registry holds the current snapshot. Reads are lock-free
+// (an atomic pointer load); changes are serialised by a mutex and published
+// with one atomic store.
+type Registry struct {
+	cur atomic.Pointer[Snapshot]
+	mu  sync.Mutex // serialises writers
+}
+
+// Snapshot returns the current snapshot.
+func (r *Registry) Snapshot() *Snapshot { return r.cur.Load() }
+
+// ErrNotFound is returned for unknown tenants and sub-resources.
+var ErrNotFound = errors.New("not found")
+
+// ErrReadOnly is returned when changing a tenant defined in the config.
+var ErrReadOnly = errors.New("read-only: defined in the Caddy config")
+
+func newGlobals(zone, runtimeDomain, platformDomain string, stages []string, services map[string]*ServiceConfig) (*globals, error) {
+	if zone == "" {
+		return nil, errors.New("zone: required")
+	}
+	if err := checkLabel("zone", zone); err != nil {
+		return nil, err
+	}
+	for f, d := range map[string]string{"runtime_domain": runtimeDomain, "platform_domain": platformDomain} {
+		if !ValidHostname(d) && !(d != "" && ValidLabel(d)) {
+			return nil, fmt.Errorf("%s: %q is not a valid lowercase host name", f, d)
+		}
+	}
+	if runtimeDomain == platformDomain {
+		return nil, fmt.Errorf("runtime_domain and platform_domain: must differ, both are %q", runtimeDomain)
+	}
+	if strings.HasSuffix(runtimeDomain, "."+platformDomain) || strings.HasSuffix(platformDomain, "."+runtimeDomain) {
+		return nil, fmt.Errorf("runtime_domain %q and platform_domain %q: one must not be a subdomain of the other", runtimeDomain, platformDomain)
+	}
+	ss, err := newStageSet(stages)
+	if err != nil {
+		return nil, err
+	}
+	g := &globals{
+		zone: zone, runtimeDomain: runtimeDomain, platformDomain: platformDomain,
+		runtimeSuffix: "." + runtimeDomain, platformSuffix: "." + platformDomain,
+		stages: ss, serviceByName: map[string]*Service{},
+	}
+	prefixes := map[string]string{}
+	for _, name := range sortedKeys(services) {
+		sc := services[name]
+		f := "services." + name
+		if err := checkLabel(f, name); err != nil {
+			return nil, err
+		}
+		if sc == nil {
+			return nil, fmt.Errorf("%s: missing service object", f)
+		}
+		p := sc.Path
+		if !strings.HasPrefix(p, "/") || !strings.HasSuffix(p, "/") || p == "/" || cleanPath(p) != strings.TrimSuffix(p, "/") && cleanPath(p) != p {
+			return nil, fmt.Errorf("%s.path: %q must be a clean path prefix beginning and ending with / (for example /api/build/)", f, p)
+		}
+		if strings.ContainsAny(p, "%\\") {
+			return nil, fmt.Errorf("%s.path: %q must not contain %% or \\", f, p)
+		}
+		if other, dup := prefixes[p]; dup {
+			return nil, fmt.Errorf("%s.path: %q is already the path of service %q", f, p, other)
+		}
+		prefixes[p] = name
+		if err := checkReplicas(f+".replicas", sc.Replicas); err != nil {
+			return nil, err
+		}
+		s := &Service{Name: name, Path: p, Replicas: withZone(sc.Replicas, zone)}
+		g.services = append(g.services, s)
+		g.serviceByName[name] = s
+	}
+	sort.SliceStable(g.services, func(i, j int) bool { return len(g.services[i].Path) > len(g.services[j].Path) })
+	return g, nil
+}
+
+func withZone(rs []Replica, zone string) []Replica {
+	out := make([]Replica, len(rs))
+	for i, r := range rs {
+		if r.Zone == "" {
+			r.Zone = zone
+		}
+		out[i] = r
+	}
+	return out
+}
+
+// compileTenant validates tc and compiles it. It does not check conflicts
+// with other tenants.
+func (g *globals) compileTenant(name string, src Source, tc *TenantConfig) (*Tenant, error) {
+	field := "tenants." + name
+	if err := CheckTenantName(field, name); err != nil {
+		return nil, err
+	}
+	if err := tc.Validate(field, g.stages); err != nil {
+		return nil, err
+	}
+	for host := range tc.Domains {
+		f := field + ".domains." + host
+		for _, d := range []string{g.runtimeDomain, g.platformDomain} {
+			if host == d || strings.HasSuffix(host, "."+d) {
+				return nil, fmt.Errorf("%s: a custom domain must not be %s or under it", f, d)
+			}
+		}
+	}
+	t := &Tenant{Name: name, Source: src, Config: tc, apps: make(map[string]*TenantApp, len(tc.Apps))}
+	for an, ac := range tc.Apps {
+		a := &TenantApp{Name: an, stages: make([][]Replica, len(g.stages.names)), deployed: make([]bool, len(g.stages.names))}
+		for sn, sc := range ac.Stages {
+			i := g.stages.index[sn]
+			a.stages[i] = withZone(sc.Replicas, g.zone)
+			a.deployed[i] = true
+		}
+		t.apps[an] = a
+	}
+	return t, nil
+}
+
+func emptySnapshot(g *globals) *Snapshot { return &Snapshot{g: g} }
+
+// put returns a snapshot with tenant t added or replaced. It fails, naming
+// both, when t's hosts would be ambiguous with another tenant's or a custom
+// domain belongs to another tenant.
+func (s *Snapshot) put(t *Tenant) (*Snapshot, error) { return s.putMode(t, false) }
+
+// putMode is put; inPlace (only while building an unpublished snapshot)
+// changes s's tables in place.
+func (s *Snapshot) putMode(t *Tenant, inPlace bool) (*Snapshot, error) {
+	exists := func(u string) bool { _, ok := s.tenants.Get(u); return ok && u != t.Name }
+	if amb := s.g.stages.ambiguity(t.Name, exists); amb != "" {
+		return nil, fmt.Errorf("tenants.%s: ambiguous host names: %s", t.Name, amb)
+	}
+	for host, dc := range t.Config.Domains {
+		if de, ok := s.domains.Get(host); ok && de.tenant != t.Name {
+			return nil, fmt.Errorf("tenants.%s.domains.%s: already a domain of tenant %q", t.Name, host, de.tenant)
+		}
+		_ = dc
+	}
+	ns := &Snapshot{g: s.g, tenants: s.tenants, domains: s.domains, version: s.version + 1}
+	if old, ok := s.tenants.Get(t.Name); ok {
+		for host := range old.Config.Domains {
+			if _, keep := t.Config.Domains[host]; !keep {
+				ns.domains = ns.domains.Without(host)
+			}
+		}
+	}
+	for host, dc := range t.Config.Domains {
+		mode := dc.DefaultAppMode
+		if mode == "" {
+			mode = "redirect"
+		}
+		de := domainEntry{tenant: t.Name, stage: s.g.stages.index[dc.Stage], app: dc.DefaultApp, mode: mode, pending: dc.Pending}
+		if inPlace {
+			ns.domains = ns.domains.withInPlace(host, de)
+		} else {
+			ns.domains = ns.domains.With(host, de)
+		}
+	}
+	if inPlace {
+		ns.tenants = ns.tenants.withInPlace(t.Name, t)
+	} else {
+		ns.tenants = ns.tenants.With(t.Name, t)
+	}
+	return ns, nil
+}
+
+// remove returns a snapshot without tenant name.
+func (s *Snapshot) remove(name string) *Snapshot {
+	old, ok := s.tenants.Get(name)
+	if !ok {
+		return s
+	}
+	ns := &Snapshot{g: s.g, tenants: s.tenants.Without(name), domains: s.domains, version: s.version + 1}
+	for host := range old.Config.Domains {
+		ns.domains = ns.domains.Without(host)
+	}
+	return ns
+}
+
+// Version counts the changes since the snapshot's registry was built.
+func (s *Snapshot) Version() uint64 { return s.version }
+
+// Len returns the number of tenants.
+func (s *Snapshot) Len() int { return s.tenants.Len() }
+
+// Domains returns the number of custom domains.
+func (s *Snapshot) Domains() int { return s.domains.Len() }
+
+// Zone returns this node's availability zone.
+func (s *Snapshot) Zone() string { return s.g.zone }
+
+// Stages returns the ordered stage names (production last). Do not modify.
+func (s *Snapshot) Stages() []string { return s.g.stages.names }
+
+// Tenant returns a tenant by name.
+func (s *Snapshot) Tenant(name string) (*Tenant, bool) { return s.tenants.Get(name) }
+
+// RangeTenants calls f for every tenant until f returns false.
+func (s *Snapshot) RangeTenants(f func(*Tenant) bool) {
+	s.tenants.Range(func(_ string, t *Tenant) bool { return f(t) })
+}
+
+// AppReplicas returns the replicas of a tenant's app in a stage. ok is false
+// when the tenant, app or stage is unknown or the app is not deployed there.
+// The slice is shared: do not modify it.
+func (s *Snapshot) AppReplicas(tenant, app, stage string) (replicas []Replica, ok bool) {
+	t, ok := s.tenants.Get(tenant)
+	if !ok {
+		return nil, false
+	}
+	a, ok := t.apps[app]
+	if !ok {
+		return nil, false
+	}
+	i, ok := s.g.stages.index[stage]
+	if !ok || !a.deployed[i] {
+		return nil, false
+	}
+	return a.stages[i], true
+}
+
+// ServiceReplicas returns the replicas of a platform service. The slice is
+// shared: do not modify it.
+func (s *Snapshot) ServiceReplicas(service string) ([]Replica, bool) {
+	sv, ok := s.g.serviceByName[service]
+	if !ok {
+		return nil, false
+	}
+	return sv.Replicas, true
+}
+
+// Services returns the platform services, longest path first. Do not modify.
+func (s *Snapshot) Services() []*Service { return s.g.services }
+
+// Routes reports whether the registry routes host (normalised: lowercase,
+// no port, no trailing dot): a Runtime host of an existing tenant in any
+// stage, a Platform host of an existing tenant, or an active custom domain.
+// It is what tls.permission.neo allows certificates for.
+func (s *Snapshot) Routes(host string) bool {
+	return s.resolveHost(host).kind != hostUnknown
+}
+
+type hostKind uint8
+
+const (
+	hostUnknown hostKind = iota
+	hostRuntime
+	hostCustom
+	hostPlatform
+)
+
+type hostMatch struct {
+	t     *Tenant
+	stage int // stage index; -1 for platform hosts
+	kind  hostKind
+	dom   domainEntry
+}
+
+// resolveHost maps a normalised host to its tenant and stage. At most
+// len(stages)+1 trie lookups, whatever the number of tenants.
+func (s *Snapshot) resolveHost(host string) hostMatch {
+	g := s.g
+	if label, ok := strings.CutSuffix(host, g.runtimeSuffix); ok && label != "" && !strings.Contains(label, ".") {
+		if t, ok := s.tenants.Get(label); ok {
+			return hostMatch{t: t, stage: g.stages.prod(), kind: hostRuntime}
+		}
+		for i := 0; i < g.stages.prod(); i++ {
+			st := g.stages.names[i]
+			if len(label) > len(st)+1 && label[len(label)-len(st)-1] == '-' && label[len(label)-len(st):] == st {
+				if t, ok := s.tenants.Get(label[:len(label)-len(st)-1]); ok {
+					return hostMatch{t: t, stage: i, kind: hostRuntime}
+				}
+			}
+		}
+		return hostMatch{}
+	}
+	if label, ok := strings.CutSuffix(host, g.platformSuffix); ok && label != "" && !strings.Contains(label, ".") {
+		if t, ok := s.tenants.Get(label); ok {
+			return hostMatch{t: t, stage: -1, kind: hostPlatform}
+		}
+		return hostMatch{}
+	}
+	if de, ok := s.domains.Get(host); ok && !de.pending {
+		if t, ok := s.tenants.Get(de.tenant); ok {
+			return hostMatch{t: t, stage: de.stage, kind: hostCustom, dom: de}
+		}
+	}
+	return hostMatch{}
+}
+
+// build compiles config tenants and store tenants into a first snapshot.
+// Config tenants win over store tenants of the same name (reported through warn).
+func build(g *globals, cfg map[string]*TenantConfig, stored map[string]*TenantConfig, warn func(string, error)) (*Snapshot, error) {
+	s := emptySnapshot(g)
+	for _, name := range sortedKeys(cfg) {
+		t, err := g.compileTenant(name, SourceConfig, cfg[name])
+		if err != nil {
+			return nil, err
+		}
+		if s, err = s.putMode(t, true); err != nil {
+			return nil, err
+		}
+	}
+	for _, name := range sortedKeys(stored) {
+		if _, ok := cfg[name]; ok {
+			warn(name, errors.New("tenant defined in the config and in the store: the config wins"))
+			continue
+		}
+		t, err := g.compileTenant(name, SourceStore, stored[name])
+		if err == nil {
+			var ns *Snapshot
+			if ns, err = s.putMode(t, true); err == nil {
+				s = ns
+				continue
+			}
+		}
+		warn(name, fmt.Errorf("stored tenant skipped: %w", err))
+	}
+	s.version = 0
+	return s, nil
+}

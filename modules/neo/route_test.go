@@ -1,0 +1,228 @@
+package neo
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+)
+
+// serve runs neo_route on a request built from a raw request target and
+// returns the route passed on (nil if not), the error and the recorder.
+func serve(t testing.TB, h *RouteHandler, host, target string, hdr http.Header) (*Route, *http.Request, error, *httptest.ResponseRecorder) {
+	t.Helper()
+	u, err := url.ParseRequestURI(target)
+	if err != nil {
+		t.Fatalf("target %q: %v", target, err)
+	}
+	r := &http.Request{Method: "GET", URL: u, RequestURI: target, Host: host, Header: http.Header{}, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
+	for k, v := range hdr {
+		r.Header[k] = v
+	}
+	repl := caddy.NewReplacer()
+	ctx := context.WithValue(context.Background(), caddy.ReplacerCtxKey, repl)
+	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{})
+	r = r.WithContext(ctx)
+	w := httptest.NewRecorder()
+	var got *Route
+	var gotReq *http.Request
+	err = h.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		got, _ = RouteFromRequest(r)
+		gotReq = r
+		return nil
+	}))
+	return got, gotReq, err, w
+}
+
+func status(err error) int {
+	if he, ok := err.(caddyhttp.HandlerError); ok {
+		return he.StatusCode
+	}
+	if err != nil {
+		return 500
+	}
+	return 200
+}
+
+func testHandler(t testing.TB) *RouteHandler {
+	return &RouteHandler{app: newTestApp(t, demoTenants()), logger: zap.NewNop()}
+}
+
+func TestRouteHeadersAndPlaceholders(t *testing.T) {
+	h := testHandler(t)
+	rt, r, err, _ := serve(t, h, "acme-dev.apps.localhost:8443", "/orders/x?q=1", http.Header{
+		"Neo-Tenant": {"globex"}, "Neo-App": {"billing"}, "Neo-Service": {"build"}, "neo_tenant": {"globex"}, "NEO-STAGE": {"prod"}, "Neo-Foo": {"x"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rt.Tenant != "acme" || rt.Stage != "dev" || rt.App != "orders" || rt.Zone != "az-a" {
+		t.Fatalf("route %+v", rt)
+	}
+	want := http.Header{"Neo-Tenant": {"acme"}, "Neo-Stage": {"dev"}, "Neo-App": {"orders"}}
+	for k, v := range r.Header {
+		if strings.HasPrefix(strings.ToLower(k), "neo") && (len(want[k]) != 1 || want[k][0] != v[0] || len(v) != 1) {
+			t.Fatalf("header %s: %v survived", k, v)
+		}
+	}
+	for k := range want {
+		if r.Header.Get(k) != want[k][0] {
+			t.Fatalf("header %s = %q", k, r.Header.Get(k))
+		}
+	}
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if got := repl.ReplaceAll("{neo.tenant}/{neo.stage}/{neo.app}/{neo.service}/{neo.zone}", "-"); got != "acme/dev/orders/-/az-a" {
+		t.Fatalf("placeholders %q", got)
+	}
+	// Platform.
+	rt, r, err, _ = serve(t, h, "acme.platform.localhost", "/api/build/x", http.Header{"Neo-Tenant": {"globex"}})
+	if err != nil || rt.Service != "build" || r.Header.Get("Neo-Tenant") != "acme" || r.Header.Get("Neo-Service") != "build" || r.Header.Get("Neo-App") != "" {
+		t.Fatalf("platform: %v %+v %v", err, rt, r.Header)
+	}
+}
+
+func TestGenericNotFound(t *testing.T) {
+	h := testHandler(t)
+	var first error
+	for _, tc := range [][2]string{
+		{"acme-dev.apps.localhost", "/billing/"}, // other tenant's app
+		{"acme-dev.apps.localhost", "/nope/"},    // unknown app
+		{"nobody.apps.localhost", "/orders/"},    // unknown tenant
+		{"nobody-dev.apps.localhost", "/orders/"},
+		{"acme-qa.apps.localhost", "/orders/"}, // unknown stage
+		{"acme.platform.localhost", "/nope/"},  // unknown service
+		{"example.com", "/"},                   // unknown host
+		{"[::1]:443", "/"},
+	} {
+		rt, _, err, w := serve(t, h, tc[0], tc[1], nil)
+		if rt != nil || status(err) != 404 || w.Body.Len() != 0 || len(w.Header()) != 0 {
+			t.Fatalf("%s%s: route %v err %v body %q headers %v", tc[0], tc[1], rt, err, w.Body, w.Header())
+		}
+		if first == nil {
+			first = err
+		}
+	}
+}
+
+// TestSpoofing is the isolation table: nothing a client sends makes a
+// request reach another tenant or another app than the one its host and
+// canonical path name.
+func TestSpoofing(t *testing.T) {
+	h := testHandler(t)
+	hTrust := &RouteHandler{app: h.app, logger: zap.NewNop(), TrustForwardedHost: true}
+	for _, tc := range []struct {
+		name         string
+		h            *RouteHandler
+		host, target string
+		hdr          http.Header
+		status       int
+		tenant, app  string
+		path         string // forwarded path
+	}{
+		{"neo-tenant spoof", h, "acme-dev.apps.localhost", "/orders/", http.Header{"Neo-Tenant": {"globex"}}, 200, "acme", "orders", "/orders/"},
+		{"x-forwarded-host ignored", h, "acme-dev.apps.localhost", "/orders/", http.Header{"X-Forwarded-Host": {"globex-dev.apps.localhost"}}, 200, "acme", "orders", "/orders/"},
+		{"x-forwarded-host untrusted peer", hTrust, "acme-dev.apps.localhost", "/orders/", http.Header{"X-Forwarded-Host": {"globex-dev.apps.localhost"}}, 200, "acme", "orders", "/orders/"},
+		{"forwarded ignored", h, "acme-dev.apps.localhost", "/orders/", http.Header{"Forwarded": {"host=globex-dev.apps.localhost"}}, 200, "acme", "orders", "/orders/"},
+		{"absolute form", h, "globex-dev.apps.localhost", "https://globex-dev.apps.localhost/billing/", nil, 400, "", "", ""},
+		{"dot dot", h, "acme-dev.apps.localhost", "/orders/../billing", nil, 404, "", "", ""},
+		{"dot dot to own app", h, "acme-dev.apps.localhost", "/orders/../ledger/x", nil, 200, "acme", "ledger", "/ledger/x"},
+		{"dot", h, "acme-dev.apps.localhost", "/./orders/./x", nil, 200, "acme", "orders", "/orders/x"},
+		{"dot dot above root", h, "acme-dev.apps.localhost", "/../../orders/x", nil, 200, "acme", "orders", "/orders/x"},
+		{"encoded dots", h, "acme-dev.apps.localhost", "/orders/%2e%2e/billing", nil, 400, "", "", ""},
+		{"encoded dots upper", h, "acme-dev.apps.localhost", "/orders/%2E%2E/ledger", nil, 400, "", "", ""},
+		{"half encoded", h, "acme-dev.apps.localhost", "/orders/.%2e/ledger", nil, 400, "", "", ""},
+		{"encoded slash", h, "acme-dev.apps.localhost", "/orders%2f..%2fbilling", nil, 400, "", "", ""},
+		{"encoded slash upper", h, "acme-dev.apps.localhost", "/orders%2F", nil, 400, "", "", ""},
+		{"double encoded", h, "acme-dev.apps.localhost", "/orders/%252e%252e/billing", nil, 400, "", "", ""},
+		{"encoded backslash", h, "acme-dev.apps.localhost", "/orders%5c..%5cbilling", nil, 400, "", "", ""},
+		{"backslash", h, "acme-dev.apps.localhost", "/orders\\..\\billing", nil, 400, "", "", ""},
+		{"nul", h, "acme-dev.apps.localhost", "/orders%00/x", nil, 400, "", "", ""},
+		{"double slash", h, "acme-dev.apps.localhost", "//orders//x", nil, 200, "acme", "orders", "/orders/x"},
+		{"double slash other app", h, "acme-dev.apps.localhost", "//billing/", nil, 404, "", "", ""},
+		{"app case", h, "acme-dev.apps.localhost", "/ORDERS/", nil, 404, "", "", ""},
+		{"host port", h, "acme-dev.apps.localhost:8443", "/orders/", nil, 200, "acme", "orders", "/orders/"},
+		{"host upper", h, "ACME-DEV.Apps.LocalHost", "/orders/", nil, 200, "acme", "orders", "/orders/"},
+		{"host trailing dot", h, "acme-dev.apps.localhost.", "/orders/", nil, 200, "acme", "orders", "/orders/"},
+		{"host trailing dot port", h, "acme-dev.apps.localhost.:8443", "/orders/", nil, 200, "acme", "orders", "/orders/"},
+		{"host two dots", h, "acme-dev.apps.localhost..", "/orders/", nil, 404, "", "", ""},
+		{"host bad port", h, "acme-dev.apps.localhost:x", "/orders/", nil, 404, "", "", ""},
+		{"host userinfo", h, "globex@acme-dev.apps.localhost", "/orders/", nil, 404, "", "", ""},
+		{"host unicode", h, "acme-dev.apps.localhoſt", "/orders/", nil, 404, "", "", ""},
+		{"host empty", h, "", "/orders/", nil, 404, "", "", ""},
+		{"encoded app name", h, "acme-dev.apps.localhost", "/%6frders/", nil, 200, "acme", "orders", "/orders/"},
+		{"query not path", h, "acme-dev.apps.localhost", "/orders/?x=/../billing", nil, 200, "acme", "orders", "/orders/"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rt, r, err, _ := serve(t, tc.h, tc.host, tc.target, tc.hdr)
+			if st := status(err); st != tc.status {
+				t.Fatalf("status %d, want %d (%v)", st, tc.status, err)
+			}
+			if tc.status != 200 {
+				if rt != nil {
+					t.Fatalf("route passed on: %+v", rt)
+				}
+				return
+			}
+			if rt.Tenant != tc.tenant || rt.App != tc.app || r.Header.Get("Neo-Tenant") != tc.tenant || r.Header.Get("Neo-App") != tc.app {
+				t.Fatalf("route %+v headers %v", rt, r.Header)
+			}
+			if r.URL.Path != tc.path || !strings.HasPrefix(r.URL.EscapedPath(), "/"+tc.app) {
+				t.Fatalf("forwarded path %q (escaped %q), want %q", r.URL.Path, r.URL.EscapedPath(), tc.path)
+			}
+		})
+	}
+}
+
+func TestTrustedForwardedHost(t *testing.T) {
+	h := testHandler(t)
+	h.TrustForwardedHost = true
+	u, _ := url.ParseRequestURI("/billing/")
+	r := &http.Request{Method: "GET", URL: u, RequestURI: "/billing/", Host: "acme-dev.apps.localhost", Header: http.Header{"X-Forwarded-Host": {"globex-dev.apps.localhost, evil"}}}
+	ctx := context.WithValue(context.Background(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.TrustedProxyVarKey: true})
+	r = r.WithContext(ctx)
+	var got *Route
+	err := h.ServeHTTP(httptest.NewRecorder(), r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		got, _ = RouteFromRequest(r)
+		return nil
+	}))
+	if err != nil || got.Tenant != "globex" {
+		t.Fatalf("trusted proxy's X-Forwarded-Host not used: %v %+v", err, got)
+	}
+}
+
+func TestCustomDomainDefaultApp(t *testing.T) {
+	tenants := demoTenants()
+	h := &RouteHandler{app: newTestApp(t, tenants), logger: zap.NewNop()}
+	rt, _, err, w := serve(t, h, "shop.acme.localhost", "/", nil)
+	if err != nil || rt != nil || w.Code != 301 || w.Header().Get("Location") != "/orders/" {
+		t.Fatalf("redirect: %v %v %d %v", err, rt, w.Code, w.Header())
+	}
+	tenants["acme"].Domains["shop.acme.localhost"].DefaultAppMode = "rewrite"
+	h = &RouteHandler{app: newTestApp(t, tenants), logger: zap.NewNop()}
+	rt, r, err, _ := serve(t, h, "shop.acme.localhost", "/", nil)
+	if err != nil || rt.App != "orders" || rt.Stage != "prod" || r.URL.Path != "/orders/" {
+		t.Fatalf("rewrite: %v %+v", err, rt)
+	}
+	tenants["acme"].Domains["shop.acme.localhost"].Pending = true
+	h = &RouteHandler{app: newTestApp(t, tenants), logger: zap.NewNop()}
+	if _, _, err, _ := serve(t, h, "shop.acme.localhost", "/orders/", nil); status(err) != 404 {
+		t.Fatalf("pending domain routed: %v", err)
+	}
+}
+
+func TestCanonicalPathRule(t *testing.T) {
+	for in, want := range map[string]string{
+		"/": "/", "/a": "/a", "/a/": "/a/", "/a/b/../c": "/a/c", "/a/./b": "/a/b", "//a//b//": "/a/b/",
+		"/..": "/", "/a/..": "/", "/a/b/..": "/a/", "/a/.": "/a/", "/.a/..b/...": "/.a/..b/...",
+	} {
+		if got := cleanPath(in); got != want {
+			t.Errorf("cleanPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
