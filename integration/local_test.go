@@ -35,12 +35,27 @@ func startLocal(t *testing.T) (*harness.Instance, *http.Client) {
 	return inst, c
 }
 
+// localKey is the local topology's default token signing key
+// (snippets/identity-global.caddy).
+const localKey = "local-topology-only-signing-key-change-me"
+
+// operatorToken is an access token of the local topology for a user who is a
+// member and end user of both demo tenants in both stages: routing tests use
+// it to reach private apps and platform APIs (identity has its own tests).
+func operatorToken(t *testing.T) string {
+	return token(t, localKey, []string{"acme/member", "acme/dev/user", "acme/prod/user",
+		"globex/member", "globex/dev/user", "globex/prod/user"}, 5*time.Minute)
+}
+
+// getReport GETs url with the operator's token (unless hdr sets
+// Authorization) and decodes the echo replica's report of a 200.
 func getReport(t *testing.T, c *http.Client, url string, hdr ...string) (*http.Response, echo.Report) {
 	t.Helper()
 	req, err := http.NewRequest("GET", url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	req.Header.Set("Authorization", "Bearer "+operatorToken(t))
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Add(hdr[i], hdr[i+1])
 	}

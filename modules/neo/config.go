@@ -23,6 +23,10 @@ type TenantConfig struct {
 
 // AppConfig is one app of a tenant: its replicas in each stage it is deployed to.
 type AppConfig struct {
+	// Public apps are served to anonymous users; the others require a
+	// signed-in user of the tenant and stage (the `{neo.public}` placeholder
+	// tells the identity route which). Default: false (private).
+	Public bool `json:"public,omitempty"`
 	// Stages maps a stage name to the app's deployment in that stage. A stage
 	// not listed has no deployment: requests for the app there get the generic 404.
 	Stages map[string]*StageConfig `json:"stages,omitempty"`

@@ -31,6 +31,8 @@ type Tenant struct {
 
 // TenantApp is a compiled app: its replicas per stage, indexed by stage position.
 type TenantApp struct {
+	// Public is the app's AppConfig.Public.
+	Public bool
 	Name   string
 	stages [][]Replica // nil: not deployed in that stage
 	// deployed[i] reports whether the app has a deployment in stage i.
@@ -181,7 +183,7 @@ func (g *globals) compileTenant(name string, src Source, tc *TenantConfig) (*Ten
 	}
 	t := &Tenant{Name: name, Source: src, Config: tc, apps: make(map[string]*TenantApp, len(tc.Apps))}
 	for an, ac := range tc.Apps {
-		a := &TenantApp{Name: an, stages: make([][]Replica, len(g.stages.names)), deployed: make([]bool, len(g.stages.names))}
+		a := &TenantApp{Name: an, Public: ac.Public, stages: make([][]Replica, len(g.stages.names)), deployed: make([]bool, len(g.stages.names))}
 		for sn, sc := range ac.Stages {
 			i := g.stages.index[sn]
 			a.stages[i] = withZone(sc.Replicas, g.zone)

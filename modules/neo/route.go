@@ -37,7 +37,8 @@ func init() {
 // `Neo-App` (Runtime) or `Neo-Tenant` and `Neo-Service` (Platform) are set.
 //
 // Placeholders: `{neo.tenant}`, `{neo.stage}`, `{neo.app}`, `{neo.service}`,
-// `{neo.zone}` (this node's zone) and `{neo.host}` (the normalised host).
+// `{neo.zone}` (this node's zone), `{neo.host}` (the normalised host) and
+// `{neo.public}` ("true" for a public app, "false" otherwise).
 //
 // Go API: RouteFromRequest returns the resolved Route to later handlers and
 // upstream sources.
@@ -91,6 +92,9 @@ type Route struct {
 	Replicas []Replica
 	// Snapshot is the registry version the request was resolved with.
 	Snapshot *Snapshot
+	// Public: the app is public (anonymous users allowed). Always false for
+	// platform services, which require a signed-in member.
+	Public bool
 }
 
 // PoolKey identifies the replica pool of the route: tenant, stage and app, or
@@ -103,7 +107,7 @@ func (r *Route) PoolKey() string {
 }
 
 // placeholder provides {neo.tenant}, {neo.stage}, {neo.app}, {neo.service},
-// {neo.zone} and {neo.host}.
+// {neo.zone}, {neo.host} and {neo.public} ("true" for a public app).
 func (r *Route) placeholder(key string) (any, bool) {
 	name, ok := strings.CutPrefix(key, "neo.")
 	if !ok {
@@ -122,6 +126,11 @@ func (r *Route) placeholder(key string) (any, bool) {
 		return r.Zone, true
 	case "host":
 		return r.Host, true
+	case "public":
+		if r.Public {
+			return "true", true
+		}
+		return "false", true
 	}
 	return nil, false
 }
@@ -207,6 +216,7 @@ func (h *RouteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 	r.Header["Neo-Tenant"] = vals[0:1:1]
 	if res.App != nil {
 		rt.App = res.App.Name
+		rt.Public = res.App.Public
 		vals[1], vals[2] = rt.Stage, rt.App
 		r.Header["Neo-Stage"] = vals[1:2:2]
 		r.Header["Neo-App"] = vals[2:3:3]
