@@ -383,8 +383,8 @@ func TestEdgeWAFUploadsAndStreams(t *testing.T) {
 	}
 	// Server-sent events reach the client as they are produced.
 	req, _ := http.NewRequest("GET", base+"/orders/events", nil)
-	req.Header.Set("Neo-Echo-Events", "3")
-	req.Header.Set("Neo-Echo-Interval", "300ms")
+	req.Header.Set("Echo-Events", "3")
+	req.Header.Set("Echo-Interval", "300ms")
 	req.Header.Set("User-Agent", "Mozilla/5.0 caddy-neo-test")
 	resp, err := c.Do(req)
 	if err != nil {

@@ -205,7 +205,7 @@ func TestNATSBinaryFidelity(t *testing.T) {
 	})
 	t.Run("statuses", func(t *testing.T) {
 		for _, code := range []int{200, 204, 304, 404, 500} {
-			got, _ := nt.get("/s", map[string]string{"Neo-Echo-Status": strconv.Itoa(code)})
+			got, _ := nt.get("/s", map[string]string{"Echo-Status": strconv.Itoa(code)})
 			if got != code {
 				t.Fatalf("want %d, got %d", code, got)
 			}
@@ -236,7 +236,7 @@ func TestNATSBinaryFidelity(t *testing.T) {
 			req, _ = http.NewRequest("GET", nt.url(nt.edge, "/down"), nil)
 			req.Header.Set("X-Tenant", "acme")
 			req.Header.Set("X-App", "orders")
-			req.Header.Set("Neo-Echo-Body-Bytes", strconv.FormatInt(n, 10))
+			req.Header.Set("Echo-Body-Bytes", strconv.FormatInt(n, 10))
 			resp, err = http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)
@@ -255,8 +255,8 @@ func TestNATSBinaryFidelity(t *testing.T) {
 		req, _ := http.NewRequest("GET", nt.url(nt.edge, "/events"), nil)
 		req.Header.Set("X-Tenant", "acme")
 		req.Header.Set("X-App", "orders")
-		req.Header.Set("Neo-Echo-Events", "3")
-		req.Header.Set("Neo-Echo-Interval", "200ms")
+		req.Header.Set("Echo-Events", "3")
+		req.Header.Set("Echo-Interval", "200ms")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

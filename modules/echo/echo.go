@@ -36,13 +36,13 @@ func init() {
 //
 // Request-time behaviour that operators and tests can ask for, all optional and
 // bounded:
-//   - `Neo-Echo-Status: <code>` answers with that status (100 < code < 600);
+//   - `Echo-Status: <code>` answers with that status (100 < code < 600);
 //     204 and 304 answer without a body.
-//   - `Neo-Echo-Body-Bytes: <n>` answers with n filler bytes instead of the JSON
+//   - `Echo-Body-Bytes: <n>` answers with n filler bytes instead of the JSON
 //     document (n at most MaxResponseBytes); the JSON document's SHA-256 is then
 //     sent in the `Neo-Echo-Request-Sha256` response header.
-//   - `Neo-Echo-Events: <n>` answers as a server-sent event stream of n events
-//     (at most 100), one every `Neo-Echo-Interval` (default 200ms, at most 10s),
+//   - `Echo-Events: <n>` answers as a server-sent event stream of n events
+//     (at most 100), one every `Echo-Interval` (default 200ms, at most 10s),
 //     each flushed as it is produced.
 type Echo struct {
 	// Tenant this replica serves. Default: empty.
@@ -57,7 +57,7 @@ type Echo struct {
 	Zone string `json:"zone,omitempty"`
 	// Replica identifier. Default: empty.
 	Replica string `json:"replica,omitempty"`
-	// MaxResponseBytes bounds Neo-Echo-Body-Bytes. Default: 1 GiB.
+	// MaxResponseBytes bounds Echo-Body-Bytes. Default: 1 GiB.
 	MaxResponseBytes int64 `json:"max_response_bytes,omitempty"`
 }
 
@@ -120,10 +120,10 @@ func (e Echo) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Hand
 		BodyLength: n, BodySHA256: hex.EncodeToString(h.Sum(nil)),
 	}
 	status := http.StatusOK
-	if s := r.Header.Get("Neo-Echo-Status"); s != "" {
+	if s := r.Header.Get("Echo-Status"); s != "" {
 		code, err := strconv.Atoi(s)
 		if err != nil || code < 200 || code > 599 {
-			return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("Neo-Echo-Status: want a status from 200 to 599, got %q", s))
+			return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("Echo-Status: want a status from 200 to 599, got %q", s))
 		}
 		status = code
 	}
@@ -132,13 +132,13 @@ func (e Echo) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Hand
 		w.WriteHeader(status)
 		return nil
 	}
-	if s := r.Header.Get("Neo-Echo-Events"); s != "" {
+	if s := r.Header.Get("Echo-Events"); s != "" {
 		return e.serveEvents(w, r, rep, s)
 	}
-	if s := r.Header.Get("Neo-Echo-Body-Bytes"); s != "" {
+	if s := r.Header.Get("Echo-Body-Bytes"); s != "" {
 		size, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || size < 0 || size > e.MaxResponseBytes {
-			return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("Neo-Echo-Body-Bytes: want 0 to %d, got %q", e.MaxResponseBytes, s))
+			return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("Echo-Body-Bytes: want 0 to %d, got %q", e.MaxResponseBytes, s))
 		}
 		w.Header().Set("Neo-Echo-Request-Sha256", rep.BodySHA256)
 		w.Header().Set("Neo-Echo-Request-Length", strconv.FormatInt(n, 10))
@@ -163,13 +163,13 @@ func (e Echo) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Hand
 func (e Echo) serveEvents(w http.ResponseWriter, r *http.Request, rep Report, count string) error {
 	n, err := strconv.Atoi(count)
 	if err != nil || n < 1 || n > 100 {
-		return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("Neo-Echo-Events: want 1 to 100, got %q", count))
+		return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("Echo-Events: want 1 to 100, got %q", count))
 	}
 	interval := 200 * time.Millisecond
-	if s := r.Header.Get("Neo-Echo-Interval"); s != "" {
+	if s := r.Header.Get("Echo-Interval"); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil || d < 0 || d > 10*time.Second {
-			return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("Neo-Echo-Interval: want a duration up to 10s, got %q", s))
+			return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("Echo-Interval: want a duration up to 10s, got %q", s))
 		}
 		interval = d
 	}

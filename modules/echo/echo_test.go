@@ -57,7 +57,7 @@ func TestReport(t *testing.T) {
 func TestStatusAndBodyBytes(t *testing.T) {
 	for _, code := range []int{200, 204, 304, 404, 500} {
 		r := httptest.NewRequest("GET", "/", nil)
-		r.Header.Set("Neo-Echo-Status", itoa(code))
+		r.Header.Set("Echo-Status", itoa(code))
 		w, err := serve(t, Echo{}, r)
 		if err != nil || w.Code != code {
 			t.Fatalf("status %d: got %d, %v", code, w.Code, err)
@@ -67,7 +67,7 @@ func TestStatusAndBodyBytes(t *testing.T) {
 		}
 	}
 	r := httptest.NewRequest("GET", "/", nil)
-	r.Header.Set("Neo-Echo-Body-Bytes", "1000")
+	r.Header.Set("Echo-Body-Bytes", "1000")
 	w, err := serve(t, Echo{}, r)
 	if err != nil || w.Body.Len() != 1000 {
 		t.Fatalf("body bytes: %d, %v", w.Body.Len(), err)
@@ -88,12 +88,12 @@ func TestStatusAndBodyBytes(t *testing.T) {
 
 func TestBadInput(t *testing.T) {
 	for name, h := range map[string][2]string{
-		"status text":   {"Neo-Echo-Status", "ok"},
-		"status 1xx":    {"Neo-Echo-Status", "101"},
-		"bytes neg":     {"Neo-Echo-Body-Bytes", "-1"},
-		"bytes too big": {"Neo-Echo-Body-Bytes", "99999999999999"},
-		"events zero":   {"Neo-Echo-Events", "0"},
-		"events many":   {"Neo-Echo-Events", "1000"},
+		"status text":   {"Echo-Status", "ok"},
+		"status 1xx":    {"Echo-Status", "101"},
+		"bytes neg":     {"Echo-Body-Bytes", "-1"},
+		"bytes too big": {"Echo-Body-Bytes", "99999999999999"},
+		"events zero":   {"Echo-Events", "0"},
+		"events many":   {"Echo-Events", "1000"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := httptest.NewRequest("GET", "/", nil)
@@ -109,8 +109,8 @@ func TestBadInput(t *testing.T) {
 
 func TestEvents(t *testing.T) {
 	r := httptest.NewRequest("GET", "/", nil)
-	r.Header.Set("Neo-Echo-Events", "3")
-	r.Header.Set("Neo-Echo-Interval", "10ms")
+	r.Header.Set("Echo-Events", "3")
+	r.Header.Set("Echo-Interval", "10ms")
 	start := time.Now()
 	w, err := serve(t, Echo{Replica: "r"}, r)
 	if err != nil {

@@ -107,7 +107,7 @@ func TestFidelity(t *testing.T) {
 	t.Run("statuses", func(t *testing.T) {
 		for _, code := range []int{200, 204, 304, 404, 500, 503} {
 			req, _ := http.NewRequest("GET", tp.url("/orders/s"), nil)
-			req.Header.Set("Neo-Echo-Status", strconv.Itoa(code))
+			req.Header.Set("Echo-Status", strconv.Itoa(code))
 			resp, body := do(t, nil, req)
 			if resp.StatusCode != code {
 				t.Fatalf("want %d, got %d: %s", code, resp.StatusCode, body)
@@ -166,7 +166,7 @@ func TestBodies(t *testing.T) {
 		})
 		t.Run(fmt.Sprintf("download %d", n), func(t *testing.T) {
 			req, _ := http.NewRequest("GET", tp.url("/orders/down"), nil)
-			req.Header.Set("Neo-Echo-Body-Bytes", strconv.FormatInt(n, 10))
+			req.Header.Set("Echo-Body-Bytes", strconv.FormatInt(n, 10))
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)
@@ -189,8 +189,8 @@ func TestServerSentEvents(t *testing.T) {
 	tp := newTopo(t, s)
 	load(t, tp)
 	req, _ := http.NewRequest("GET", tp.url("/orders/events"), nil)
-	req.Header.Set("Neo-Echo-Events", "3")
-	req.Header.Set("Neo-Echo-Interval", "200ms")
+	req.Header.Set("Echo-Events", "3")
+	req.Header.Set("Echo-Interval", "200ms")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -420,8 +420,8 @@ func TestTimeoutsAndClientGone(t *testing.T) {
 	// a client that goes away stops the work at the gateway
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ = http.NewRequestWithContext(ctx, "GET", tp.url("/orders/events"), nil)
-	req.Header.Set("Neo-Echo-Events", "100")
-	req.Header.Set("Neo-Echo-Interval", "50ms")
+	req.Header.Set("Echo-Events", "100")
+	req.Header.Set("Echo-Interval", "50ms")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -455,8 +455,8 @@ func TestGatewayDrainsOnReload(t *testing.T) {
 	for i := 0; i < n; i++ {
 		go func() {
 			req, _ := http.NewRequest("GET", url, nil)
-			req.Header.Set("Neo-Echo-Events", "5")
-			req.Header.Set("Neo-Echo-Interval", "100ms")
+			req.Header.Set("Echo-Events", "5")
+			req.Header.Set("Echo-Interval", "100ms")
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				results <- result{err: err}

@@ -197,7 +197,7 @@ func transfer(url string, size int64, up bool, pid int) bigResult {
 		req.ContentLength = size
 	} else {
 		req, _ = http.NewRequest("GET", url, nil)
-		req.Header.Set("Neo-Echo-Body-Bytes", strconv.FormatInt(size, 10))
+		req.Header.Set("Echo-Body-Bytes", strconv.FormatInt(size, 10))
 	}
 	resp, err := client.Do(req)
 	if err != nil {
