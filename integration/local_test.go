@@ -14,10 +14,11 @@ import (
 
 // startLocal starts caddyfiles/local.Caddyfile exactly as the README's run
 // command does: from the repository root, with that file as the config.
-func startLocal(t *testing.T) (*harness.Instance, *http.Client) {
+func startLocal(t *testing.T, env ...string) (*harness.Instance, *http.Client) {
 	t.Helper()
 	inst := harness.Start(t, harness.Options{
 		Config:  "caddyfiles/local.Caddyfile",
+		Env:     env,
 		WaitFor: []string{"127.0.0.1:8443", "127.0.0.1:8080", "127.0.0.1:9111", "127.0.0.1:9512"},
 	})
 	roots, err := inst.RootPool("local")

@@ -148,6 +148,11 @@ func StartProcess(o Options) (*Instance, error) {
 			return nil, err
 		}
 	}
+	// A process left over from an earlier run would answer in our place.
+	if c, err := net.DialTimeout("tcp", o.Admin, 200*time.Millisecond); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("admin address %s is already in use (a caddy left running by an earlier test?)", o.Admin)
+	}
 	cfg := o.Config
 	path := cfg
 	if !filepath.IsAbs(path) {

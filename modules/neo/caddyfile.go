@@ -1,6 +1,8 @@
 package neo
 
 import (
+	"strconv"
+
 	"encoding/json"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -88,6 +90,33 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			a.MetricsNoTenantLabel = true
+		case "disable_panic":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			a.DisablePanic = true
+		case "zone_order":
+			if a.ZoneOrder != nil {
+				return d.Errf("neo: zone_order given twice")
+			}
+			a.ZoneOrder = d.RemainingArgs()
+			if len(a.ZoneOrder) == 0 {
+				return d.ArgErr()
+			}
+		case "local_threshold", "panic_threshold":
+			var v string
+			if !d.Args(&v) || d.NextArg() {
+				return d.ArgErr()
+			}
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return d.Errf("neo: %s: want a share such as 0.5, got %q", name, v)
+			}
+			if name == "local_threshold" {
+				a.LocalThreshold = f
+			} else {
+				a.PanicThreshold = f
+			}
 		case "store":
 			if a.StoreRaw != nil {
 				return d.Errf("neo: store given twice")

@@ -27,6 +27,8 @@
 package neo
 
 import (
+	"github.com/projectneo/caddy-neo/modules/zonelb"
+
 	"encoding/json"
 	"fmt"
 	"sync/atomic"
@@ -59,6 +61,17 @@ type App struct {
 	// StoreRaw is where tenants created at run time are kept.
 	// Default: a file store in Caddy's data directory (`neo/tenants`).
 	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=neo.stores inline_key=module"`
+	// ZoneOrder is the failover order of the other zones for upstream
+	// selection (`lb_policy neo_zone`). Default: the order replicas list them.
+	ZoneOrder []string `json:"zone_order,omitempty"`
+	// LocalThreshold is the healthy share of the local zone's replicas below
+	// which traffic spills to other zones, in (0, 1]. Default: 1.
+	LocalThreshold float64 `json:"local_threshold,omitempty"`
+	// PanicThreshold is the healthy share of a pool below which health is
+	// ignored and traffic goes to all replicas, in [0, 1). Default: 0.5.
+	PanicThreshold float64 `json:"panic_threshold,omitempty"`
+	// DisablePanic turns panic mode off. Default: false.
+	DisablePanic bool `json:"disable_panic,omitempty"`
 	// MetricsNoTenantLabel drops the tenant label from request metrics (for
 	// very large fleets). Default: false.
 	MetricsNoTenantLabel bool `json:"metrics_no_tenant_label,omitempty"`
@@ -107,6 +120,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	g, err := newGlobals(a.Zone, a.RuntimeDomain, a.PlatformDomain, a.Stages, a.Services)
 	if err != nil {
+		return err
+	}
+	if err := g.setLB(zonelb.Options{ZoneOrder: a.ZoneOrder, LocalThreshold: a.LocalThreshold,
+		PanicThreshold: a.PanicThreshold, NoPanic: a.DisablePanic}); err != nil {
 		return err
 	}
 	a.g = g

@@ -1,6 +1,8 @@
 package neo
 
 import (
+	"github.com/projectneo/caddy-neo/modules/zonelb"
+
 	"errors"
 	"fmt"
 	"sort"
@@ -35,6 +37,9 @@ type TenantApp struct {
 	Public bool
 	Name   string
 	stages [][]Replica // nil: not deployed in that stage
+	// pools[i] is the zone-aware rotation over stages[i]: one per tenant,
+	// app and stage, never shared with another tenant.
+	pools []*zonelb.Pool
 	// deployed[i] reports whether the app has a deployment in stage i.
 	deployed []bool
 }
@@ -44,6 +49,8 @@ type Service struct {
 	Name     string
 	Path     string
 	Replicas []Replica
+	// Pool is the zone-aware rotation over Replicas (same order).
+	Pool *zonelb.Pool
 }
 
 type domainEntry struct {
@@ -56,6 +63,7 @@ type domainEntry struct {
 
 // globals is the node-wide part of a snapshot, fixed for a config's life.
 type globals struct {
+	lb             zonelb.Options // validated
 	zone           string
 	runtimeDomain  string // without leading dot
 	platformDomain string
@@ -149,7 +157,36 @@ func newGlobals(zone, runtimeDomain, platformDomain string, stages []string, ser
 		g.serviceByName[name] = s
 	}
 	sort.SliceStable(g.services, func(i, j int) bool { return len(g.services[i].Path) > len(g.services[j].Path) })
+	if err := g.setLB(zonelb.Options{LocalZone: zone}); err != nil {
+		return nil, err
+	}
 	return g, nil
+}
+
+// setLB sets the zone-aware selection options and rebuilds the services'
+// pools. Tenants compiled afterwards use them.
+func (g *globals) setLB(o zonelb.Options) error {
+	o.LocalZone = g.zone
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	g.lb = o
+	for _, s := range g.services {
+		p, err := zonelb.NewPool(members(s.Replicas), o)
+		if err != nil {
+			return fmt.Errorf("services.%s: %w", s.Name, err)
+		}
+		s.Pool = p
+	}
+	return nil
+}
+
+func members(rs []Replica) []zonelb.Member {
+	ms := make([]zonelb.Member, len(rs))
+	for i, r := range rs {
+		ms[i] = zonelb.Member{Address: r.Address, Zone: r.Zone}
+	}
+	return ms
 }
 
 func withZone(rs []Replica, zone string) []Replica {
@@ -183,10 +220,16 @@ func (g *globals) compileTenant(name string, src Source, tc *TenantConfig) (*Ten
 	}
 	t := &Tenant{Name: name, Source: src, Config: tc, apps: make(map[string]*TenantApp, len(tc.Apps))}
 	for an, ac := range tc.Apps {
-		a := &TenantApp{Name: an, Public: ac.Public, stages: make([][]Replica, len(g.stages.names)), deployed: make([]bool, len(g.stages.names))}
+		a := &TenantApp{Name: an, Public: ac.Public, stages: make([][]Replica, len(g.stages.names)),
+			pools: make([]*zonelb.Pool, len(g.stages.names)), deployed: make([]bool, len(g.stages.names))}
 		for sn, sc := range ac.Stages {
 			i := g.stages.index[sn]
 			a.stages[i] = withZone(sc.Replicas, g.zone)
+			p, err := zonelb.NewPool(members(a.stages[i]), g.lb)
+			if err != nil {
+				return nil, fmt.Errorf("apps.%s.stages.%s: %w", an, sn, err)
+			}
+			a.pools[i] = p
 			a.deployed[i] = true
 		}
 		t.apps[an] = a

@@ -1,6 +1,8 @@
 package neo
 
 import (
+	"github.com/projectneo/caddy-neo/modules/zonelb"
+
 	"errors"
 	"net/http"
 	"strings"
@@ -249,6 +251,18 @@ func (s *Snapshot) app(m hostMatch, name string) (Result, string) {
 		return Result{}, MissStage
 	}
 	return Result{Tenant: m.t, Stage: s.g.stages.names[m.stage], StageIndex: m.stage, App: a}, ""
+}
+
+// Pool returns the zone-aware rotation of the resolved app in the resolved
+// stage, or of the service; nil when there is none.
+func (r *Result) Pool() *zonelb.Pool {
+	switch {
+	case r.App != nil:
+		return r.App.pools[r.StageIndex]
+	case r.Service != nil:
+		return r.Service.Pool
+	}
+	return nil
 }
 
 // Replicas returns the resolved app's replicas in the resolved stage, or the

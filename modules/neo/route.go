@@ -1,6 +1,8 @@
 package neo
 
 import (
+	"github.com/projectneo/caddy-neo/modules/zonelb"
+
 	"fmt"
 	"net/http"
 	"strings"
@@ -92,6 +94,9 @@ type Route struct {
 	Replicas []Replica
 	// Snapshot is the registry version the request was resolved with.
 	Snapshot *Snapshot
+	// Pool is the zone-aware rotation over Replicas (same order), private
+	// to this tenant's app and stage (or the service).
+	Pool *zonelb.Pool
 	// Public: the app is public (anonymous users allowed). Always false for
 	// platform services, which require a signed-in member.
 	Public bool
@@ -208,7 +213,7 @@ func (h *RouteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 		r.URL.RawPath = ""
 		r.RequestURI = r.URL.RequestURI()
 	}
-	rt := &Route{Host: host, Tenant: res.Tenant.Name, Stage: res.Stage, Zone: snap.g.zone, Replicas: res.Replicas(), Snapshot: snap}
+	rt := &Route{Host: host, Tenant: res.Tenant.Name, Stage: res.Stage, Zone: snap.g.zone, Replicas: res.Replicas(), Pool: res.Pool(), Snapshot: snap}
 	// One backing array for the trusted headers; each value slice is capped
 	// so that an append by a later handler cannot write into its neighbour.
 	vals := make([]string, 3)

@@ -31,12 +31,14 @@ import (
 	"sync/atomic"
 )
 
-// Options configure pools.
+// Options configure selection.
 type Options struct {
 	// LocalZone is the zone of this node. Replicas in it are preferred.
+	// Select takes the local zone per request; NewPool uses this one only to
+	// order the zones (local first).
 	LocalZone string
-	// ZoneOrder is the failover order of the other zones. Zones not listed
-	// follow, in the order their replicas first appear.
+	// ZoneOrder is the failover order of the zones. Zones not listed follow,
+	// in the order their replicas first appear.
 	ZoneOrder []string
 	// LocalThreshold is the healthy share of the local zone below which
 	// traffic starts to spill to other zones, in (0, 1]. Default 1: any
@@ -112,11 +114,21 @@ type Health interface {
 // service), grouped by zone in preference order. Its rotation state is its own.
 type Pool struct {
 	members []Member
-	zones   []zone // zones[0] is the local zone (possibly empty)
+	zones   []zone // in preference order: the node's zone, then ZoneOrder, then by appearance
 	local   float64
 	panic   float64
 	allPos  atomic.Uint32
 	spill   atomic.Uint64
+}
+
+// ZoneIndex returns the index of the named zone in the pool, or -1.
+func (p *Pool) ZoneIndex(name string) int {
+	for i := range p.zones {
+		if p.zones[i].name == name {
+			return i
+		}
+	}
+	return -1
 }
 
 type zone struct {
@@ -163,8 +175,14 @@ func (p *Pool) Len() int { return len(p.members) }
 // Member returns member i.
 func (p *Pool) Member(i int) Member { return p.members[i] }
 
-// Select picks a member, or returns -1 with None (empty pool) or Unhealthy.
-func (p *Pool) Select(h Health) (int, Outcome) {
+// Select picks a member for a request in the pool's first zone (the node's
+// zone given to NewPool), or returns -1 with None (empty pool) or Unhealthy.
+func (p *Pool) Select(h Health) (int, Outcome) { return p.SelectFrom(h, 0) }
+
+// SelectFrom picks a member for a request whose local zone is the pool's zone
+// number local (ZoneIndex; -1 when the pool has no replica in that zone):
+// that zone first, then the others in the pool's order.
+func (p *Pool) SelectFrom(h Health, local int) (int, Outcome) {
 	n := len(p.members)
 	if n == 0 {
 		return -1, None
@@ -181,11 +199,14 @@ func (p *Pool) Select(h Health) (int, Outcome) {
 	if float64(healthy) < p.panic*float64(n) {
 		return int(p.allPos.Add(1)-1) % n, Panic
 	}
-	loc := &p.zones[0]
+	var loc *zone
 	locHealthy := 0
-	for _, i := range loc.members {
-		if h.Healthy(int(i)) {
-			locHealthy++
+	if local >= 0 && local < len(p.zones) {
+		loc = &p.zones[local]
+		for _, i := range loc.members {
+			if h.Healthy(int(i)) {
+				locHealthy++
+			}
 		}
 	}
 	if locHealthy > 0 {
@@ -201,7 +222,10 @@ func (p *Pool) Select(h Health) (int, Outcome) {
 			return p.pick(loc, h, locHealthy), Local
 		}
 	}
-	for zi := 1; zi < len(p.zones); zi++ {
+	for zi := 0; zi < len(p.zones); zi++ {
+		if zi == local {
+			continue
+		}
 		z := &p.zones[zi]
 		zh := 0
 		for _, i := range z.members {

@@ -1,0 +1,197 @@
+package neo
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/projectneo/caddy-neo/modules/zonelb"
+)
+
+func init() {
+	caddy.RegisterModule(ZoneSelection{})
+}
+
+var mSelections = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Namespace: "caddy", Subsystem: "neo", Name: "upstream_selections_total",
+	Help: "Upstream selections by tenant, app (or service), zone of the chosen replica and outcome (local, spill, panic, none).",
+}, []string{"tenant", "app", "zone", "outcome"})
+
+// ZoneSelection is the reverse proxy's selection policy
+// `http.reverse_proxy.selection_policies.neo_zone` (Caddyfile
+// `lb_policy neo_zone`), used with `dynamic neo`: zone-aware round robin over
+// the resolved route's pool (package zonelb): the request's local zone first,
+// spilling to the other zones in the neo app's zone_order when the local
+// zone's healthy share falls below local_threshold, and to every replica
+// when the pool's healthy share falls below panic_threshold. Each tenant's
+// app and stage has its own pool and rotation.
+//
+// A replica is healthy when Caddy's passive health checks (fail_duration,
+// max_fails, unhealthy_status, unhealthy_latency) and max_requests allow it,
+// and, with health_path set, when its last active check passed. Active
+// checkers (one per replica address and check configuration) are shared by
+// every config through a usage pool and stopped when the last config using
+// them is unloaded.
+//
+// Placeholder: `{neo.upstream.zone}`, the chosen replica's zone.
+type ZoneSelection struct {
+	// Zone is the request's local zone. Default: `{neo.zone}`, this node's
+	// zone. A stage gateway serving several zones uses the zone the request
+	// was addressed to, for example `{http.request.header.Neo-Zone}`.
+	Zone string `json:"zone,omitempty"`
+	// ZoneHeader adds `Neo-Upstream-Zone: <zone>` to responses. Default: off.
+	ZoneHeader bool `json:"zone_header,omitempty"`
+	// HealthChecks configure active checks. Default: off (no path).
+	HealthChecks zonelb.CheckConfig `json:"health_checks,omitempty"`
+
+	checks *zonelb.CheckerSet
+}
+
+// CaddyModule returns the Caddy module information.
+func (ZoneSelection) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.reverse_proxy.selection_policies.neo_zone",
+		New: func() caddy.Module { return new(ZoneSelection) },
+	}
+}
+
+// Provision starts nothing: checkers start on first use of a replica.
+func (s *ZoneSelection) Provision(ctx caddy.Context) error {
+	if err := s.HealthChecks.Validate(); err != nil {
+		return err
+	}
+	s.checks = zonelb.NewCheckerSet(s.HealthChecks)
+	register(ctx.GetMetricsRegistry(), mSelections)
+	return nil
+}
+
+// Cleanup releases the active checkers this config used.
+func (s *ZoneSelection) Cleanup() error {
+	s.checks.Close()
+	return nil
+}
+
+// upstreamHealth is a route's upstreams as zonelb sees them.
+type upstreamHealth struct {
+	ups    reverseproxy.UpstreamPool
+	checks *zonelb.CheckerSet
+}
+
+func (h *upstreamHealth) Healthy(i int) bool {
+	u := h.ups[i]
+	return u.Available() && h.checks.Healthy(u.Dial)
+}
+
+// Select chooses the replica.
+func (s *ZoneSelection) Select(pool reverseproxy.UpstreamPool, r *http.Request, w http.ResponseWriter) *reverseproxy.Upstream {
+	rt, ok := RouteFromRequest(r)
+	if !ok || rt.Pool == nil || rt.Pool.Len() != len(pool) {
+		return nil // not resolved by neo_route, or not `dynamic neo`: nothing of another tenant
+	}
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	zone := rt.Zone
+	if s.Zone != "" && repl != nil {
+		zone = repl.ReplaceAll(s.Zone, "")
+	}
+	h := upstreamHealth{ups: pool, checks: s.checks}
+	i, out := rt.Pool.SelectFrom(&h, rt.Pool.ZoneIndex(zone))
+	app := rt.App
+	if app == "" {
+		app = rt.Service
+	}
+	if i < 0 {
+		mSelections.WithLabelValues(rt.Tenant, app, "", out.String()).Inc()
+		return nil
+	}
+	chosen := rt.Pool.Member(i).Zone
+	mSelections.WithLabelValues(rt.Tenant, app, chosen, out.String()).Inc()
+	if repl != nil {
+		repl.Set("neo.upstream.zone", chosen)
+	}
+	if s.ZoneHeader {
+		w.Header().Set("Neo-Upstream-Zone", chosen)
+	}
+	return pool[i]
+}
+
+// UnmarshalCaddyfile sets up the policy. Syntax:
+//
+//	lb_policy neo_zone {
+//	    zone            <zone or placeholder>  # default {neo.zone}
+//	    zone_header                            # add Neo-Upstream-Zone to responses
+//	    health_path     <path>                 # active checks on; default off
+//	    health_interval <duration>             # default 5s
+//	    health_timeout  <duration>             # default 2s
+//	    health_status   <code>                 # default any 2xx
+//	    health_fails    <n>                    # default 1
+//	    health_passes   <n>                    # default 1
+//	}
+func (s *ZoneSelection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // policy name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		name := d.Val()
+		if seen[name] {
+			return d.Errf("neo_zone: %s given twice", name)
+		}
+		seen[name] = true
+		if name == "zone_header" {
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			s.ZoneHeader = true
+			continue
+		}
+		var v string
+		if !d.Args(&v) || d.NextArg() {
+			return d.ArgErr()
+		}
+		switch name {
+		case "zone":
+			s.Zone = v
+		case "health_path":
+			s.HealthChecks.Path = v
+		case "health_interval", "health_timeout":
+			dur, err := caddy.ParseDuration(v)
+			if err != nil {
+				return d.Errf("neo_zone: %s: %v", name, err)
+			}
+			if name == "health_interval" {
+				s.HealthChecks.Interval = caddy.Duration(dur)
+			} else {
+				s.HealthChecks.Timeout = caddy.Duration(dur)
+			}
+		case "health_status", "health_fails", "health_passes":
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return d.Errf("neo_zone: %s: want a number, got %q", name, v)
+			}
+			switch name {
+			case "health_status":
+				s.HealthChecks.Status = n
+			case "health_fails":
+				s.HealthChecks.Fails = n
+			default:
+				s.HealthChecks.Passes = n
+			}
+		default:
+			return d.Errf("neo_zone: unknown subdirective %q", name)
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner     = (*ZoneSelection)(nil)
+	_ caddy.CleanerUpper    = (*ZoneSelection)(nil)
+	_ reverseproxy.Selector = (*ZoneSelection)(nil)
+	_ caddyfile.Unmarshaler = (*ZoneSelection)(nil)
+)
