@@ -50,7 +50,9 @@ func neoApp(n int, replica string) map[string]any {
 
 var neoRoute = map[string]any{"handle": []any{
 	map[string]any{"handler": "neo_route"},
-	map[string]any{"handler": "reverse_proxy", "dynamic_upstreams": map[string]any{"source": "neo"}},
+	map[string]any{"handler": "reverse_proxy", "dynamic_upstreams": map[string]any{"source": "neo"},
+		// Zone-aware per-tenant round robin, as in the role Caddyfiles.
+		"load_balancing": map[string]any{"selection_policy": map[string]any{"policy": "neo_zone"}}},
 }}
 
 func proxyTo(replica string) map[string]any {

@@ -1,6 +1,9 @@
 package neo
 
 import (
+	"net"
+	"net/netip"
+
 	"github.com/projectneo/caddy-neo/modules/zonelb"
 
 	"errors"
@@ -82,6 +85,56 @@ type Snapshot struct {
 	tenants pmap[*Tenant]
 	domains pmap[domainEntry]
 	version uint64
+
+	// byAddr maps a replica's IP to its tenant, stage and app; built on
+	// first use (ReplicaByIP) for this snapshot.
+	byAddrOnce sync.Once
+	byAddr     map[netip.Addr]ReplicaOwner
+}
+
+// ReplicaOwner is the tenant, stage and app a replica address serves.
+type ReplicaOwner struct {
+	Tenant, Stage, App string
+}
+
+// ReplicaByIP returns the tenant, stage and app whose replica listens on ip.
+// An IP that replicas of more than one tenant, stage or app share (as on a
+// developer machine where every replica is 127.0.0.1) names nobody: such
+// callers must identify themselves otherwise. The index is built once per
+// snapshot, in time proportional to the fleet; lookups are O(1).
+func (s *Snapshot) ReplicaByIP(ip netip.Addr) (ReplicaOwner, bool) {
+	s.byAddrOnce.Do(func() {
+		idx := map[netip.Addr]ReplicaOwner{}
+		shared := map[netip.Addr]bool{}
+		s.RangeTenants(func(t *Tenant) bool {
+			for an, a := range t.apps {
+				for si, reps := range a.stages {
+					for _, r := range reps {
+						host, _, err := net.SplitHostPort(r.Address)
+						if err != nil {
+							continue
+						}
+						addr, err := netip.ParseAddr(host)
+						if err != nil {
+							continue // a name, not an address
+						}
+						o := ReplicaOwner{Tenant: t.Name, Stage: s.g.stages.names[si], App: an}
+						if prev, ok := idx[addr.Unmap()]; ok && prev != o {
+							shared[addr.Unmap()] = true
+						}
+						idx[addr.Unmap()] = o
+					}
+				}
+			}
+			return true
+		})
+		for a := range shared {
+			delete(idx, a)
+		}
+		s.byAddr = idx
+	})
+	o, ok := s.byAddr[ip.Unmap()]
+	return o, ok
 }
 
 // Registry holds the current snapshot. Reads are lock-free

@@ -3,6 +3,7 @@ package neo
 import (
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -294,5 +295,44 @@ func TestPmapInPlaceBuild(t *testing.T) {
 		if v, ok := m.Get(fmt.Sprint(i)); !ok || v != i {
 			t.Fatal(i)
 		}
+	}
+}
+
+// TestReplicaByIP: the egress gateway's caller lookup. A unique replica IP
+// names its tenant, stage and app; an IP shared by replicas of different
+// apps or tenants names nobody; a change shows in the next snapshot.
+func TestReplicaByIP(t *testing.T) {
+	a := newTestApp(t, demoTenants()) // demo replicas all on 127.0.0.1: shared
+	if o, ok := a.reg.Snapshot().ReplicaByIP(netip.MustParseAddr("127.0.0.1")); ok {
+		t.Fatalf("a shared address named %+v", o)
+	}
+	tc := &TenantConfig{Apps: map[string]*AppConfig{
+		"crm": {Stages: map[string]*StageConfig{"prod": {Replicas: reps("10.1.0.5:8080", "10.1.0.6:8080")}}},
+		"hr":  {Stages: map[string]*StageConfig{"dev": {Replicas: reps("10.1.0.7:8080", "[fd00::7]:8080")}}},
+	}}
+	if _, err := a.Put("initech", tc); err != nil {
+		t.Fatal(err)
+	}
+	snap := a.reg.Snapshot()
+	for ip, want := range map[string]ReplicaOwner{
+		"10.1.0.5":        {"initech", "prod", "crm"},
+		"10.1.0.6":        {"initech", "prod", "crm"},
+		"10.1.0.7":        {"initech", "dev", "hr"},
+		"::ffff:10.1.0.7": {"initech", "dev", "hr"},
+		"fd00::7":         {"initech", "dev", "hr"},
+	} {
+		if o, ok := snap.ReplicaByIP(netip.MustParseAddr(ip)); !ok || o != want {
+			t.Errorf("%s: %+v %v, want %+v", ip, o, ok, want)
+		}
+	}
+	if _, ok := snap.ReplicaByIP(netip.MustParseAddr("10.1.0.8")); ok {
+		t.Error("an unknown address named a caller")
+	}
+	// Another tenant taking the same IP makes it shared: nobody.
+	if _, err := a.Put("umbrella", &TenantConfig{Apps: map[string]*AppConfig{"web": {Stages: map[string]*StageConfig{"prod": {Replicas: reps("10.1.0.5:9090")}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := a.reg.Snapshot().ReplicaByIP(netip.MustParseAddr("10.1.0.5")); ok {
+		t.Fatalf("an address two tenants share named %+v", o)
 	}
 }
