@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,5 +142,39 @@ func TestLocalTopologyEchoReplicasDirect(t *testing.T) {
 		if rep.Replica != want {
 			t.Fatalf("port %d answered as %q", port, rep.Replica)
 		}
+	}
+}
+
+// TestLocalRuntimeOverNATS: runtime requests travel edge → embedded NATS →
+// the stage gateway of their stage and zone → replicas; platform requests go
+// straight to the service replicas. The gateways' request counters show it.
+func TestLocalRuntimeOverNATS(t *testing.T) {
+	inst, c := startLocal(t)
+	gatewayRequests := func() string {
+		status, body, err := inst.Admin("GET", "/metrics", nil)
+		if err != nil || status != 200 {
+			t.Fatalf("metrics: %d %v", status, err)
+		}
+		return grepLines(string(body), "caddy_neo_nats")
+	}
+	for range 3 {
+		if resp, rep := getReport(t, c, "https://acme.apps.localhost:8443/orders/n"); resp.StatusCode != 200 || rep.Stage != "prod" {
+			t.Fatalf("runtime: %d %+v", resp.StatusCode, rep)
+		}
+		if resp, rep := getReport(t, c, "https://globex-dev.apps.localhost:8443/shop/n"); resp.StatusCode != 200 || rep.Tenant != "globex" {
+			t.Fatalf("runtime: %d %+v", resp.StatusCode, rep)
+		}
+	}
+	m := gatewayRequests()
+	if !strings.Contains(m, `caddy_neo_nats_gateway_requests_total{gateway="prod-az-a"`) || !strings.Contains(m, `caddy_neo_nats_gateway_requests_total{gateway="dev-az-a"`) {
+		t.Fatalf("the stage gateways served no runtime request:\n%s", m)
+	}
+	t.Logf("gateway metrics after runtime requests:\n%s", grepLines(m, "gateway_requests"))
+	before := m
+	if resp, rep := getReport(t, c, "https://acme.platform.localhost:8443/api/build/x"); resp.StatusCode != 200 || rep.Service != "build" {
+		t.Fatalf("platform: %d %+v", resp.StatusCode, rep)
+	}
+	if after := gatewayRequests(); after != before {
+		t.Fatalf("a platform request went through a stage gateway:\n%s\n%s", before, after)
 	}
 }
