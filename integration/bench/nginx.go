@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"time"
 
-	vegeta "github.com/tsenart/vegeta/v12/lib"
-
 	"github.com/projectneo/caddy-neo/integration/harness"
 )
 
@@ -126,14 +124,7 @@ func setupNginxWAF(context.Context) ([]Variant, func(), error) {
 		edge.Stop()
 		return nil, nil, err
 	}
-	body := []byte(JSONPost2K())
-	hdr := http.Header{"Content-Type": {"application/json"}, "User-Agent": {"Mozilla/5.0 bench"}, "Accept": {"application/json"}}
-	get := func(port int) []vegeta.Target {
-		return []vegeta.Target{{Method: "GET", URL: fmt.Sprintf("http://127.0.0.1:%d/orders/search?q=blue+shoes&page=2&sort=-created", port), Header: hdr}}
-	}
-	post := func(port int) []vegeta.Target {
-		return []vegeta.Target{{Method: "POST", URL: fmt.Sprintf("http://127.0.0.1:%d/orders/items", port), Body: body, Header: hdr}}
-	}
+	get, post := wafGET, wafPOST
 	return []Variant{
 			{Name: "GET nginx+ModSecurity", Targets: get(ngPort)},
 			{Name: "GET caddy-neo edge", Targets: get(edgePort), Baseline: 0},

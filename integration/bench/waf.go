@@ -33,6 +33,18 @@ func JSONPost2K() string {
 	return b.String()
 }
 
+var wafHeader = http.Header{"Content-Type": {"application/json"}, "User-Agent": {"Mozilla/5.0 bench"}, "Accept": {"application/json"}}
+
+// wafGET is a benign GET with a query string to the server on port.
+func wafGET(port int) []vegeta.Target {
+	return []vegeta.Target{{Method: "GET", URL: fmt.Sprintf("http://127.0.0.1:%d/orders/search?q=blue+shoes&page=2&sort=-created", port), Header: wafHeader}}
+}
+
+// wafPOST is a benign 2 KB JSON POST to the server on port.
+func wafPOST(port int) []vegeta.Target {
+	return []vegeta.Target{{Method: "POST", URL: fmt.Sprintf("http://127.0.0.1:%d/orders/items", port), Body: []byte(JSONPost2K()), Header: wafHeader}}
+}
+
 // startEdgeForBench runs the edge snippet over plain HTTP in front of an
 // echo replica, with rate limits high enough not to interfere.
 func startEdgeForBench(engine string) (*harness.Instance, int, int, error) {
@@ -78,14 +90,7 @@ func setupWAF(context.Context) ([]Variant, func(), error) {
 		off.Stop()
 		return nil, nil, err
 	}
-	body := []byte(JSONPost2K())
-	hdr := http.Header{"Content-Type": {"application/json"}, "User-Agent": {"Mozilla/5.0 bench"}, "Accept": {"application/json"}}
-	get := func(port int) []vegeta.Target {
-		return []vegeta.Target{{Method: "GET", URL: fmt.Sprintf("http://127.0.0.1:%d/orders/search?q=blue+shoes&page=2&sort=-created", port), Header: hdr}}
-	}
-	post := func(port int) []vegeta.Target {
-		return []vegeta.Target{{Method: "POST", URL: fmt.Sprintf("http://127.0.0.1:%d/orders/items", port), Body: body, Header: hdr}}
-	}
+	get, post := wafGET, wafPOST
 	return []Variant{
 			{Name: "GET direct to replica", Targets: get(replica)},
 			{Name: "GET edge, WAF off", Targets: get(offPort)},
