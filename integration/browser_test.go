@@ -127,19 +127,28 @@ func signIn(t *testing.T, ctx context.Context, start, user, password string) {
 
 func pageText(t *testing.T, ctx context.Context, url string) string {
 	t.Helper()
-	var text string
-	if err := chromedp.Run(ctx, chromedp.Navigate(url)); err != nil {
-		// Chromium reports an error status with an empty body as a load
-		// error; the status itself is checked by the caller.
-		if strings.Contains(err.Error(), "ERR_HTTP_RESPONSE_CODE_FAILURE") {
-			return ""
+	// A navigation the portal started (its last redirect after a sign-in)
+	// may still replace the page while it is read: load and read again.
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		if attempt > 0 {
+			time.Sleep(300 * time.Millisecond)
 		}
-		t.Fatalf("loading %s: %v", url, err)
+		if err = chromedp.Run(ctx, chromedp.Navigate(url)); err != nil {
+			// Chromium reports an error status with an empty body as a load
+			// error; the status itself is checked by the caller.
+			if strings.Contains(err.Error(), "ERR_HTTP_RESPONSE_CODE_FAILURE") {
+				return ""
+			}
+			continue
+		}
+		var text string
+		if err = chromedp.Run(ctx, chromedp.WaitReady(`body`, chromedp.ByQuery), chromedp.Text(`body`, &text, chromedp.ByQuery)); err == nil {
+			return text
+		}
 	}
-	if err := chromedp.Run(ctx, chromedp.Text(`body`, &text, chromedp.ByQuery)); err != nil {
-		t.Fatalf("reading %s: %v", url, err)
-	}
-	return text
+	t.Fatalf("reading %s: %v", url, err)
+	return ""
 }
 
 // TestBrowserSignIn: a real browser signs in as an acme user through the
