@@ -68,10 +68,13 @@ http://:%[3]d {
 	}
 }
 
-# the stage's routes, served by the gateways
+# the stage's routes, served by the gateways (a reload restarts the replica's
+# listener: a GET that meets a closed keep-alive connection is retried)
 http://:%[4]d {
 	bind 127.0.0.1
-	reverse_proxy 127.0.0.1:%[5]d
+	reverse_proxy 127.0.0.1:%[5]d {
+		lb_try_duration 2s
+	}
 }
 
 # the app replica

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -116,7 +117,7 @@ func TestZoneFailover(t *testing.T) {
 	if err := waitServing(c, url); err != nil {
 		t.Fatal(err)
 	}
-	var total, failed atomic.Int64
+	var total, failed, posts, postsFailed atomic.Int64
 	var lastZone atomic.Value
 	stop := make(chan struct{})
 	var stopOnce sync.Once
@@ -146,6 +147,30 @@ func TestZoneFailover(t *testing.T) {
 			}
 		}()
 	}
+	// One POST worker: a POST that reached a replica that then went away is
+	// not retried (not idempotent); such failures are counted and reported.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		deadline := time.Now().Add(60 * time.Second)
+		for time.Now().Before(deadline) {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			resp, err := c.Post(url, "application/json", strings.NewReader(`{"order":1}`))
+			posts.Add(1)
+			if err != nil || resp.StatusCode != 200 {
+				postsFailed.Add(1)
+			}
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
 	waitZone := func(want string, within time.Duration) time.Duration {
 		t.Helper()
 		start := time.Now()
@@ -177,7 +202,8 @@ func TestZoneFailover(t *testing.T) {
 	t.Logf("az-a back: all traffic in az-a after %s", took)
 	stopOnce.Do(func() { close(stop) })
 	wg.Wait()
-	t.Logf("%d GETs under load, %d failed", total.Load(), failed.Load())
+	t.Logf("%d GETs under load, %d failed; %d POSTs, %d failed (in flight on a stopped replica, not retried)",
+		total.Load(), failed.Load(), posts.Load(), postsFailed.Load())
 	if failed.Load() != 0 {
 		t.Fatalf("%d of %d GETs failed during the failover", failed.Load(), total.Load())
 	}
