@@ -34,47 +34,7 @@ func setupNATS(context.Context) ([]Variant, func(), error) {
 		ns.Shutdown()
 		return nil, nil, fmt.Errorf("nats-server not ready")
 	}
-	cfg := fmt.Sprintf(`{
-	admin 127.0.0.1:%[1]d
-	auto_https off
-	servers 127.0.0.1:%[4]d {
-		name stage
-	}
-	nats {
-		connection default {
-			servers nats://127.0.0.1:%[6]d
-		}
-	}
-	nats_gateway az-a {
-		server stage
-		stage prod
-		zone az-a
-	}
-}
-http://:%[2]d {
-	bind 127.0.0.1
-	reverse_proxy nats {
-		transport nats {
-			subject neo.rt.prod.{neo.zone}.acme.orders
-			zones az-a
-		}
-	}
-}
-http://:%[3]d {
-	bind 127.0.0.1
-	reverse_proxy 127.0.0.1:%[4]d
-}
-http://:%[4]d {
-	bind 127.0.0.1
-	reverse_proxy 127.0.0.1:%[5]d
-}
-http://:%[5]d {
-	bind 127.0.0.1
-	neo_echo {
-		replica bench-1
-	}
-}
-`, admin, natsEdge, httpEdge, stage, replica, natsPort)
+	cfg := harness.NATSChainCaddyfile(admin, natsEdge, httpEdge, stage, replica, natsPort)
 	inst, err := harness.StartProcess(harness.Options{
 		Config:  cfg,
 		Admin:   fmt.Sprintf("127.0.0.1:%d", admin),

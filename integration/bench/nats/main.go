@@ -29,55 +29,6 @@ import (
 	"github.com/projectneo/caddy-neo/modules/echo"
 )
 
-const caddyfile = `{
-	admin 127.0.0.1:%[1]d
-	log {
-		level ERROR
-	}
-	servers 127.0.0.1:%[4]d {
-		name stage
-	}
-	nats {
-		connection default {
-			servers nats://127.0.0.1:%[6]d
-		}
-	}
-	nats_gateway az-a {
-		server stage
-		stage prod
-		zone az-a
-	}
-}
-
-http://:%[2]d {
-	bind 127.0.0.1
-	reverse_proxy nats {
-		transport nats {
-			subject neo.rt.prod.{neo.zone}.acme.orders
-			zones az-a
-		}
-	}
-}
-
-http://:%[3]d {
-	bind 127.0.0.1
-	reverse_proxy 127.0.0.1:%[4]d
-}
-
-http://:%[4]d {
-	bind 127.0.0.1
-	reverse_proxy 127.0.0.1:%[5]d
-}
-
-http://:%[5]d {
-	bind 127.0.0.1
-	neo_echo {
-		replica r1
-		max_response_bytes 2147483648
-	}
-}
-`
-
 type result struct {
 	reqs     int64
 	errs     int64
@@ -235,7 +186,7 @@ func main() {
 	dir, _ := os.MkdirTemp("", "neo-nats-bench-")
 	defer os.RemoveAll(dir)
 	cfg := filepath.Join(dir, "bench.Caddyfile")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(caddyfile, ports[0], ports[1], ports[2], ports[3], ports[4], ports[5])), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(harness.NATSChainCaddyfile(ports[0], ports[1], ports[2], ports[3], ports[4], ports[5])), 0o644); err != nil {
 		panic(err)
 	}
 	inst, err := harness.StartProcess(harness.Options{Config: cfg, Admin: fmt.Sprintf("127.0.0.1:%d", ports[0]),
