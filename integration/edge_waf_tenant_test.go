@@ -26,7 +26,7 @@ func TestEdgeWAFTenantPolicy(t *testing.T) {
 		return status, string(body)
 	}
 	const (
-		pl2only = "?q=%40%40version"                                 // 942 rules of paranoia level 2 only
+		pl2only = "?q=%40%40version"                                // 942 rules of paranoia level 2 only
 		sqli    = "?q=1%20union%20select%20password%20from%20users" // paranoia level 1
 	)
 	tenant := func(policy string) string {
