@@ -23,16 +23,35 @@ import (
 const productionDirectives = `
 Include @coraza.conf-recommended
 Include @crs-setup.conf.example
-Include @owasp_crs/*.conf
 SecRuleEngine On
 `
 
-func newProductionHandler(tb testing.TB) http.Handler {
+// newProductionWAF builds the production WAF, with rule skipping when skip
+// is set.
+func newProductionWAF(tb testing.TB, skip bool) coraza.WAF {
 	tb.Helper()
-	waf, err := coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(coreruleset.FS).WithDirectives(productionDirectives))
+	d := productionDirectives
+	if skip {
+		d += SkipDirectivesBefore
+	}
+	d += "Include @owasp_crs/*.conf\n"
+	if skip {
+		d += SkipDirectivesAfter
+	}
+	waf, err := coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(coreruleset.FS).WithDirectives(d))
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return waf
+}
+
+func newProductionHandler(tb testing.TB) http.Handler {
+	return newProductionHandlerSkip(tb, false)
+}
+
+func newProductionHandlerSkip(tb testing.TB, skip bool) http.Handler {
+	tb.Helper()
+	waf := newProductionWAF(tb, skip)
 	return txhttp.WrapHandler(waf, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"ok":true}`))
@@ -104,17 +123,22 @@ func cpuTime() time.Duration {
 }
 
 // TestScenarioVerdicts checks that the benchmark workloads get the same
-// statuses from stock Coraza and the accelerated WAF: benign ones pass, and
-// every request of the attack mix is blocked.
+// statuses from stock Coraza, the accelerated WAF and the accelerated WAF
+// with rule skipping: benign ones pass, and every request of the attack mix
+// is blocked.
 func TestScenarioVerdicts(t *testing.T) {
 	var stock http.Handler
 	withCorazaRx(t, func() { stock = newProductionHandler(t) })
 	accel := newProductionHandler(t)
+	skip := newProductionHandlerSkip(t, true)
 	for _, s := range scenarios() {
 		want := serve(stock, s)
 		got := serve(accel, s)
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("%s: accelerated %v, coraza %v", s.name, got, want)
+		}
+		if got := serve(skip, s); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: accelerated with skipping %v, coraza %v", s.name, got, want)
 		}
 		if s.codes != nil && fmt.Sprint(want) != fmt.Sprint(s.codes) {
 			t.Errorf("%s: got %v, want %v", s.name, want, s.codes)
@@ -139,13 +163,14 @@ func BenchmarkWAF(b *testing.B) {
 	var stock http.Handler
 	withCorazaRx(b, func() { stock = newProductionHandler(b) })
 	accel := newProductionHandler(b)
+	skip := newProductionHandlerSkip(b, true)
 	type result struct{ ns, cpu float64 }
 	for _, s := range scenarios() {
 		res := map[string]result{}
 		for _, mode := range []struct {
 			name string
 			h    http.Handler
-		}{{"coraza", stock}, {"accel", accel}} {
+		}{{"coraza", stock}, {"accel", accel}, {"skip", skip}} {
 			b.Run(s.name+"/"+mode.name, func(b *testing.B) {
 				n := len(s.reqs())
 				serve(mode.h, s) // warm up
@@ -163,9 +188,9 @@ func BenchmarkWAF(b *testing.B) {
 				res[mode.name] = result{float64(wall.Nanoseconds()) / ops, float64(cpu.Nanoseconds()) / ops}
 			})
 		}
-		if c, a := res["coraza"], res["accel"]; c.ns > 0 && a.ns > 0 {
-			fmt.Printf("RATIO %-16s coraza %8.3f ms/req (cpu %8.3f ms)  accel %8.3f ms/req (cpu %8.3f ms)  speed-up x%.2f (cpu x%.2f)\n",
-				s.name, c.ns/1e6, c.cpu/1e6, a.ns/1e6, a.cpu/1e6, c.ns/a.ns, c.cpu/a.cpu)
+		if c, a, k := res["coraza"], res["accel"], res["skip"]; c.ns > 0 && a.ns > 0 && k.ns > 0 {
+			fmt.Printf("RATIO %-16s coraza %8.3f ms/req (cpu %8.3f ms)  accel %8.3f ms/req (cpu %8.3f ms)  speed-up x%.2f (cpu x%.2f)  accel+skip %8.3f ms/req (cpu %8.3f ms)  speed-up x%.2f (cpu x%.2f)\n",
+				s.name, c.ns/1e6, c.cpu/1e6, a.ns/1e6, a.cpu/1e6, c.ns/a.ns, c.cpu/a.cpu, k.ns/1e6, k.cpu/1e6, c.ns/k.ns, c.cpu/k.cpu)
 		}
 	}
 }
