@@ -143,8 +143,15 @@ type crsWAF struct {
 	ids map[string][]int
 }
 
-func newCRSWAF(t testing.TB) *crsWAF {
+func newCRSWAF(t testing.TB) *crsWAF { return newCRSWAFSkip(t, false) }
+
+// newCRSWAFSkip is newCRSWAF, with rule skipping set up when skip is set.
+func newCRSWAFSkip(t testing.TB, skip bool) *crsWAF {
 	t.Helper()
+	before, after := "", ""
+	if skip {
+		before, after = SkipDirectivesBefore, SkipDirectivesAfter
+	}
 	w := &crsWAF{ids: map[string][]int{}}
 	cfg := coraza.NewWAFConfig().
 		WithRootFS(coreruleset.FS).
@@ -156,7 +163,9 @@ func newCRSWAF(t testing.TB) *crsWAF {
 		WithDirectives("Include @coraza.conf-recommended").
 		WithDirectives(crsTestingConfig).
 		WithDirectives("Include @crs-setup.conf.example").
-		WithDirectives("Include @owasp_crs/*.conf")
+		WithDirectives(before).
+		WithDirectives("Include @owasp_crs/*.conf").
+		WithDirectives(after)
 	waf, err := coraza.NewWAF(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -344,9 +353,10 @@ func (w *crsWAF) runAll(cases []crsTestCase) map[string]crsOutcome {
 // verdict regressed.
 const minCRSMet = 4633
 
-// TestCRSRegression runs the whole CRS regression suite three times: with
-// Coraza's own @rx operator, with the accelerated operator, and with the
-// accelerated operator switched off. The rule ids logged by every stage of
+// TestCRSRegression runs the whole CRS regression suite four times: with
+// Coraza's own @rx operator, with the accelerated operator, with the
+// accelerated operator and rule skipping (docs/wafaccel-skip.md), and with
+// both configured but switched off. The rule ids logged by every stage of
 // every test must be identical across the three runs.
 func TestCRSRegression(t *testing.T) {
 	cases := loadCRSTests(t)
@@ -354,7 +364,7 @@ func TestCRSRegression(t *testing.T) {
 		t.Fatalf("only %d CRS regression tests found", len(cases))
 	}
 
-	var stock, accel, off map[string]crsOutcome
+	var stock, accel, off, skip map[string]crsOutcome
 	start := time.Now()
 	withCorazaRx(t, func() { stock = newCRSWAF(t).runAll(cases) })
 	tStock := time.Since(start)
@@ -363,9 +373,13 @@ func TestCRSRegression(t *testing.T) {
 	accel = newCRSWAF(t).runAll(cases)
 	tAccel := time.Since(start)
 
+	start = time.Now()
+	skip = newCRSWAFSkip(t, true).runAll(cases)
+	tSkip := time.Since(start)
+
 	prev := SetEnabled(false)
 	start = time.Now()
-	off = newCRSWAF(t).runAll(cases)
+	off = newCRSWAFSkip(t, true).runAll(cases)
 	tOff := time.Since(start)
 	SetEnabled(prev)
 
@@ -374,12 +388,12 @@ func TestCRSRegression(t *testing.T) {
 	var unmet []string
 	diffs := 0
 	for _, c := range cases {
-		s, a, o := stock[c.name], accel[c.name], off[c.name]
-		if !equalOutcome(s, a) || !equalOutcome(s, o) {
+		s, a, o, k := stock[c.name], accel[c.name], off[c.name], skip[c.name]
+		if !equalOutcome(s, a) || !equalOutcome(s, o) || !equalOutcome(s, k) {
 			diffs++
 			if diffs <= 20 {
-				t.Errorf("%s: verdicts differ: coraza %s %v, accelerated %s %v, switched off %s %v",
-					c.name, s.status, s.ids, a.status, a.ids, o.status, o.ids)
+				t.Errorf("%s: verdicts differ: coraza %s %v, accelerated %s %v, accelerated with rule skipping %s %v, switched off %s %v",
+					c.name, s.status, s.ids, a.status, a.ids, k.status, k.ids, o.status, o.ids)
 			}
 		}
 		counts[s.status]++
@@ -395,7 +409,8 @@ func TestCRSRegression(t *testing.T) {
 	}
 	t.Logf("CRS regression suite: %d tests; met %d, unmet %d, skipped %d; identical with and without acceleration: %v",
 		len(cases), counts["met"], counts["unmet"], counts["skipped"], diffs == 0)
-	t.Logf("time: coraza rx %v, accelerated %v, switched off %v", tStock.Round(time.Millisecond), tAccel.Round(time.Millisecond), tOff.Round(time.Millisecond))
+	t.Logf("time: coraza rx %v, accelerated %v, accelerated with rule skipping %v, switched off (skipping configured) %v",
+		tStock.Round(time.Millisecond), tAccel.Round(time.Millisecond), tSkip.Round(time.Millisecond), tOff.Round(time.Millisecond))
 	for why, n := range skipReasons {
 		t.Logf("skipped %d: %s", n, why)
 	}

@@ -1,7 +1,11 @@
 package wafaccel
 
 import (
+	"math/rand/v2"
 	"testing"
+	_ "unsafe" // go:linkname, for the transformation oracle
+
+	"github.com/corazawaf/coraza/v3/experimental/plugins/plugintypes"
 )
 
 // TestSkipReachOnJSON guards rule skipping where it matters most: on the
@@ -16,4 +20,95 @@ func TestSkipReachOnJSON(t *testing.T) {
 		c, r, x := skipCalls.Load()-c0, skipRemoved.Load()-r0, rxCalls.Load()-x0
 		t.Logf("%s: %d candidate decisions, %d rules removed; %d @rx evaluations left", s.name, c, r, x)
 	}
+}
+
+// Coraza's own transformations, the oracle for TestTransformationInertness
+// (test-only use of Coraza internals, like corazaOperatorRegistry).
+//
+//go:linkname corazaTransformations github.com/corazawaf/coraza/v3/internal/transformations.transformations
+var corazaTransformations map[string]plugintypes.Transformation
+
+// TestTransformationInertness checks the claim rule skipping rests on: each
+// transformation a candidate may use returns its input unchanged (lowercase:
+// ASCII-lowercased) when the input holds none of its active bytes.
+func TestTransformationInertness(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	alphabet := []byte("aZ09 .-_/\\%+&*\t\n\x00:;,'\"(){}[]<>#=?!@$^|~`")
+	for name, active := range transActive {
+		fn := corazaTransformations[name]
+		if fn == nil {
+			t.Fatalf("%s: not a Coraza transformation", name)
+		}
+		for i := 0; i < 20000; i++ {
+			b := make([]byte, rng.IntN(24))
+			for j := range b {
+				if rng.IntN(2) == 0 {
+					b[j] = alphabet[rng.IntN(len(alphabet))]
+				} else {
+					b[j] = byte(rng.IntN(256))
+				}
+			}
+			// Keep only inert bytes.
+			k := 0
+			for _, c := range b {
+				if !active.has(c) {
+					b[k] = c
+					k++
+				}
+			}
+			in := string(b[:k])
+			got, _, err := fn(in)
+			want := in
+			if name == "lowercase" {
+				want = asciiLower(in)
+			}
+			if err != nil || got != want {
+				t.Fatalf("%s(%q) = %q, %v; want %q", name, in, got, err, want)
+			}
+		}
+	}
+}
+
+// TestSkipSwitch checks that the waf_accel switch turns rule skipping off.
+func TestSkipSwitch(t *testing.T) {
+	defer SetEnabled(true)
+	h := newProductionHandlerSkip(t, true)
+	countStats = true
+	defer func() { countStats = false }()
+	s := scenarios()[0]
+	r0 := skipRemoved.Load()
+	SetEnabled(false)
+	serve(h, s)
+	if skipRemoved.Load() != r0 {
+		t.Fatal("switched off, yet rules were skipped")
+	}
+	SetEnabled(true)
+	serve(h, s)
+	if skipRemoved.Load()-r0 < 100 {
+		t.Fatalf("switched on: only %d rules skipped on the JSON POST, want at least 100", skipRemoved.Load()-r0)
+	}
+}
+
+// FuzzRuleText checks that the rule text reader never panics and that what
+// it accepts is self-consistent.
+func FuzzRuleText(f *testing.F) {
+	f.Add(`SecRule ARGS|!ARGS:foo|REQUEST_COOKIES:/^(a|b)$/|XML:/* "@rx (?i)union\s+select" "id:1,phase:2,t:none,t:lowercase,multiMatch"`)
+	f.Add(`SecRule &ARGS "!@rx \"a\"" "id:2"`)
+	f.Add(`SecAction "id:3,phase:1,pass,nolog,neoSkip"`)
+	f.Fuzz(func(t *testing.T, raw string) {
+		_ = isSkipRule(raw)
+		r, ok := parseRuleText(raw)
+		if !ok {
+			return
+		}
+		if r.id == 0 || len(r.vars) == 0 {
+			t.Fatalf("accepted without id or targets: %+v", r)
+		}
+		for _, v := range r.vars {
+			if v.name == "" {
+				t.Fatalf("empty target name: %+v", r)
+			}
+		}
+		_, _, _ = r.candidate()
+	})
 }
