@@ -232,12 +232,15 @@ var skipTargets = map[string]variables.RuleVariable{
 	"XML": variables.XML,
 }
 
-// transActive gives, for every transformation a candidate may use, the bytes
-// in whose absence it returns its input unchanged (checked against Coraza
-// v3.8.1's implementations; TestTransformationInertness verifies each on
-// random inputs). lowercase is handled apart: it is ASCII lowercasing on
-// ASCII input, and non-ASCII bytes are active.
-var transActive = func() map[string]byteSet {
+// transSteps gives, for every transformation a candidate may use, how rule
+// skipping accounts for it (checked against Coraza v3.8.1's implementations;
+// TestTransformationSteps verifies each against Coraza's own on random
+// inputs):
+//   - active bytes: in their absence the transformation returns its input
+//     unchanged;
+//   - own: an exact implementation for ASCII input (lowercase, whitespace
+//     removal and compression), applied to the values.
+var transSteps = func() map[string]step {
 	set := func(bs string, high bool) byteSet {
 		var b byteSet
 		for i := 0; i < len(bs); i++ {
@@ -250,25 +253,66 @@ var transActive = func() map[string]byteSet {
 		}
 		return b
 	}
-	const ws = "\t\n\v\f\r "
-	return map[string]byteSet{
-		"lowercase":          set("", true),
-		"urldecodeuni":       set("%+", false),
-		"htmlentitydecode":   set("&", false),
-		"jsdecode":           set(`\`, false),
-		"cssdecode":          set(`\`, false),
-		"escapeseqdecode":    set(`\`, false),
-		"removenulls":        set("\x00", false),
-		"utf8tounicode":      set("", true),
-		"removewhitespace":   set(ws, true),
-		"compresswhitespace": set(ws, true),
-		"replacecomments":    set("*", false),
-		"normalizepath":      set("/.", false),
-		"normalisepath":      set("/.", false),
-		"normalizepathwin":   set(`/.\: `, false),
-		"normalisepathwin":   set(`/.\: `, false),
+	return map[string]step{
+		"lowercase":          {own: asciiLower},
+		"removewhitespace":   {own: removeASCIISpace},
+		"compresswhitespace": {own: compressASCIISpace},
+		"urldecodeuni":       {active: set("%+", false)},
+		"htmlentitydecode":   {active: set("&", false)},
+		"jsdecode":           {active: set(`\`, false)},
+		"cssdecode":          {active: set(`\`, false)},
+		"escapeseqdecode":    {active: set(`\`, false)},
+		"removenulls":        {active: set("\x00", false)},
+		"utf8tounicode":      {active: set("", true)},
+		"replacecomments":    {active: set("*", false)},
+		// filepath.Clean changes a string without '/' only when it is "."
+		"normalizepath":    {active: set("/", false), dot: true},
+		"normalisepath":    {active: set("/", false), dot: true},
+		"normalizepathwin": {active: set(`/.\: `, false)},
+		"normalisepathwin": {active: set(`/.\: `, false)},
 	}
 }()
+
+// asciiSpace reports whether c is one of the ASCII bytes Coraza's whitespace
+// transformations treat as white space (unicode.IsSpace and isLatinSpace
+// agree on ASCII).
+func asciiSpace(c byte) bool {
+	switch c {
+	case '\t', '\n', '\v', '\f', '\r', ' ':
+		return true
+	}
+	return false
+}
+
+// removeASCIISpace is t:removeWhitespace on ASCII input.
+func removeASCIISpace(s string) string {
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if !asciiSpace(s[i]) {
+			b = append(b, s[i])
+		}
+	}
+	return string(b)
+}
+
+// compressASCIISpace is t:compressWhitespace on ASCII input: every run of
+// white space becomes one space.
+func compressASCIISpace(s string) string {
+	b := make([]byte, 0, len(s))
+	in := false
+	for i := 0; i < len(s); i++ {
+		if asciiSpace(s[i]) {
+			if !in {
+				b = append(b, ' ')
+			}
+			in = true
+			continue
+		}
+		in = false
+		b = append(b, s[i])
+	}
+	return string(b)
+}
 
 // candidate turns a rule's text into a skip candidate, or refuses.
 func (r ruleText) candidate() (skipCand, []variables.RuleVariable, bool) {
@@ -283,18 +327,16 @@ func (r ruleText) candidate() (skipCand, []variables.RuleVariable, bool) {
 	if c.pf == nil {
 		return skipCand{}, nil, false
 	}
+	key := ""
 	for _, t := range r.trans {
 		lt := strings.ToLower(t)
-		a, ok := transActive[lt]
+		sp, ok := transSteps[lt]
 		if !ok {
 			return skipCand{}, nil, false
 		}
-		for i := range a {
-			c.active[i] |= a[i]
-		}
-		if lt == "lowercase" {
-			c.lower = true
-		}
+		key += lt + ","
+		c.steps = append(c.steps, sp)
+		c.keys = append(c.keys, key)
 	}
 	seen := map[variables.RuleVariable]bool{}
 	var vars []variables.RuleVariable

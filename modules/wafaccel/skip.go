@@ -67,11 +67,21 @@ type skipGroup struct {
 // skipCand is a rule that can be skipped when its prefilter rejects every
 // value of its targets after its transformations.
 type skipCand struct {
-	id     int
-	pf     *prefilter
-	active byteSet // bytes some transformation of the chain may act on
-	lower  bool    // the chain lowercases (t:lowercase)
-	multi  bool    // multiMatch: the untransformed value is evaluated too
+	id    int
+	pf    *prefilter
+	steps []step   // the transformation chain after t:none
+	keys  []string // keys[i]: the chain up to and including steps[i]
+	multi bool     // multiMatch: every intermediate value is evaluated too
+}
+
+// step is one transformation of a candidate's chain. Either the
+// transformation leaves its input unchanged when none of the active bytes
+// occurs (and, when dot is set, no value is exactly "."), or own is an exact
+// implementation of it on ASCII input.
+type step struct {
+	active byteSet
+	dot    bool
+	own    func(string) string
 }
 
 // byteSet is a set of bytes.
@@ -201,20 +211,19 @@ func (a *skipAction) Evaluate(r plugintypes.RuleMetadata, tx plugintypes.Transac
 	}
 	var buf []byte
 	for _, g := range t.groups {
-		var present byteSet
 		buf = buf[:0]
-		too := false
+		too, nul := false, false
 		for _, v := range g.vars {
 			col := tx.Collection(v)
 			if col == nil {
 				continue
 			}
 			for _, md := range col.FindAll() {
-				s := md.Value()
-				for i := 0; i < len(s); i++ {
-					present.add(s[i])
-				}
-				buf = append(buf, s...)
+				// Each value is followed by a NUL: a literal found across a
+				// boundary only makes the check more permissive.
+				val := md.Value()
+				nul = nul || strings.IndexByte(val, 0) >= 0
+				buf = append(buf, val...)
 				buf = append(buf, 0)
 				if len(buf) > maxGroupText {
 					too = true
@@ -228,24 +237,42 @@ func (a *skipAction) Evaluate(r plugintypes.RuleMetadata, tx plugintypes.Transac
 		if too {
 			continue
 		}
-		text := string(buf)
-		lower := ""
+		base := newStage(string(buf), nul)
+		var derived map[string]stage
 		for i := range g.cands {
 			c := &g.cands[i]
-			if c.active.intersects(present) {
-				continue
-			}
 			if countStats {
 				skipCalls.Add(1)
 			}
-			if c.lower {
-				if lower == "" {
-					lower = asciiLower(text)
-				}
-				if c.pf.mayMatch(lower) || c.multi && c.pf.mayMatch(text) {
+			st := base
+			decided := true
+			may := c.multi && c.pf.mayMatch(st.text)
+			for k := 0; k < len(c.steps) && decided && !may; k++ {
+				sp := &c.steps[k]
+				if sp.own == nil {
+					if sp.active.intersects(st.present) || sp.dot && st.dot {
+						decided = false
+					}
 					continue
 				}
-			} else if c.pf.mayMatch(text) {
+				if st.present.intersects(highBytes) {
+					decided = false
+					continue
+				}
+				next, ok := derived[c.keys[k]]
+				if !ok {
+					next = newStage(sp.own(st.text), nul)
+					if derived == nil {
+						derived = map[string]stage{}
+					}
+					derived[c.keys[k]] = next
+				}
+				st = next
+				if c.multi && c.pf.mayMatch(st.text) {
+					may = true
+				}
+			}
+			if !decided || may || c.pf.mayMatch(st.text) {
 				continue
 			}
 			if countStats {
@@ -255,6 +282,37 @@ func (a *skipAction) Evaluate(r plugintypes.RuleMetadata, tx plugintypes.Transac
 		}
 	}
 }
+
+// stage is the targets' values, each followed by a NUL, after a prefix of a
+// transformation chain.
+type stage struct {
+	text    string
+	present byteSet // the bytes that occur in the values
+	dot     bool    // some value is exactly "."
+}
+
+// newStage describes text; nul tells whether a value holds a NUL (the own
+// transformations neither add nor remove NULs).
+func newStage(text string, nul bool) stage {
+	st := stage{text: text}
+	for i := 0; i < len(text); i++ {
+		st.present.add(text[i])
+	}
+	st.present[0] &^= 1
+	if nul {
+		st.present.add(0)
+	}
+	st.dot = strings.HasPrefix(text, ".\x00") || strings.Contains(text, "\x00.\x00")
+	return st
+}
+
+var highBytes = func() byteSet {
+	var b byteSet
+	for c := 0x80; c <= 0xFF; c++ {
+		b.add(byte(c))
+	}
+	return b
+}()
 
 // Interface guards
 var (
