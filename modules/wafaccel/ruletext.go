@@ -257,6 +257,7 @@ var transSteps = func() map[string]step {
 		"lowercase":          {own: asciiLower},
 		"removewhitespace":   {own: removeASCIISpace},
 		"compresswhitespace": {own: compressASCIISpace},
+		"cmdline":            {own: cmdLine, anyBytes: true},
 		"urldecodeuni":       {active: set("%+", false)},
 		"htmlentitydecode":   {active: set("&", false)},
 		"jsdecode":           {active: set(`\`, false)},
@@ -290,6 +291,38 @@ func removeASCIISpace(s string) string {
 	for i := 0; i < len(s); i++ {
 		if !asciiSpace(s[i]) {
 			b = append(b, s[i])
+		}
+	}
+	return string(b)
+}
+
+// cmdLine is t:cmdLine (ModSecurity's definition; bytewise, so exact on any
+// input): delete \ " ' and ^; turn each run of space, comma, semicolon, tab,
+// CR and LF into one space; delete a space before / or (; lowercase A-Z.
+func cmdLine(s string) string {
+	b := make([]byte, 0, len(s))
+	space := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch c {
+		case '"', '\'', '\\', '^':
+		case ' ', ',', ';', '\t', '\r', '\n':
+			if !space {
+				b = append(b, ' ')
+				space = true
+			}
+		case '/', '(':
+			if space {
+				b = b[:len(b)-1]
+			}
+			space = false
+			b = append(b, c)
+		default:
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			b = append(b, c)
+			space = false
 		}
 	}
 	return string(b)

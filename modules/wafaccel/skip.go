@@ -82,6 +82,8 @@ type step struct {
 	active byteSet
 	dot    bool
 	own    func(string) string
+	// anyBytes: own is exact on any input, not only on ASCII.
+	anyBytes bool
 }
 
 // byteSet is a set of bytes.
@@ -209,35 +211,53 @@ func (a *skipAction) Evaluate(r plugintypes.RuleMetadata, tx plugintypes.Transac
 	if !ok || tx.LastPhase() != t.phase {
 		return
 	}
-	var buf []byte
-	for _, g := range t.groups {
-		buf = buf[:0]
-		too, nul := false, false
-		for _, v := range g.vars {
-			col := tx.Collection(v)
-			if col == nil {
-				continue
-			}
+	// Each collection is read once: its values, each followed by a NUL (a
+	// literal found across a boundary only makes the check more
+	// permissive); ok=false when it is too large to be worth scanning.
+	type colText struct {
+		text    string
+		nul, ok bool
+	}
+	cols := make(map[variables.RuleVariable]colText, 16)
+	read := func(v variables.RuleVariable) colText {
+		if ct, ok := cols[v]; ok {
+			return ct
+		}
+		ct := colText{ok: true}
+		if col := tx.Collection(v); col != nil {
+			var b []byte
 			for _, md := range col.FindAll() {
-				// Each value is followed by a NUL: a literal found across a
-				// boundary only makes the check more permissive.
 				val := md.Value()
-				nul = nul || strings.IndexByte(val, 0) >= 0
-				buf = append(buf, val...)
-				buf = append(buf, 0)
-				if len(buf) > maxGroupText {
-					too = true
+				ct.nul = ct.nul || strings.IndexByte(val, 0) >= 0
+				b = append(b, val...)
+				b = append(b, 0)
+				if len(b) > maxGroupText {
+					ct.ok = false
 					break
 				}
 			}
-			if too {
+			ct.text = string(b)
+		}
+		cols[v] = ct
+		return ct
+	}
+	for _, g := range t.groups {
+		var text strings.Builder
+		too, nul := false, false
+		for _, v := range g.vars {
+			ct := read(v)
+			if !ct.ok || text.Len()+len(ct.text) > maxGroupText {
+				too = true
 				break
 			}
+			text.WriteString(ct.text)
+			nul = nul || ct.nul
 		}
 		if too {
 			continue
 		}
-		base := newStage(string(buf), nul)
+		buf := text.String()
+		base := newStage(buf, nul)
 		var derived map[string]stage
 		for i := range g.cands {
 			c := &g.cands[i]
@@ -255,7 +275,7 @@ func (a *skipAction) Evaluate(r plugintypes.RuleMetadata, tx plugintypes.Transac
 					}
 					continue
 				}
-				if st.present.intersects(highBytes) {
+				if !sp.anyBytes && st.present.intersects(highBytes) {
 					decided = false
 					continue
 				}
