@@ -197,7 +197,10 @@ http://%s {
 		directives `+"`"+`
 			Include @coraza.conf-recommended
 			Include @crs-setup.conf.example
+			SecAction "id:900970,phase:1,pass,nolog,neoSkip"
+			SecAction "id:900971,phase:2,pass,nolog,neoSkip"
 			Include @owasp_crs/*.conf
+			SecRuleUpdateActionById 900970-999999 "neoRuleInfo"
 			SecRuleEngine On
 		`+"`"+`
 	}
