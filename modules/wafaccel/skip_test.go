@@ -255,3 +255,49 @@ func TestSkipDifferential(t *testing.T) {
 		t.Errorf("%d of %d requests matched different rules with skipping", diffs, n)
 	}
 }
+
+func TestParseRuleText(t *testing.T) {
+	r, ok := parseRuleText(`SecRule REQUEST_COOKIES|!REQUEST_COOKIES:/^(?:a|b)$/|ARGS_NAMES|ARGS|XML:/* "@rx (?i)x\"y" "id:942100,phase:2,block,t:none,t:utf8toUnicode,t:urlDecodeUni,multiMatch,msg:'a, b'" ` + "\n" + `SecRule TX "@eq 1" "t:none"`)
+	if !ok {
+		t.Fatal("not parsed")
+	}
+	var names []string
+	for _, v := range r.vars {
+		names = append(names, fmt.Sprintf("%v%s:%s", v.exclude, v.name, v.key))
+	}
+	want := []string{"falseREQUEST_COOKIES:", "trueREQUEST_COOKIES:/^(?:a|b)$/", "falseARGS_NAMES:", "falseARGS:", "falseXML:/*"}
+	if !slices.Equal(names, want) {
+		t.Errorf("targets %q, want %q", names, want)
+	}
+	if r.id != 942100 || r.neg || r.opName != "rx" || r.opArg != `(?i)x"y` || !r.multi || !r.hasNone ||
+		!slices.Equal(r.trans, []string{"utf8toUnicode", "urlDecodeUni"}) {
+		t.Errorf("parsed %+v", r)
+	}
+	for _, p := range []string{"a", "abc"} {
+		if _, err := compileRx(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r, ok := parseRuleText(`SecRule ARGS|REQUEST_HEADERS:User-Agent "@rx abc" "id:1,t:none,t:lowercase"`); !ok {
+		t.Error("not parsed")
+	} else if _, vars, cand := r.candidate(); !cand || len(vars) != 2 {
+		t.Errorf("not a candidate on 2 collections: %v %v", cand, vars)
+	}
+	for _, raw := range []string{
+		`SecRule ARGS "!@rx a" "id:1,t:none"`,
+		`SecRule &ARGS "@rx a" "id:1,t:none"`,
+		`SecRule TX:foo "@rx abc" "id:1,t:none"`,
+		`SecRule ARGS "@rx abc" "id:1,t:base64Decode"`,
+		`SecRule ARGS "@rx abc" "id:1"`,
+		`SecRule ARGS "@pm abc" "id:1,t:none"`,
+	} {
+		if r, ok := parseRuleText(raw); ok {
+			if _, _, cand := r.candidate(); cand {
+				t.Errorf("%s: a candidate", raw)
+			}
+		}
+	}
+	if !isSkipRule(`SecAction "id:5,phase:2,pass,nolog,neoSkip"`) || isSkipRule(`SecAction "id:5,phase:2,pass,nolog"`) {
+		t.Error("isSkipRule")
+	}
+}
