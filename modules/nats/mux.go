@@ -2,6 +2,7 @@ package neonats
 
 import (
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -58,7 +59,21 @@ type stream struct {
 	cancelCh  chan struct{}
 	closeOnce sync.Once
 	cancelFn  func()
+	// probeCh receives the answers to this stream's probes (edge side).
+	probeCh chan probeResult
 }
+
+// probeResult is what a probe of the peer found.
+type probeResult int
+
+const (
+	probeAlive   probeResult = iota // the peer serves the request
+	probeGone                       // no responders: the peer's connection is gone
+	probeUnknown                    // the peer no longer knows the request
+)
+
+// probeSuffix ends the reply token of a probe: <inbox prefix>.<token>_p.
+const probeSuffix = "_p"
 
 // abort wakes everything waiting on the stream.
 func (s *stream) abort() {
@@ -78,6 +93,7 @@ func (mx *mux) open(window int) *stream {
 		creditCh: make(chan struct{}, 1),
 		peerCh:   make(chan struct{}),
 		cancelCh: make(chan struct{}),
+		probeCh:  make(chan probeResult, 4),
 	}
 	mx.mu.Lock()
 	mx.m[tok] = s
@@ -93,13 +109,41 @@ func (s *stream) close() {
 
 func (mx *mux) deliver(m *nats.Msg) {
 	tok := m.Subject[len(mx.prefix)+1:]
+	isProbeReply := strings.HasSuffix(tok, probeSuffix)
+	tok = strings.TrimSuffix(tok, probeSuffix)
 	mx.mu.Lock()
 	s := mx.m[tok]
 	mx.mu.Unlock()
+	kind := m.Header.Get(hdrKind)
+	if kind == kindProbe && !isProbeReply {
+		// a peer asks whether this request is still being served
+		if m.Reply != "" {
+			if s != nil {
+				sendControl(mx.nc, m.Reply, kindProbe, 0, "")
+			} else {
+				sendControl(mx.nc, m.Reply, kindError, 0, "request not in progress")
+			}
+		}
+		return
+	}
 	if s == nil {
 		return
 	}
-	kind := m.Header.Get(hdrKind)
+	if isProbeReply {
+		r := probeAlive
+		switch {
+		case kind == kindProbe:
+		case kind == "" && m.Header.Get("Status") == "503":
+			r = probeGone
+		default:
+			r = probeUnknown
+		}
+		select {
+		case s.probeCh <- r:
+		default:
+		}
+		return
+	}
 	if in := m.Header.Get(hdrInbox); in != "" {
 		s.setPeer(in)
 	}
