@@ -60,7 +60,17 @@ type stream struct {
 	closeOnce sync.Once
 	cancelFn  func()
 	// probeCh receives the answers to this stream's probes (edge side).
-	probeCh chan probeResult
+	probeCh chan probeAnswer
+	// sent is the last frame this side sent on the stream: -1 none, 0 the
+	// head (resp), n the data frame n. Probe answers carry it.
+	sent atomic.Int64
+}
+
+// probeAnswer is a probe's result and, when the peer is alive, the last
+// frame it sent (-1 when none or unknown).
+type probeAnswer struct {
+	r    probeResult
+	sent int64
 }
 
 // probeResult is what a probe of the peer found.
@@ -93,8 +103,9 @@ func (mx *mux) open(window int) *stream {
 		creditCh: make(chan struct{}, 1),
 		peerCh:   make(chan struct{}),
 		cancelCh: make(chan struct{}),
-		probeCh:  make(chan probeResult, 4),
+		probeCh:  make(chan probeAnswer, 4),
 	}
+	s.sent.Store(-1)
 	mx.mu.Lock()
 	mx.m[tok] = s
 	mx.mu.Unlock()
@@ -119,7 +130,11 @@ func (mx *mux) deliver(m *nats.Msg) {
 		// a peer asks whether this request is still being served
 		if m.Reply != "" {
 			if s != nil {
-				sendControl(mx.nc, m.Reply, kindProbe, 0, "")
+				h := newFrame(kindProbe)
+				if n := s.sent.Load(); n >= 0 {
+					h[hdrSeq] = []string{strconv.FormatInt(n, 10)}
+				}
+				_ = mx.nc.PublishMsg(&nats.Msg{Subject: m.Reply, Header: h})
 			} else {
 				sendControl(mx.nc, m.Reply, kindError, 0, "request not in progress")
 			}
@@ -130,16 +145,19 @@ func (mx *mux) deliver(m *nats.Msg) {
 		return
 	}
 	if isProbeReply {
-		r := probeAlive
+		a := probeAnswer{r: probeAlive, sent: -1}
 		switch {
 		case kind == kindProbe:
+			if n, err := strconv.ParseInt(m.Header.Get(hdrSeq), 10, 64); err == nil && n >= 0 {
+				a.sent = n
+			}
 		case kind == "" && m.Header.Get("Status") == "503":
-			r = probeGone
+			a.r = probeGone
 		default:
-			r = probeUnknown
+			a.r = probeUnknown
 		}
 		select {
-		case s.probeCh <- r:
+		case s.probeCh <- a:
 		default:
 		}
 		return

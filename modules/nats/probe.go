@@ -1,6 +1,7 @@
 package neonats
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -58,14 +59,21 @@ func (p *prober) send() {
 }
 
 // result takes a probe's answer and returns an error once the gateway is
-// known to be gone or to have lost the request.
-func (p *prober) result(r probeResult) error {
+// known to be gone, to have lost the request, or to have sent frames that
+// never arrived. next is the frame the edge waits for (0 the head, n the
+// data frame n) and queued how many frames it has received but not read:
+// the gateway answers a probe after the frames it sent before, on the same
+// connection, so any frame it reports sent is here unless it was lost.
+func (p *prober) result(a probeAnswer, next int64, queued int) error {
 	if p == nil {
 		return nil
 	}
-	switch r {
+	switch a.r {
 	case probeAlive:
 		p.misses = 0
+		if a.sent >= 0 && a.sent >= next+int64(queued) {
+			return gatewayGoneError{fmt.Sprintf("response frames were lost: the stage gateway sent frame %d, the edge has up to %d", a.sent, next+int64(queued)-1)}
+		}
 	case probeGone:
 		p.misses++
 		if p.misses >= probeMisses {

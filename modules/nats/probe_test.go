@@ -88,6 +88,20 @@ func TestGatewayGoneFailsFast(t *testing.T) {
 				announce(nc, m.Reply, mx.prefix+".gone")
 			}
 		}},
+		// the gateway is alive and sent the response head, which was lost
+		// with a NATS server
+		{"response head lost", func(t *testing.T) func(*nats.Conn, *nats.Msg) {
+			return func(nc *nats.Conn, m *nats.Msg) {
+				mx, err := newMux(nc)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				st := mx.open(8)
+				announce(nc, m.Reply, st.inbox)
+				st.sent.Store(0) // as if the head had been published
+			}
+		}},
 		// the request head reached a gateway that died before it answered
 		// anything (or was lost with a NATS server).
 		{"never acknowledged", func(t *testing.T) func(*nats.Conn, *nats.Msg) {
@@ -105,6 +119,35 @@ func TestGatewayGoneFailsFast(t *testing.T) {
 			t.Logf("502 after %v", took)
 		})
 	}
+
+	// the head arrived, then body frames were lost: the body fails at the
+	// next check instead of after the 20s chunk timeout
+	t.Run("body frames lost", func(t *testing.T) {
+		gw := fakeGateway(t, s.ClientURL(), func(nc *nats.Conn, m *nats.Msg) {
+			mx, err := newMux(nc)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			st := mx.open(8)
+			h := newFrame(kindResp)
+			h[hdrStatus] = []string{"200"}
+			h[hdrInbox] = []string{st.inbox}
+			_ = nc.PublishMsg(&nats.Msg{Subject: m.Reply, Header: h, Data: []byte("first bytes ")})
+			st.sent.Store(3) // frames 1-3 "sent" and lost
+		})
+		defer gw.Close()
+		start := time.Now()
+		resp, err := http.Get(tp.url("/orders/x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		_, err = io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || err == nil || time.Since(start) > 3*time.Second {
+			t.Fatalf("status %d, body error %v after %v; want 200 then a broken body within a few check intervals", resp.StatusCode, err, time.Since(start))
+		}
+	})
 
 	// a live gateway that is slow to answer: checks pass, the head timeout
 	// applies (504, not 502)
@@ -140,6 +183,56 @@ func TestGatewayGoneFailsFast(t *testing.T) {
 		data, err := io.ReadAll(resp.Body)
 		if err != nil || resp.StatusCode != 200 || strings.Count(string(data), "\n\n") != 8 {
 			t.Fatalf("status %d, %d events, err %v", resp.StatusCode, strings.Count(string(data), "\n\n"), err)
+		}
+	})
+}
+
+// FuzzMuxDeliver feeds arbitrary messages (any token after the inbox
+// prefix, any header block, any reply subject) to a mux with open streams,
+// as a peer or anyone allowed to publish to the inbox could send them: the
+// mux must not panic or block, a probe of a stream it does not know must be
+// answered "not in progress", and probe answers must land on their stream's
+// probe channel without blocking.
+func FuzzMuxDeliver(f *testing.F) {
+	f.Add("1_p", "NATS/1.0\r\nNeo-Nats-Kind: probe\r\nNeo-Nats-Seq: 3\r\n\r\n", "")
+	f.Add("1_p", "NATS/1.0 503\r\n\r\n", "")
+	f.Add("1", "NATS/1.0\r\nNeo-Nats-Kind: probe\r\n\r\n", "_INBOX.x.y_p")
+	f.Add("zz", "NATS/1.0\r\nNeo-Nats-Kind: probe\r\n\r\n", "_INBOX.x.y_p")
+	f.Add("1", "NATS/1.0\r\nNeo-Nats-Kind: credit\r\nNeo-Nats-Credit: 5\r\nNeo-Nats-Inbox: _GW.a.b\r\n\r\n", "")
+	f.Add("_p", "NATS/1.0\r\nNeo-Nats-Kind: probe\r\nNeo-Nats-Seq: -9\r\n\r\n", "")
+	s := startNATS(f, 0)
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer nc.Close()
+	mx, err := newMux(nc)
+	if err != nil {
+		f.Fatal(err)
+	}
+	st := mx.open(8)
+	f.Fuzz(func(t *testing.T, tok, hdr, reply string) {
+		h, err := nats.DecodeHeadersMsg([]byte(hdr))
+		if err != nil {
+			h = nats.Header{}
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for range 2*cap(st.probeCh) + 1 {
+				mx.deliver(&nats.Msg{Subject: mx.prefix + "." + tok, Header: h, Reply: reply})
+			}
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("deliver blocked")
+		}
+		for len(st.probeCh) > 0 {
+			a := <-st.probeCh
+			if a.r == probeAlive && a.sent < -1 {
+				t.Fatalf("probe answer with sent %d", a.sent)
+			}
 		}
 	})
 }

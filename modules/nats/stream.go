@@ -66,7 +66,11 @@ func (s *sender) sendData(data []byte, eof bool, trailer http.Header) error {
 		h[hdrEOF] = []string{"1"}
 		putHTTPFields(h, trailer, prefixTrailer)
 	}
-	return s.nc.PublishMsg(&nats.Msg{Subject: s.st.peerInbox(), Header: h, Data: data})
+	err := s.nc.PublishMsg(&nats.Msg{Subject: s.st.peerInbox(), Header: h, Data: data})
+	if err == nil {
+		s.st.sent.Store(int64(s.seq))
+	}
+	return err
 }
 
 // sendControl publishes a credit or cancel frame to the peer, best effort.
@@ -148,8 +152,8 @@ func (b *bodyReader) nextFrame() error {
 			return timeoutError{"the next body chunk"}
 		case <-b.probe.C():
 			b.probe.send()
-		case r := <-b.st.probeCh:
-			if err := b.probe.result(r); err != nil {
+		case a := <-b.st.probeCh:
+			if err := b.probe.result(a, int64(b.next), len(b.st.ch)); err != nil {
 				// a frame the gateway sent before it answered wins
 				select {
 				case m = <-b.st.ch:

@@ -369,8 +369,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			timer.Reset(hdrTimeout)
 		case <-probe.C():
 			probe.send()
-		case r := <-st.probeCh:
-			if err := probe.result(r); err != nil {
+		case a := <-st.probeCh:
+			if err := probe.result(a, 0, len(st.ch)); err != nil {
 				// a frame the gateway sent before it answered wins
 				select {
 				case pending = <-st.ch:
