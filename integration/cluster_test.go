@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -94,8 +95,22 @@ func otherZone(z string) string {
 	return "az-a"
 }
 
-func startClusterTopo(t *testing.T, replicaDelay time.Duration) *clusterTopo {
+// clusterOpts vary the cluster topology.
+type clusterOpts struct {
+	// replicaDelay is how long the replicas take to answer.
+	replicaDelay time.Duration
+	// store, when set, replaces the file store of every edge and gateway
+	// (a `store nats { ... }` block); node is replaced by the node's role
+	// and zone (edge-az-a, gw-az-a).
+	store string
+	// storage, when set, is the edges' certificate storage (a global
+	// `storage nats { ... }` block).
+	storage string
+}
+
+func startClusterTopo(t *testing.T, o clusterOpts) *clusterTopo {
 	t.Helper()
+	replicaDelay := o.replicaDelay
 	ct := &clusterTopo{nats: harness.NATSCluster(t, 3), replicas: map[string]*clusterReplica{}, gateways: map[string]*harness.Instance{}}
 	tenant := harness.ClusterTenant{Replicas: map[string]string{}}
 	for _, z := range clusterZones {
@@ -108,13 +123,15 @@ func startClusterTopo(t *testing.T, replicaDelay time.Duration) *clusterTopo {
 	}
 	for i, z := range clusterZones {
 		n := harness.ClusterNode{Zone: z, ZoneOrder: []string{otherZone(z)}, Admin: ports[i], Stage: ports[2+i],
-			NATS: ct.nats.URLs, StoreDir: filepath.Join(t.TempDir(), "store"), Tenants: tenant.Block()}
+			NATS: ct.nats.URLs, StoreDir: filepath.Join(t.TempDir(), "store"), Tenants: tenant.Block(),
+			Store: strings.ReplaceAll(o.store, "{node}", "gw-"+z)}
 		ct.gateways[z] = harness.Start(t, harness.Options{Config: harness.ClusterGatewayCaddyfile(n), Admin: fmt.Sprintf("127.0.0.1:%d", n.Admin),
 			WaitFor: []string{fmt.Sprintf("127.0.0.1:%d", n.Stage)}})
 	}
 	for i, z := range clusterZones {
 		n := harness.ClusterNode{Zone: z, ZoneOrder: []string{otherZone(z)}, Admin: ports[4+i], HTTPS: ports[6+i], HTTP: ports[8+i],
-			NATS: ct.nats.URLs, StoreDir: filepath.Join(t.TempDir(), "store"), Tenants: tenant.Block()}
+			NATS: ct.nats.URLs, StoreDir: filepath.Join(t.TempDir(), "store"), Tenants: tenant.Block(),
+			Store: strings.ReplaceAll(o.store, "{node}", "edge-"+z), Storage: o.storage}
 		inst := harness.Start(t, harness.Options{Config: harness.ClusterEdgeCaddyfile(n), Admin: fmt.Sprintf("127.0.0.1:%d", n.Admin),
 			WaitFor: []string{fmt.Sprintf("127.0.0.1:%d", n.HTTPS)}})
 		roots, err := inst.RootPool("local")
@@ -197,7 +214,7 @@ func TestClusterTwoEdges(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
-	ct := startClusterTopo(t, 5*time.Millisecond)
+	ct := startClusterTopo(t, clusterOpts{replicaDelay: 5 * time.Millisecond})
 
 	// (i) both edges serve the tenant, each through its own zone's gateway
 	for i, z := range clusterZones {
@@ -427,5 +444,83 @@ func TestNATSClusterConfigs(t *testing.T) {
 				t.Fatalf("gw-prod user: %+v", gw)
 			}
 		})
+	}
+}
+
+// requireModule skips the test when the caddy binary lacks module id (the
+// tests below run by themselves once neo.stores.nats and caddy.storage.nats
+// are in the build).
+func requireModule(t *testing.T, id string) {
+	t.Helper()
+	bin, err := harness.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "list-modules").CombinedOutput()
+	if err != nil {
+		t.Fatalf("list-modules: %v\n%s", err, out)
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.TrimSpace(l) == id {
+			return
+		}
+	}
+	t.Skipf("%s is not in the binary yet", id)
+}
+
+// TestClusterTenantAcrossEdges: with the tenant registry in the cluster's
+// JetStream KV store (replicas 3), a tenant created through the az-a edge's
+// admin API is served by the az-b edge (and resolved by the gateways) within
+// 1 s.
+func TestClusterTenantAcrossEdges(t *testing.T) {
+	requireModule(t, "neo.stores.nats")
+	ct := startClusterTopo(t, clusterOpts{store: "store nats {\n\t\t\tbucket neo_tenants\n\t\t\treplicas 3\n\t\t\tnode {node}\n\t\t}"})
+	body := fmt.Sprintf(`{"apps":{"orders":{"public":true,"stages":{"prod":{"replicas":[{"address":%q,"zone":"az-a"},{"address":%q,"zone":"az-b"}]}}}}}`,
+		ct.replicas["az-a"].addr, ct.replicas["az-b"].addr)
+	start := time.Now()
+	if st, out, err := ct.edges[0].Admin("PUT", "/neo/tenants/newco", body); err != nil || st != 201 {
+		t.Fatalf("PUT /neo/tenants/newco on edge az-a: %d %s %v", st, out, err)
+	}
+	url := fmt.Sprintf("https://newco.apps.localhost:%d/orders/x", ct.https[1])
+	took, err := waitServed(ct.clients[1], url, time.Second)
+	if err != nil {
+		t.Fatalf("edge az-b: %v", err)
+	}
+	t.Logf("tenant created on edge az-a served by edge az-b %v after the PUT was sent (%v after it answered)", time.Since(start).Round(time.Millisecond), took.Round(time.Millisecond))
+	resp, err := ct.clients[1].Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var a clusterAnswer
+	if err := json.NewDecoder(resp.Body).Decode(&a); err != nil || a.Gateway != "az-b" || a.Tenant != "newco" {
+		t.Fatalf("answer %+v %v: want tenant newco through the az-b gateway", a, err)
+	}
+}
+
+// TestClusterCertificateOnce: with the certificates in the cluster's
+// JetStream (caddy.storage.nats, replicas 3), both edges use one internal CA
+// and the certificate the az-a edge obtained on demand is the one the az-b
+// edge serves (one issuance).
+func TestClusterCertificateOnce(t *testing.T) {
+	requireModule(t, "caddy.storage.nats")
+	// startClusterTopo has the az-a edge serve the demo tenant first, then
+	// the az-b edge
+	ct := startClusterTopo(t, clusterOpts{storage: "storage nats {\n\t\tbucket neo_certs\n\t\treplicas 3\n\t}"})
+	var serials []string
+	for i := range ct.edges {
+		resp, err := ct.clients[i].Get(ct.url(i, "/orders/cert"))
+		if err != nil {
+			t.Fatalf("edge %s: %v", clusterZones[i], err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.TLS == nil || len(resp.TLS.PeerCertificates) == 0 {
+			t.Fatalf("edge %s: no TLS certificate", clusterZones[i])
+		}
+		serials = append(serials, resp.TLS.PeerCertificates[0].SerialNumber.String())
+	}
+	if serials[0] != serials[1] {
+		t.Fatalf("edges serve different certificates for demo.apps.localhost (serials %s, %s): issued twice", serials[0], serials[1])
 	}
 }
