@@ -36,7 +36,7 @@ func TestCaddyfilesAdapt(t *testing.T) {
 	for _, f := range append(files, zones...) {
 		rel, _ := filepath.Rel(filepath.Join(root, "caddyfiles"), f)
 		name := strings.TrimSuffix(rel, ".Caddyfile")
-		t.Run(filepath.Base(f), func(t *testing.T) {
+		t.Run(rel, func(t *testing.T) {
 			adapttest.File(t, f, filepath.Join("testdata", "golden", name+".json"))
 		})
 	}

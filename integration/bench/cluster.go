@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
@@ -21,7 +22,7 @@ import (
 func init() {
 	register(Comparison{
 		Name:        "cluster",
-		Description: "one edge vs two edges (az-a, az-b) of the cluster topology: three-node NATS cluster with JetStream, a prod stage gateway per zone, one replica per zone; GET over HTTPS",
+		Description: "one edge vs two edges (az-a, az-b) of the cluster topology (three-node NATS cluster with JetStream, a prod stage gateway process per zone, a replica per zone), and one all-in-one process (embedded NATS, in-process gateway); GET over HTTPS",
 		Setup:       setupCluster,
 	})
 }
@@ -63,7 +64,7 @@ func setupCluster(context.Context) ([]Variant, func(), error) {
 		stops = append(stops, func() { srv.Close() })
 		tenant.Replicas[z] = l.Addr().String()
 	}
-	ports, err := harness.FreePorts(10)
+	ports, err := harness.FreePorts(15)
 	if err != nil {
 		return fail(err)
 	}
@@ -97,8 +98,20 @@ func setupCluster(context.Context) ([]Variant, func(), error) {
 		}
 		urls = append(urls, fmt.Sprintf("https://demo.apps.localhost:%d/orders/items?id=42", n.HTTPS))
 	}
+	// the all-in-one process: edge, embedded NATS server and stage gateway
+	// in one caddy, the same tenant and replicas
+	aio := harness.ClusterNode{Zone: "az-a", ZoneOrder: []string{"az-b"}, Admin: ports[10], HTTPS: ports[11], HTTP: ports[12], Stage: ports[13],
+		StoreDir: filepath.Join(dir, "aio"), Tenants: tenant.Block()}
+	inst, err := start(allInOneCaddyfile(aio, ports[14]), aio.Admin, fmt.Sprintf("127.0.0.1:%d", aio.HTTPS))
+	if err != nil {
+		return fail(err)
+	}
+	if err := appendRoot(roots, inst); err != nil {
+		return fail(err)
+	}
+	aioURL := fmt.Sprintf("https://demo.apps.localhost:%d/orders/items?id=42", aio.HTTPS)
 	client := loopbackClient(roots)
-	for _, u := range urls {
+	for _, u := range append(urls, aioURL) {
 		if err := harness.WaitServing(client, u, 30*time.Second); err != nil {
 			return fail(err)
 		}
@@ -113,7 +126,30 @@ func setupCluster(context.Context) ([]Variant, func(), error) {
 	return []Variant{
 		{Name: "one edge (az-a)", Targets: target(urls[0]), Client: client},
 		{Name: "two edges (az-a, az-b)", Targets: target(urls...), Client: client},
+		{Name: "all-in-one process", Targets: target(aioURL), Client: client},
 	}, cleanup, nil
+}
+
+// allInOneCaddyfile is the cluster edge of n with an embedded NATS server
+// (listening on natsPort) and the prod stage gateway of its zone in the
+// same process.
+func allInOneCaddyfile(n harness.ClusterNode, natsPort int) string {
+	n.NATS = []string{fmt.Sprintf("nats://127.0.0.1:%d", natsPort)}
+	edge := harness.ClusterEdgeCaddyfile(n)
+	gw := harness.ClusterGatewayCaddyfile(n)
+	// the gateway's stage server, gateway app and site join the edge's config
+	extra := fmt.Sprintf(`	servers 127.0.0.1:%d {
+		name stage
+	}
+	nats_gateway {
+		server stage
+		stage prod
+		zone %s
+	}
+`, n.Stage, n.Zone)
+	edge = strings.Replace(edge, "\tnats {\n", extra+"\tnats {\n\t\tembedded 127.0.0.1:"+fmt.Sprint(natsPort)+"\n", 1)
+	site := gw[strings.Index(gw, "\nhttp://"):]
+	return edge + site
 }
 
 // appendRoot adds the root of inst's internal CA "local" to pool.
