@@ -297,11 +297,26 @@ func TestClusterTwoEdges(t *testing.T) {
 	kills[len(kills)-1].done = time.Now()
 
 	waitDone(2 * total / 3)
-	node := ct.nats.NodeOf("caddy-neo-edge-az-a")
+	// the NATS node with the most of the surviving processes on it (the
+	// az-a edge's on a tie)
+	clients := []string{"caddy-neo-edge-az-a", "caddy-neo-edge-az-b", "caddy-neo-gateway-prod-az-a"}
+	perNode := map[int][]string{}
+	for _, name := range clients {
+		if n := ct.nats.NodeOf(name); n >= 0 {
+			perNode[n] = append(perNode[n], strings.TrimPrefix(name, "caddy-neo-"))
+		}
+	}
+	node := ct.nats.NodeOf(clients[0])
 	if node < 0 {
 		t.Fatal("the az-a edge's NATS connection is on no node")
 	}
-	kills = append(kills, kill{what: fmt.Sprintf("NATS node n%d (the az-a edge's)", node+1), at: time.Now()})
+	for n, on := range perNode {
+		if len(on) > len(perNode[node]) {
+			node = n
+		}
+	}
+	onNode := perNode[node]
+	kills = append(kills, kill{what: fmt.Sprintf("NATS node n%d (clients: %s)", node+1, strings.Join(onNode, ", ")), at: time.Now()})
 	ct.nats.Kill(node)
 	kills[len(kills)-1].done = time.Now()
 	wg.Wait()
