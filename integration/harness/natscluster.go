@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -64,7 +65,7 @@ func StartNATSCluster(n int, dir string) (*Cluster, error) {
 		o := &server.Options{
 			ServerName: fmt.Sprintf("n%d", i+1),
 			Host:       "127.0.0.1", Port: ports[i],
-			NoSigs: true, NoLog: true,
+			NoSigs: true, NoLog: os.Getenv("NEO_NATS_LOG") == "",
 			JetStream: true, StoreDir: store,
 			JetStreamMaxMemory: 64 << 20, JetStreamMaxStore: 256 << 20,
 			Cluster: server.ClusterOpts{Name: "neo", Host: "127.0.0.1", Port: ports[n+i]},
@@ -93,6 +94,9 @@ func (c *Cluster) start(i int) error {
 	if err != nil {
 		return fmt.Errorf("nats node n%d: %w", i+1, err)
 	}
+	if os.Getenv("NEO_NATS_LOG") != "" {
+		s.ConfigureLogger()
+	}
 	s.Start()
 	if !s.ReadyForConnections(10 * time.Second) {
 		s.Shutdown()
@@ -118,45 +122,63 @@ func (c *Cluster) running() []*server.Server {
 }
 
 // WaitFormed waits until every running node is routed to every other running
-// node and all of them know the same JetStream meta leader.
+// node, all of them know the same JetStream meta leader, which sees every
+// other node as a current peer, and the route connections have been stable
+// for half a second (right after start, pooled routes are opened and
+// duplicates closed; a JetStream API request that travels a route as it
+// closes is lost).
 func (c *Cluster) WaitFormed(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
+	var last string
+	var since time.Time
 	for {
-		err := c.formed()
+		sig, err := c.formed()
 		if err == nil {
-			return nil
+			if sig != last {
+				last, since = sig, time.Now()
+			} else if time.Since(since) >= 500*time.Millisecond {
+				return nil
+			}
+		} else {
+			last = ""
 		}
 		if time.Now().After(deadline) {
+			if err == nil {
+				err = errors.New("route connections keep changing")
+			}
 			return fmt.Errorf("nats cluster not formed after %s: %w", timeout, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
-func (c *Cluster) formed() error {
+// formed checks the cluster and returns a signature of its route connections.
+func (c *Cluster) formed() (string, error) {
 	nodes := c.running()
 	leader := ""
+	var sig []string
 	for _, s := range nodes {
 		rz, err := s.Routez(nil)
 		if err != nil {
-			return err
+			return "", err
 		}
 		peers := map[string]bool{}
 		for _, r := range rz.Routes {
 			peers[r.RemoteID] = true
+			sig = append(sig, fmt.Sprintf("%s>%s#%d", s.Name(), r.RemoteName, r.Rid))
 		}
 		if len(peers) < len(nodes)-1 {
-			return fmt.Errorf("%s routes to %d of %d peers", s.Name(), len(peers), len(nodes)-1)
+			return "", fmt.Errorf("%s routes to %d of %d peers", s.Name(), len(peers), len(nodes)-1)
 		}
 		jsz, err := s.Jsz(nil)
 		if err != nil {
-			return err
+			return "", err
 		}
 		if jsz.Meta == nil || jsz.Meta.Leader == "" {
-			return fmt.Errorf("%s knows no JetStream meta leader", s.Name())
+			return "", fmt.Errorf("%s knows no JetStream meta leader", s.Name())
 		}
 		if leader != "" && jsz.Meta.Leader != leader {
-			return fmt.Errorf("nodes disagree on the meta leader (%s, %s)", leader, jsz.Meta.Leader)
+			return "", fmt.Errorf("nodes disagree on the meta leader (%s, %s)", leader, jsz.Meta.Leader)
 		}
 		leader = jsz.Meta.Leader
 		if s.JetStreamIsLeader() {
@@ -168,11 +190,12 @@ func (c *Cluster) formed() error {
 				}
 			}
 			if current < len(nodes)-1 {
-				return fmt.Errorf("meta leader %s has %d of %d peers current", s.Name(), current, len(nodes)-1)
+				return "", fmt.Errorf("meta leader %s has %d of %d peers current", s.Name(), current, len(nodes)-1)
 			}
 		}
 	}
-	return nil
+	sort.Strings(sig)
+	return strings.Join(sig, " "), nil
 }
 
 // Node returns node i (0-based), nil when it is down.
