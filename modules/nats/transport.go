@@ -59,11 +59,13 @@ type Transport struct {
 	// GatewayCheckInterval is how often the edge checks, while it waits on a
 	// gateway for a response head or body frame, that the gateway still
 	// serves the request (a probe to the gateway's per-request inbox). A
-	// request fails with 502 when no gateway has acknowledged it within 3
-	// intervals plus 200ms (gateways acknowledge after 200ms), when 2 probes in a row meet no responders (the gateway's
-	// connection is gone), or when the gateway no longer knows the request
-	// (its response was lost with a NATS server). Negative disables the
-	// checks (requests then wait the timeouts). Default: 1s.
+	// request fails with 502 (or its body is cut when the head was already
+	// sent) when no gateway has acknowledged it within 3 intervals plus
+	// 200ms (gateways acknowledge after 200ms at the latest), when 2 probes
+	// in a row meet no responders (the gateway's connection is gone), when
+	// the gateway no longer knows the request, or when it reports frames
+	// sent that never arrived (lost with a NATS server). Negative disables
+	// the checks (requests then wait the timeouts). Default: 1s.
 	GatewayCheckInterval caddy.Duration `json:"gateway_check_interval,omitempty"`
 
 	tmpl   *SubjectTemplate
