@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"net/url"
 	"slices"
+	"sync"
 	"testing"
 	_ "unsafe" // go:linkname, for the transformation oracle
 
@@ -299,5 +301,36 @@ func TestParseRuleText(t *testing.T) {
 	}
 	if !isSkipRule(`SecAction "id:5,phase:2,pass,nolog,neoSkip"`) || isSkipRule(`SecAction "id:5,phase:2,pass,nolog"`) {
 		t.Error("isSkipRule")
+	}
+}
+
+// TestSkipConcurrent serves the workloads from several goroutines through
+// one WAF with skipping (run under -race): same statuses as sequentially.
+func TestSkipConcurrent(t *testing.T) {
+	h := newProductionHandlerSkip(t, true)
+	var wg sync.WaitGroup
+	errs := make(chan string, 64)
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, s := range scenarios() {
+				if s.name == "multipart_1MiB" {
+					continue
+				}
+				got := serve(h, s)
+				for i, c := range got {
+					if s.codes != nil && c != s.codes[i] || s.codes == nil && c != http.StatusForbidden {
+						errs <- fmt.Sprintf("%s: request %d answered %d", s.name, i, c)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }
