@@ -292,8 +292,17 @@ func (a *skipAction) Evaluate(r plugintypes.RuleMetadata, tx plugintypes.Transac
 					may = true
 				}
 			}
-			if !decided || may || c.pf.mayMatch(st.text) {
+			if !decided || may {
 				continue
+			}
+			if c.pf.mayMatch(st.text) {
+				// The joined text may satisfy the clauses where no single
+				// value does (clauses met by different values, or a literal
+				// holding a NUL). When no value holds a NUL, the NULs are
+				// exactly the value boundaries: check value by value.
+				if nul || c.multi || !noValueMayMatch(c.pf, st.text) {
+					continue
+				}
 			}
 			if countStats {
 				skipRemoved.Add(1)
@@ -301,6 +310,22 @@ func (a *skipAction) Evaluate(r plugintypes.RuleMetadata, tx plugintypes.Transac
 			rm.RemoveRuleByID(c.id)
 		}
 	}
+}
+
+// noValueMayMatch reports whether the prefilter rejects every NUL-terminated
+// value of text.
+func noValueMayMatch(pf *prefilter, text string) bool {
+	for text != "" {
+		i := strings.IndexByte(text, 0)
+		if i < 0 {
+			i = len(text)
+		}
+		if pf.mayMatch(text[:i]) {
+			return false
+		}
+		text = text[min(i+1, len(text)):]
+	}
+	return true
 }
 
 // stage is the targets' values, each followed by a NUL, after a prefix of a
