@@ -87,14 +87,15 @@ func unescapeQuotes(s string) string {
 	return strings.ReplaceAll(s, `\"`, `"`)
 }
 
-// splitActions splits an action list at commas outside single quotes.
+// splitActions splits an action list at commas outside single quotes, with
+// Coraza's parser's rule for escapes: a character preceded by a backslash is
+// taken literally (the first character is never a separator).
 func splitActions(s string) []string {
 	var out []string
 	start, quoted := 0, false
-	for i := 0; i < len(s); i++ {
+	for i := 1; i < len(s); i++ {
 		switch {
-		case s[i] == '\\':
-			i++
+		case s[i-1] == '\\':
 		case s[i] == '\'':
 			quoted = !quoted
 		case s[i] == ',' && !quoted:

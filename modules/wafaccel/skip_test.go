@@ -6,7 +6,9 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	_ "unsafe" // go:linkname, for the transformation oracle
@@ -199,13 +201,22 @@ func TestSkipDifferential(t *testing.T) {
 			if st.Input.Data != nil && len(*st.Input.Data) < 4096 {
 				pool = append(pool, *st.Input.Data)
 			}
-			for _, v := range st.Input.Headers {
-				pool = append(pool, v)
+			keys := make([]string, 0, len(st.Input.Headers))
+			for k := range st.Input.Headers {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			for _, k := range keys {
+				pool = append(pool, st.Input.Headers[k])
 			}
 		}
 	}
 	plain, skip := newCRSWAF(t), newCRSWAFSkip(t, true)
-	rng := rand.New(rand.NewPCG(7, 8))
+	seed := uint64(7)
+	if s := os.Getenv("WAFACCEL_SKIP_SEED"); s != "" {
+		seed, _ = strconv.ParseUint(s, 10, 64)
+	}
+	rng := rand.New(rand.NewPCG(seed, 8))
 	mutate := func(s string) string {
 		b := []byte(s)
 		for k := rng.IntN(4); k > 0 && len(b) > 0; k-- {
@@ -226,7 +237,7 @@ func TestSkipDifferential(t *testing.T) {
 		return string(b)
 	}
 	pick := func() string { return mutate(pool[rng.IntN(len(pool))]) }
-	diffs := 0
+	diffs, nondet := 0, 0
 	for i := 0; i < n; i++ {
 		q := url.Values{}
 		for k := rng.IntN(4); k > 0; k-- {
@@ -246,16 +257,47 @@ func TestSkipDifferential(t *testing.T) {
 			r.headers = append(r.headers, [2]string{"Content-Type", "application/x-www-form-urlencoded"}, [2]string{"Content-Length", fmt.Sprint(len(r.body))})
 		}
 		want, got := plain.matchedIDs(r), skip.matchedIDs(r)
+		if !slices.Equal(want, got) && plainCanGive(plain, r, got) {
+			// Coraza itself is not deterministic on some requests (JSON
+			// arguments come in map order, and chains such as 942130's
+			// compare the captures of the last matching value): the result
+			// with skipping is one Coraza gives without it.
+			nondet++
+			continue
+		}
 		if !slices.Equal(want, got) {
 			diffs++
 			if diffs <= 10 {
-				t.Errorf("request %d %s %q: without skipping %v, with %v", i, r.method, r.uri, want, got)
+				var only, extra []int
+				for _, id := range want {
+					if !slices.Contains(got, id) {
+						only = append(only, id)
+					}
+				}
+				for _, id := range got {
+					if !slices.Contains(want, id) {
+						extra = append(extra, id)
+					}
+				}
+				t.Errorf("request %d %s %q %q body %q: matched only without skipping %v, only with skipping %v", i, r.method, r.uri, r.headers, r.body, only, extra)
 			}
 		}
 	}
 	if diffs > 0 {
 		t.Errorf("%d of %d requests matched different rules with skipping", diffs, n)
 	}
+	t.Logf("%d requests; %d differed once but Coraza without skipping gives the same result on other runs", n, nondet)
+}
+
+// plainCanGive reports whether w, run again on r up to 40 times, ever
+// matches exactly the rules ids.
+func plainCanGive(w *crsWAF, r request, ids []int) bool {
+	for k := 0; k < 40; k++ {
+		if slices.Equal(w.matchedIDs(r), ids) {
+			return true
+		}
+	}
+	return false
 }
 
 func TestParseRuleText(t *testing.T) {
