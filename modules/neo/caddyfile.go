@@ -41,6 +41,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	    runtime_domain   <domain>
 //	    stages           <first> ... <production>
 //	    store file       [<dir>]
+//	    store nats       { ... }   (see neo.stores.nats)
 //	    metrics_no_tenant_label
 //	    service <name> <path-prefix> {
 //	        replica <host:port> [<zone>]
@@ -126,7 +127,13 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			if mod != "file" {
-				return d.Errf("neo: unknown store %q (known: file)", mod)
+				// Other stores (nats) parse their own arguments and block.
+				unm, err := caddyfile.UnmarshalModule(d, "neo.stores."+mod)
+				if err != nil {
+					return d.Errf("neo: store %s: %v", mod, err)
+				}
+				a.StoreRaw = caddyconfig.JSONModuleObject(unm, "module", mod, nil)
+				continue
 			}
 			fs := FileStore{}
 			if d.NextArg() {

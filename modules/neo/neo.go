@@ -29,6 +29,7 @@ package neo
 import (
 	"github.com/projectneo/caddy-neo/modules/zonelb"
 
+	"context"
 	"encoding/json"
 	"fmt"
 	"sync/atomic"
@@ -82,6 +83,10 @@ type App struct {
 	logger  *zap.Logger
 	metrics *metrics
 	seq     uint64 // storeSeq when the store was loaded
+
+	ctx         context.Context
+	watchCancel context.CancelFunc
+	watchDone   chan struct{}
 }
 
 // CaddyModule returns the Caddy module information.
@@ -108,6 +113,7 @@ func (a *App) Registry() *Registry { return a.reg }
 // Provision fills defaults, loads the store and builds the first snapshot.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	a.ctx = ctx
 	a.reg = new(Registry)
 	if a.PlatformDomain == "" {
 		a.PlatformDomain = "platform.localhost"
@@ -167,19 +173,32 @@ func (a *App) Start() error {
 		a.reg.cur.Store(snap)
 	}
 	current.Store(a)
+	a.startWatch()
 	a.logger.Info("tenant registry ready", zap.Int("tenants", a.reg.Snapshot().Len()), zap.String("zone", a.Zone))
 	return nil
 }
 
-// Stop stops being the current app.
+// Stop stops being the current app and stops watching a shared store.
 func (a *App) Stop() error {
 	current.CompareAndSwap(a, nil)
+	a.stopWatch()
+	return nil
+}
+
+// Cleanup stops the store watcher if Stop did not run (failed start).
+func (a *App) Cleanup() error {
+	a.stopWatch()
 	return nil
 }
 
 // Put creates or replaces a run-time tenant: it validates tc, writes it to
 // the store, then publishes a new snapshot. Config tenants are read-only.
 func (a *App) Put(name string, tc *TenantConfig) (created bool, err error) {
+	return a.PutBy(name, tc, Author{})
+}
+
+// PutBy is Put recording who makes the change (for stores with an audit trail).
+func (a *App) PutBy(name string, tc *TenantConfig, who Author) (created bool, err error) {
 	a.reg.mu.Lock()
 	defer a.reg.mu.Unlock()
 	cur := a.reg.Snapshot()
@@ -196,8 +215,14 @@ func (a *App) Put(name string, tc *TenantConfig) (created bool, err error) {
 		return false, err
 	}
 	storeSeq.Add(1)
-	if err := a.store.Put(name, tc); err != nil {
-		return false, fmt.Errorf("store: %w", err)
+	if as, ok := a.store.(AuthoredStore); ok {
+		who.Zone = a.Zone
+		err = as.PutBy(name, tc, who)
+	} else {
+		err = a.store.Put(name, tc)
+	}
+	if err != nil {
+		return false, storeErr(err)
 	}
 	a.reg.cur.Store(next)
 	a.metrics.size(next)
@@ -209,6 +234,11 @@ func (a *App) Put(name string, tc *TenantConfig) (created bool, err error) {
 
 // Delete removes a run-time tenant.
 func (a *App) Delete(name string) error {
+	return a.DeleteBy(name, Author{})
+}
+
+// DeleteBy is Delete recording who makes the change.
+func (a *App) DeleteBy(name string, who Author) error {
 	a.reg.mu.Lock()
 	defer a.reg.mu.Unlock()
 	cur := a.reg.Snapshot()
@@ -220,8 +250,15 @@ func (a *App) Delete(name string) error {
 		return fmt.Errorf("tenant %q: %w", name, ErrReadOnly)
 	}
 	storeSeq.Add(1)
-	if err := a.store.Delete(name); err != nil {
-		return fmt.Errorf("store: %w", err)
+	var err error
+	if as, ok := a.store.(AuthoredStore); ok {
+		who.Zone = a.Zone
+		err = as.DeleteBy(name, who)
+	} else {
+		err = a.store.Delete(name)
+	}
+	if err != nil {
+		return storeErr(err)
 	}
 	next := cur.remove(name)
 	a.reg.cur.Store(next)
@@ -232,6 +269,7 @@ func (a *App) Delete(name string) error {
 
 // Interface guards
 var (
-	_ caddy.App         = (*App)(nil)
-	_ caddy.Provisioner = (*App)(nil)
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
 )
