@@ -242,7 +242,9 @@ func (s *Store) change(e jetstream.KeyValueEntry) (neo.Change, bool) {
 }
 
 // Watch reports the bucket's tenants, then its changes, until ctx ends.
-// The underlying ordered consumer resumes by itself after NATS reconnects.
+// After a NATS reconnect it resumes from the revision after the last one it
+// reported (the server may have lost the watch's ephemeral consumer, which
+// the client would otherwise notice only after missed heartbeats, ~15 s).
 func (s *Store) Watch(ctx context.Context, apply func(neo.Change)) error {
 	bctx, cancel := s.timeout()
 	kv, err := s.bucket(bctx)
@@ -254,19 +256,59 @@ func (s *Store) Watch(ctx context.Context, apply func(neo.Change)) error {
 	if err != nil {
 		return s.unavailable(err)
 	}
-	defer w.Stop()
+	defer func() {
+		if w != nil {
+			w.Stop()
+		}
+	}()
+	var last uint64
+	readySent := false
+	reconnects := s.nc.Stats().Reconnects
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
 	for {
+		var updates <-chan jetstream.KeyValueEntry
+		if w != nil {
+			updates = w.Updates()
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case e, ok := <-w.Updates():
+		case <-tick.C:
+			n := s.nc.Stats().Reconnects
+			if n == reconnects || !s.nc.IsConnected() {
+				continue
+			}
+			if w != nil {
+				w.Stop()
+				w = nil
+			}
+			opts := []jetstream.WatchOpt{jetstream.IncludeHistory()}
+			if last > 0 {
+				opts = append(opts, jetstream.ResumeFromRevision(last+1))
+			}
+			nw, err := kv.WatchAll(ctx, opts...)
+			if err != nil {
+				s.logger.Debug("resuming tenant watch after reconnect", zap.Error(err))
+				continue // JetStream may still be recovering: next tick
+			}
+			w, reconnects = nw, n
+			s.logger.Info("tenant watch resumed after nats reconnect", zap.Uint64("from_revision", last+1))
+		case e, ok := <-updates:
 			if !ok {
 				return fmt.Errorf("watching bucket %s: watch closed", s.Bucket)
 			}
 			if e == nil {
-				apply(neo.Change{Ready: true})
+				if !readySent {
+					readySent = true
+					apply(neo.Change{Ready: true})
+				}
 				continue
 			}
+			if readySent && e.Revision() <= last {
+				continue // already reported before a resume
+			}
+			last = max(last, e.Revision())
 			if c, ok := s.change(e); ok {
 				apply(c)
 			}
