@@ -2,8 +2,10 @@ package neo
 
 import (
 	"strconv"
+	"strings"
 
 	"encoding/json"
+	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -128,6 +130,13 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			if mod != "file" {
 				// Other stores (nats) parse their own arguments and block.
+				if _, err := caddy.GetModule("neo.stores." + mod); err != nil {
+					known := []string{}
+					for _, m := range caddy.GetModules("neo.stores") {
+						known = append(known, m.ID.Name())
+					}
+					return d.Errf("neo: unknown store %q (known: %s)", mod, strings.Join(known, ", "))
+				}
 				unm, err := caddyfile.UnmarshalModule(d, "neo.stores."+mod)
 				if err != nil {
 					return d.Errf("neo: store %s: %v", mod, err)
