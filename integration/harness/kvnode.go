@@ -7,7 +7,13 @@ import "fmt"
 // through the registry on httpPort, NATS at natsPort, the node named node in
 // the audit trail.
 func KVNodeCaddyfile(admin, httpPort, natsPort int, node string) string {
-	return fmt.Sprintf(kvNode, admin, httpPort, natsPort, node)
+	return fmt.Sprintf(kvNode, admin, httpPort, natsPort, fmt.Sprintf("store nats {\n\t\t\tbucket neo_tenants\n\t\t\tnode %s\n\t\t}", node))
+}
+
+// FileNodeCaddyfile is KVNodeCaddyfile with the registry's file store in dir
+// instead (the single-node baseline).
+func FileNodeCaddyfile(admin, httpPort, natsPort int, dir string) string {
+	return fmt.Sprintf(kvNode, admin, httpPort, natsPort, "store file "+dir)
 }
 
 const kvNode = `{
@@ -26,10 +32,7 @@ const kvNode = `{
 	neo {
 		zone az-a
 		stages dev prod
-		store nats {
-			bucket neo_tenants
-			node %[4]s
-		}
+		%[4]s
 	}
 }
 
