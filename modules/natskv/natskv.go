@@ -151,18 +151,54 @@ func (s *Store) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	if err := s.connected(); err != nil {
 		return nil, err
 	}
-	kv, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      s.Bucket,
-		Description: "caddy-neo run-time tenants (neo.stores.nats)",
-		History:     uint8(s.HistoryDepth),
-		Replicas:    s.Replicas,
-		Storage:     jetstream.FileStorage,
-	})
+	kv, err := s.js.KeyValue(ctx, s.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = s.js.CreateKeyValue(ctx, s.config())
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = s.js.KeyValue(ctx, s.Bucket) // another node won the race
+		}
+		if err == nil {
+			s.logger.Info("created tenant bucket", zap.String("bucket", s.Bucket), zap.Int("replicas", s.Replicas), zap.Int("history", s.HistoryDepth))
+		}
+	} else if err == nil {
+		s.reconcile(ctx, kv)
+	}
 	if err != nil {
 		return nil, s.unavailable(fmt.Errorf("bucket %s: %w", s.Bucket, err))
 	}
 	s.kv = kv
 	return kv, nil
+}
+
+func (s *Store) config() jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      s.Bucket,
+		Description: "caddy-neo run-time tenants (neo.stores.nats)",
+		History:     uint8(s.HistoryDepth),
+		Replicas:    s.Replicas,
+		Storage:     jetstream.FileStorage,
+	}
+}
+
+// reconcile updates an existing bucket's history and replicas to this
+// store's configuration. A node without the permission to update streams
+// (a read-only gateway) uses the bucket as it is.
+func (s *Store) reconcile(ctx context.Context, kv jetstream.KeyValue) {
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return
+	}
+	info := st.(*jetstream.KeyValueBucketStatus).StreamInfo()
+	if info.Config.MaxMsgsPerSubject == int64(s.HistoryDepth) && info.Config.Replicas == s.Replicas {
+		return
+	}
+	if _, err := s.js.UpdateKeyValue(ctx, s.config()); err != nil {
+		s.logger.Warn("tenant bucket differs from the configuration and could not be updated; using it as it is",
+			zap.String("bucket", s.Bucket), zap.Int64("history", info.Config.MaxMsgsPerSubject), zap.Int("replicas", info.Config.Replicas),
+			zap.Error(err))
+		return
+	}
+	s.logger.Info("updated tenant bucket", zap.String("bucket", s.Bucket), zap.Int("replicas", s.Replicas), zap.Int("history", s.HistoryDepth))
 }
 
 func (s *Store) connected() error {
