@@ -17,6 +17,11 @@
 //   - admin.api.neo: tenants as REST resources under /neo/ (AdminAPI);
 //   - neo.stores.file: run-time tenants as JSON files (FileStore).
 //
+// A store shared between nodes (neo.stores.nats in modules/natskv) also
+// implements Watcher: the app watches it from Start to Stop and applies
+// every change any node makes (shared.go); AuthoredStore and Historian add
+// the audit trail served at /neo/tenants/{t}/history.
+//
 // Go API for other modules (upstream selection, NATS transport):
 //   - RouteFromRequest(r) returns the *Route neo_route resolved: tenant,
 //     stage, app or service, zone, the replicas and the snapshot used;

@@ -96,12 +96,24 @@ func (a *App) watch(ctx context.Context, w Watcher, done chan<- struct{}) {
 	defer close(done)
 	backoff := 100 * time.Millisecond
 	for {
+		// Store tenants of the snapshot when the watch starts: those the
+		// store's initial values do not report are gone from the store.
+		before := map[string]bool{}
+		a.reg.Snapshot().RangeTenants(func(t *Tenant) bool {
+			if t.Source == SourceStore {
+				before[t.Name] = true
+			}
+			return true
+		})
 		seen := map[string]bool{}
 		initial := true
 		err := w.Watch(ctx, func(c Change) {
 			if c.Ready {
 				if initial {
-					a.pruneMissing(seen)
+					for name := range seen {
+						delete(before, name)
+					}
+					a.pruneMissing(before)
 				}
 				initial = false
 				seen = nil
@@ -116,6 +128,7 @@ func (a *App) watch(ctx context.Context, w Watcher, done chan<- struct{}) {
 			return
 		}
 		a.logger.Warn("tenant store watch stopped; restarting", zap.Error(err), zap.Duration("after", backoff))
+		mWatchRestarts.Inc()
 		select {
 		case <-ctx.Done():
 			return
@@ -131,6 +144,7 @@ func (a *App) applyRemote(c Change) {
 	log := a.logger.With(zap.String("tenant", c.Name), zap.Uint64("revision", c.Revision))
 	if !ValidLabel(c.Name) {
 		log.Warn("stored tenant change skipped", zap.String("reason", "invalid tenant name"))
+		a.metrics.storeChange("skipped")
 		return
 	}
 	a.reg.mu.Lock()
@@ -139,10 +153,12 @@ func (a *App) applyRemote(c Change) {
 	old, exists := cur.Tenant(c.Name)
 	if exists && old.Source == SourceConfig {
 		log.Warn("stored tenant change skipped", zap.String("reason", "a tenant of that name is defined in the Caddy config"))
+		a.metrics.storeChange("skipped")
 		return
 	}
 	if c.Tenant == nil {
 		if !exists {
+			a.metrics.storeChange("unchanged")
 			return
 		}
 		next := cur.remove(c.Name)
@@ -150,19 +166,23 @@ func (a *App) applyRemote(c Change) {
 		a.metrics.size(next)
 		evictCertificates(a.g.removedHosts(old, nil))
 		log.Info("stored tenant deleted")
+		a.metrics.storeChange("deleted")
 		return
 	}
 	if exists && sameConfig(old.Config, c.Tenant) {
-		return // already applied (our own write, or a replay)
+		a.metrics.storeChange("unchanged") // our own write, or a replay
+		return
 	}
 	t, err := a.g.compileTenant(c.Name, SourceStore, c.Tenant)
 	if err != nil {
 		log.Warn("stored tenant change skipped", zap.String("reason", err.Error()))
+		a.metrics.storeChange("skipped")
 		return
 	}
 	next, err := cur.put(t)
 	if err != nil {
 		log.Warn("stored tenant change skipped", zap.String("reason", err.Error()))
+		a.metrics.storeChange("skipped")
 		return
 	}
 	a.reg.cur.Store(next)
@@ -171,19 +191,13 @@ func (a *App) applyRemote(c Change) {
 		evictCertificates(a.g.removedHosts(old, t))
 	}
 	log.Info("stored tenant applied")
+	a.metrics.storeChange("applied")
 }
 
-// pruneMissing removes store tenants the store no longer has (after the
-// initial values of a watch).
-func (a *App) pruneMissing(seen map[string]bool) {
-	var gone []string
-	a.reg.Snapshot().RangeTenants(func(t *Tenant) bool {
-		if t.Source == SourceStore && !seen[t.Name] {
-			gone = append(gone, t.Name)
-		}
-		return true
-	})
-	for _, name := range gone {
+// pruneMissing removes the given store tenants (those the store no longer
+// had when a watch started).
+func (a *App) pruneMissing(gone map[string]bool) {
+	for name := range gone {
 		a.applyRemote(Change{Name: name})
 	}
 }

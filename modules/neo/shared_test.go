@@ -61,6 +61,11 @@ func TestWatchApply(t *testing.T) {
 	st.chans <- ch
 	send := func(c Change) { t.Helper(); ch <- c }
 	send(Change{Name: "initech", Tenant: oneApp("10.0.0.1:80"), Revision: 1})
+	// A local write after the watch started is not in its initial values
+	// (its revision comes later): it must not be pruned.
+	if _, err := a.Put("fresh", oneApp("10.0.0.5:80")); err != nil {
+		t.Fatal(err)
+	}
 	send(Change{Ready: true})
 	send(Change{Name: "globex", Tenant: oneApp("10.0.0.2:80"), Revision: 2}) // config tenant: skipped
 	send(Change{Name: "bad", Tenant: &TenantConfig{Apps: map[string]*AppConfig{"crm": {Stages: map[string]*StageConfig{"qa": {}}}}}, Revision: 3})
@@ -78,6 +83,9 @@ func TestWatchApply(t *testing.T) {
 	snap := a.reg.Snapshot()
 	if _, ok := snap.Tenant("stale"); ok {
 		t.Error("tenant missing from the store not pruned")
+	}
+	if _, ok := snap.Tenant("fresh"); !ok {
+		t.Error("a tenant written during the initial values was pruned")
 	}
 	if reps, _ := snap.AppReplicas("initech", "crm", "prod"); len(reps) != 1 || reps[0].Address != "10.0.0.4:80" {
 		t.Errorf("initech replicas %v", reps)
