@@ -1,8 +1,8 @@
 // Command kvconverge measures how fast the tenant registry converges across
 // nodes sharing it through a NATS JetStream key-value bucket
 // (neo.stores.nats): it writes n tenant changes through node 1's admin API,
-// one at a time, and polls node 2's admin API until it shows each one.
-// It prints p50, p99 and max of
+// one at a time, and polls the admin API of every other node until each
+// shows the change. It prints p50, p99 and max of
 //
 //   - write: the admin PUT on node 1 (validation, JetStream acknowledgement,
 //     local snapshot), side by side with the same PUT on a node using the
@@ -77,9 +77,11 @@ func fail(format string, args ...any) {
 func main() {
 	n := flag.Int("n", 1000, "changes to measure")
 	tenants := flag.Int("tenants", 100, "distinct tenants the changes cycle through")
+	nodes := flag.Int("nodes", 2, "caddy nodes sharing the bucket (2 to 5)")
 	flag.Parse()
+	*nodes = max(2, min(5, *nodes))
 
-	ports, err := harness.FreePorts(7)
+	ports, err := harness.FreePorts(3 + 2**nodes)
 	if err != nil {
 		fail("%v", err)
 	}
@@ -103,12 +105,16 @@ func main() {
 		}
 		return inst
 	}
-	n1 := start(harness.KVNodeCaddyfile(ports[1], ports[2], natsPort, "node1"), ports[1], ports[2])
-	defer n1.Stop()
-	n2 := start(harness.KVNodeCaddyfile(ports[3], ports[4], natsPort, "node2"), ports[3], ports[4])
-	defer n2.Stop()
-	nf := start(harness.FileNodeCaddyfile(ports[5], ports[6], natsPort, dir+"/file"), ports[5], ports[6])
+	nf := start(harness.FileNodeCaddyfile(ports[1], ports[2], natsPort, dir+"/file"), ports[1], ports[2])
 	defer nf.Stop()
+	var insts []*harness.Instance
+	for k := range *nodes {
+		a, h := ports[3+2*k], ports[4+2*k]
+		inst := start(harness.KVNodeCaddyfile(a, h, natsPort, fmt.Sprintf("node%d", k+1)), a, h)
+		defer inst.Stop()
+		insts = append(insts, inst)
+	}
+	n1, followers := insts[0], insts[1:]
 
 	var writeKV, writeFile, conv, prop stats
 	for i := range *n {
@@ -122,13 +128,15 @@ func main() {
 		if err != nil || st/100 != 2 {
 			fail("PUT %s on node 1: %d %s %v", name, st, out, err)
 		}
-		for {
-			st, out, err := do(http.MethodGet, n2.AdminURL("/neo/tenants/"+name), nil)
-			if err == nil && st == 200 && bytes.Contains(out, want) {
-				break
-			}
-			if time.Since(t0) > 5*time.Second {
-				fail("change %d not seen on node 2 after 5 s: %d %s %v\nnode 2 logs:\n%s", i, st, out, err, n2.Logs())
+		for k, f := range followers {
+			for {
+				st, out, err := do(http.MethodGet, f.AdminURL("/neo/tenants/"+name), nil)
+				if err == nil && st == 200 && bytes.Contains(out, want) {
+					break
+				}
+				if time.Since(t0) > 5*time.Second {
+					fail("change %d not seen on node %d after 5 s: %d %s %v\nlogs:\n%s", i, k+2, st, out, err, f.Logs())
+				}
 			}
 		}
 		t2 := time.Now()
@@ -143,11 +151,11 @@ func main() {
 		}
 		writeFile = append(writeFile, time.Since(f0))
 	}
-	fmt.Printf("registry convergence over a JetStream KV bucket: %d changes through node 1's admin API, %d tenants, 2 nodes + 1 file-store node, nats-server with file storage, loopback\n", *n, *tenants)
+	fmt.Printf("registry convergence over a JetStream KV bucket: %d changes through node 1's admin API, %d tenants, %d nodes + 1 file-store node, nats-server with file storage, loopback\n", *n, *tenants, *nodes)
 	fmt.Printf("  write, file store (1 node)    %s\n", writeFile)
 	fmt.Printf("  write, nats store (node 1)    %s  ratio p50 %.2fx\n", writeKV, float64(writeKV.pct(0.5))/float64(writeFile.pct(0.5)))
-	fmt.Printf("  convergence (PUT start to visible on node 2)   %s\n", conv)
-	fmt.Printf("  propagation (PUT answered to visible on node 2) %s\n", prop)
+	fmt.Printf("  convergence (PUT start to visible on every other node)   %s\n", conv)
+	fmt.Printf("  propagation (PUT answered to visible on every other node) %s\n", prop)
 	over := 0
 	for _, d := range conv {
 		if d > time.Second {
