@@ -387,6 +387,46 @@ func (s *Store) PutBy(name string, t *neo.TenantConfig, who neo.Author) error {
 	return nil
 }
 
+// PutIfUnchanged writes the tenant only if the bucket's current value is
+// prev (JetStream's expected-last-sequence check makes it atomic).
+func (s *Store) PutIfUnchanged(name string, prev, t *neo.TenantConfig, who neo.Author) error {
+	if !neo.ValidLabel(name) {
+		return fmt.Errorf("invalid tenant name %q", name)
+	}
+	who.Node = s.Node
+	data, err := EncodeValue(&Record{Op: OpPut, Tenant: t, Who: &who, When: time.Now().UTC()})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.timeout()
+	defer cancel()
+	kv, err := s.bucket(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.connected(); err != nil {
+		return err
+	}
+	e, err := kv.Get(ctx, name)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("tenant %q was deleted: %w", name, neo.ErrConflict)
+	}
+	if err != nil {
+		return s.unavailable(fmt.Errorf("get %s: %w", name, err))
+	}
+	rec, err := DecodeValue(e.Value())
+	if err != nil || rec.Tenant == nil || !neo.SameConfig(rec.Tenant, prev) {
+		return fmt.Errorf("tenant %q is at revision %d: %w", name, e.Revision(), neo.ErrConflict)
+	}
+	if _, err := kv.Update(ctx, name, data, e.Revision()); err != nil {
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return fmt.Errorf("tenant %q changed after revision %d: %w", name, e.Revision(), neo.ErrConflict)
+		}
+		return s.unavailable(fmt.Errorf("update %s: %w", name, err))
+	}
+	return nil
+}
+
 // DeleteBy writes a delete marker carrying who deleted the tenant.
 func (s *Store) DeleteBy(name string, who neo.Author) error {
 	if !neo.ValidLabel(name) {
@@ -474,4 +514,6 @@ var (
 	_ neo.AuthoredStore = (*Store)(nil)
 	_ neo.Watcher       = (*Store)(nil)
 	_ neo.Historian     = (*Store)(nil)
+
+	_ neo.ConditionalStore = (*Store)(nil)
 )

@@ -266,6 +266,40 @@ func TestStoreWatch(t *testing.T) {
 	}
 }
 
+// TestPutIfUnchanged: a change made on a stale copy is refused.
+func TestPutIfUnchanged(t *testing.T) {
+	srv := startJS(t, -1, t.TempDir())
+	s1, _ := newStore(t, srv.ClientURL(), "node1")
+	s2, _ := newStore(t, srv.ClientURL(), "node2")
+	v1, v2, v3 := tenant("10.0.0.1:80"), tenant("10.0.0.2:80"), tenant("10.0.0.3:80")
+	if err := s1.PutIfUnchanged("initech", v1, v2, neo.Author{}); !errors.Is(err, neo.ErrConflict) {
+		t.Fatalf("absent tenant: %v", err)
+	}
+	if err := s1.Put("initech", v1); err != nil {
+		t.Fatal(err)
+	}
+	// node 2 changes v1 to v2; node 1, still on v1, tries v1 to v3.
+	if err := s2.PutIfUnchanged("initech", v1, v2, neo.Author{Actor: "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s1.PutIfUnchanged("initech", v1, v3, neo.Author{Actor: "alice"}); !errors.Is(err, neo.ErrConflict) {
+		t.Fatalf("stale copy: %v", err)
+	}
+	got, _ := s1.Load()
+	if replicaOf(got["initech"]) != "10.0.0.2:80" {
+		t.Fatalf("after a refused change: %v", got)
+	}
+	if err := s1.Delete("initech"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.PutIfUnchanged("initech", v2, v3, neo.Author{}); !errors.Is(err, neo.ErrConflict) {
+		t.Fatalf("deleted tenant: %v", err)
+	}
+	if err := s1.PutIfUnchanged("../x", v1, v2, neo.Author{}); err == nil || errors.Is(err, neo.ErrConflict) {
+		t.Fatalf("bad name: %v", err)
+	}
+}
+
 func TestValidate(t *testing.T) {
 	ok := Store{Bucket: "b", Replicas: 1, HistoryDepth: 1}
 	if err := ok.Validate(); err != nil {

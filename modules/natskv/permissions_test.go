@@ -20,7 +20,8 @@ import (
 var (
 	writerPublish = []string{"$KV.neo_tenants.>", "$JS.API.INFO",
 		"$JS.API.STREAM.INFO.KV_neo_tenants", "$JS.API.STREAM.CREATE.KV_neo_tenants", "$JS.API.STREAM.UPDATE.KV_neo_tenants",
-		"$JS.API.CONSUMER.CREATE.KV_neo_tenants.>", "$JS.API.CONSUMER.DELETE.KV_neo_tenants.>", "$JS.FC.KV_neo_tenants.>"}
+		"$JS.API.CONSUMER.CREATE.KV_neo_tenants.>", "$JS.API.CONSUMER.DELETE.KV_neo_tenants.>", "$JS.FC.KV_neo_tenants.>",
+		"$JS.API.DIRECT.GET.KV_neo_tenants.>"}
 	readerPublish = []string{"$JS.API.INFO", "$JS.API.STREAM.INFO.KV_neo_tenants",
 		"$JS.API.CONSUMER.CREATE.KV_neo_tenants.>", "$JS.API.CONSUMER.DELETE.KV_neo_tenants.>", "$JS.FC.KV_neo_tenants.>"}
 )
@@ -96,13 +97,16 @@ func TestPermissions(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("gateway watch saw nothing")
 	}
+	if err := edge.PutIfUnchanged("initech", tenant("10.0.0.1:80"), tenant("10.0.0.2:80"), neo.Author{Actor: "bob"}); err != nil {
+		t.Fatal("edge conditional put:", err)
+	}
 	if err := edge.DeleteBy("initech", neo.Author{Actor: "bob"}); err != nil {
 		t.Fatal("edge delete:", err)
 	}
-	if h, err := edge.History("initech"); err != nil || len(h) != 2 {
+	if h, err := edge.History("initech"); err != nil || len(h) != 3 {
 		t.Fatalf("edge history: %v %v", h, err)
 	}
-	if h, err := gw.History("initech"); err != nil || len(h) != 2 {
+	if h, err := gw.History("initech"); err != nil || len(h) != 3 {
 		t.Fatalf("gateway history: %v %v", h, err)
 	}
 	// Fresh stores: the bucket exists; the edge binds to it again.

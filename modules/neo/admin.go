@@ -39,7 +39,10 @@ func init() {
 //
 // A bad payload gets 400 with a message naming the field and changes
 // nothing; an unknown tenant or sub-resource gets 404; changing a tenant of
-// the Caddy config gets 409 (it is read-only). POST is accepted as PUT.
+// the Caddy config gets 409 (it is read-only), and so does a change to a
+// part of a tenant (app, replicas, domain) when the tenant changed between
+// reading and writing it, on this node or, with a shared store, another one
+// (read it again and retry). POST is accepted as PUT.
 type AdminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -321,7 +324,9 @@ func (a *App) handleAdminBy(method string, segs []string, body []byte, who Autho
 	case http.MethodGet:
 		return http.StatusOK, get, nil
 	case http.MethodPut, http.MethodDelete:
-		_, err := a.PutBy(name, tc, who)
+		// A change to a part rewrites the whole tenant from this copy: only
+		// if nobody changed the tenant meanwhile.
+		err := a.PutIfUnchanged(name, t.Config, tc, who)
 		return a.adminResult(status, err)
 	}
 	return http.StatusMethodNotAllowed, nil, errors.New("method not allowed")
@@ -334,7 +339,7 @@ func (a *App) adminResult(okStatus int, err error) (int, any, error) {
 		return okStatus, nil, nil
 	case errors.Is(err, ErrNotFound):
 		return http.StatusNotFound, nil, err
-	case errors.Is(err, ErrReadOnly):
+	case errors.Is(err, ErrReadOnly), errors.Is(err, ErrConflict):
 		return http.StatusConflict, nil, err
 	case errors.Is(err, ErrStoreUnavailable):
 		return http.StatusServiceUnavailable, nil, err

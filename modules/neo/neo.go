@@ -204,12 +204,27 @@ func (a *App) Put(name string, tc *TenantConfig) (created bool, err error) {
 
 // PutBy is Put recording who makes the change (for stores with an audit trail).
 func (a *App) PutBy(name string, tc *TenantConfig, who Author) (created bool, err error) {
+	return a.put(name, tc, nil, who)
+}
+
+// PutIfUnchanged is PutBy for a change made on a copy of the tenant, prev:
+// it fails with ErrConflict if the tenant is no longer prev, here or (with
+// a ConditionalStore) in the store.
+func (a *App) PutIfUnchanged(name string, prev, tc *TenantConfig, who Author) error {
+	_, err := a.put(name, tc, prev, who)
+	return err
+}
+
+func (a *App) put(name string, tc, prev *TenantConfig, who Author) (created bool, err error) {
 	a.reg.mu.Lock()
 	defer a.reg.mu.Unlock()
 	cur := a.reg.Snapshot()
 	old, exists := cur.Tenant(name)
 	if exists && old.Source == SourceConfig {
 		return false, fmt.Errorf("tenant %q: %w", name, ErrReadOnly)
+	}
+	if prev != nil && (!exists || !sameConfig(old.Config, prev)) {
+		return false, fmt.Errorf("tenant %q: %w", name, ErrConflict)
 	}
 	t, err := a.g.compileTenant(name, SourceStore, tc)
 	if err != nil {
@@ -220,8 +235,10 @@ func (a *App) PutBy(name string, tc *TenantConfig, who Author) (created bool, er
 		return false, err
 	}
 	storeSeq.Add(1)
-	if as, ok := a.store.(AuthoredStore); ok {
-		who.Zone = a.Zone
+	who.Zone = a.Zone
+	if cs, ok := a.store.(ConditionalStore); ok && prev != nil {
+		err = cs.PutIfUnchanged(name, prev, tc, who)
+	} else if as, ok := a.store.(AuthoredStore); ok {
 		err = as.PutBy(name, tc, who)
 	} else {
 		err = a.store.Put(name, tc)

@@ -16,6 +16,21 @@ import (
 // keeps serving its last snapshot.
 var ErrStoreUnavailable = errors.New("tenant store unavailable")
 
+// ErrConflict is returned when a change was made on a copy of a tenant that
+// has changed since (on this node or another); the admin API answers 409.
+var ErrConflict = errors.New("conflict: the tenant changed meanwhile (possibly on another node); read it again and retry")
+
+// ConditionalStore is a Store that can write a tenant only if its stored
+// value is still prev (compare-and-swap). The registry uses it for changes
+// to a part of a tenant (an app, its replicas, a domain), which rewrite the
+// whole tenant from this node's copy: without it, a concurrent change made
+// through another node could be overwritten unseen.
+type ConditionalStore interface {
+	// PutIfUnchanged writes t if the stored tenant equals prev, else
+	// returns an error wrapping ErrConflict.
+	PutIfUnchanged(name string, prev, t *TenantConfig, who Author) error
+}
+
 // Author tells who makes a run-time change, for stores that keep an audit
 // trail (AuthoredStore).
 type Author struct {
@@ -201,6 +216,9 @@ func (a *App) pruneMissing(gone map[string]bool) {
 		a.applyRemote(Change{Name: name})
 	}
 }
+
+// SameConfig reports whether two tenant configurations are equal (as JSON).
+func SameConfig(x, y *TenantConfig) bool { return sameConfig(x, y) }
 
 func sameConfig(x, y *TenantConfig) bool {
 	bx, err1 := json.Marshal(x)

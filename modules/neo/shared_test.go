@@ -155,3 +155,43 @@ func TestAdminStoreUnavailable(t *testing.T) {
 		t.Fatalf("history without a historian: %d", st)
 	}
 }
+
+// conflictStore refuses every conditional write, as a shared store does
+// when another node changed the tenant first.
+type conflictStore struct{ *memStore }
+
+func (conflictStore) PutIfUnchanged(name string, prev, t *TenantConfig, who Author) error {
+	return ErrConflict
+}
+
+// TestPartialChangeConflict: a change to a part of a tenant made on a stale
+// copy gets 409 and changes nothing.
+func TestPartialChangeConflict(t *testing.T) {
+	a := newTestApp(t, nil)
+	if _, err := a.Put("initech", oneApp("10.0.0.1:80")); err != nil {
+		t.Fatal(err)
+	}
+	// Stale locally.
+	if err := a.PutIfUnchanged("initech", oneApp("10.0.0.9:80"), oneApp("10.0.0.2:80"), Author{}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("stale local copy: %v", err)
+	}
+	if err := a.PutIfUnchanged("nobody", oneApp("10.0.0.9:80"), oneApp("10.0.0.2:80"), Author{}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("deleted tenant: %v", err)
+	}
+	if err := a.PutIfUnchanged("initech", oneApp("10.0.0.1:80"), oneApp("10.0.0.2:80"), Author{}); err != nil {
+		t.Fatalf("current copy: %v", err)
+	}
+	// Stale in the shared store.
+	a.store = conflictStore{&memStore{}}
+	st, _, err := a.handleAdmin(http.MethodPut, []string{"tenants", "initech", "apps", "crm", "stages", "prod", "replicas"}, []byte(`[{"address":"10.0.0.3:80"}]`))
+	if st != http.StatusConflict || !errors.Is(err, ErrConflict) {
+		t.Fatalf("status %d %v", st, err)
+	}
+	if reps, _ := a.reg.Snapshot().AppReplicas("initech", "crm", "prod"); len(reps) != 1 || reps[0].Address != "10.0.0.2:80" {
+		t.Fatalf("a refused change was published: %v", reps)
+	}
+	// Whole-tenant writes stay unconditional (last writer wins).
+	if st, _, err := a.handleAdmin(http.MethodPut, []string{"tenants", "initech"}, []byte(`{}`)); st != http.StatusOK {
+		t.Fatalf("whole PUT: %d %v", st, err)
+	}
+}
