@@ -122,6 +122,7 @@ func (a *App) watch(ctx context.Context, w Watcher, done chan<- struct{}) {
 		})
 		seen := map[string]bool{}
 		initial := true
+		started := time.Now()
 		err := w.Watch(ctx, func(c Change) {
 			if c.Ready {
 				if initial {
@@ -141,6 +142,9 @@ func (a *App) watch(ctx context.Context, w Watcher, done chan<- struct{}) {
 		})
 		if ctx.Err() != nil {
 			return
+		}
+		if time.Since(started) > time.Minute {
+			backoff = 100 * time.Millisecond // it had been working
 		}
 		a.logger.Warn("tenant store watch stopped; restarting", zap.Error(err), zap.Duration("after", backoff))
 		mWatchRestarts.Inc()
