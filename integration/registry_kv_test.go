@@ -179,6 +179,22 @@ func TestRegistryKVTwoNodes(t *testing.T) {
 	if st, _ := n2.route(t, host); st != http.StatusNotFound {
 		t.Fatalf("deleted tenant routed by node 2: %d", st)
 	}
+	// Both nodes report the same last store revision, that of the delete.
+	watchRev := func(n *kvNode) uint64 {
+		_, body := n.adminAs(t, http.MethodGet, "/neo/", "", "")
+		var sum struct {
+			StoreWatch struct {
+				Ready    bool   `json:"ready"`
+				Revision uint64 `json:"revision"`
+			} `json:"store_watch"`
+		}
+		json.Unmarshal([]byte(body), &sum)
+		if !sum.StoreWatch.Ready {
+			return 0
+		}
+		return sum.StoreWatch.Revision
+	}
+	converge(t, "same store revision on both nodes", func() bool { r := watchRev(n1); return r == 6 && watchRev(n2) == r })
 	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
 	t.Logf("convergence times (admin write on one node to visible on the other): %v", times)
 	// The median must be within the 1 s target; every one within 30 s

@@ -22,7 +22,8 @@ func init() {
 // at once, atomically, without a config reload; requests in flight finish
 // with the snapshot they started with.
 //
-//	GET    /neo/                                             registry summary
+//	GET    /neo/                                             registry summary (with a shared store:
+//	                                                         store_watch {ready, revision})
 //	GET    /neo/tenants                                      tenant names and sources
 //	GET    /neo/tenants/{t}                                  tenant (TenantConfig JSON)
 //	PUT    /neo/tenants/{t}                                  create or replace (201 / 200)
@@ -149,10 +150,16 @@ func (a *App) handleAdminBy(method string, segs []string, body []byte, who Autho
 		if method != http.MethodGet {
 			return http.StatusMethodNotAllowed, nil, errors.New("method not allowed")
 		}
-		return http.StatusOK, map[string]any{
+		sum := map[string]any{
 			"tenants": snap.Len(), "domains": snap.Domains(), "version": snap.Version(),
 			"zone": a.Zone, "stages": a.Stages, "runtime_domain": a.RuntimeDomain, "platform_domain": a.PlatformDomain,
-		}, nil
+		}
+		if ws := a.ws; ws != nil {
+			// How far this node follows the shared store: nodes that show
+			// the same revision have applied the same changes.
+			sum["store_watch"] = map[string]any{"ready": ws.ready.Load(), "revision": ws.rev.Load()}
+		}
+		return http.StatusOK, sum, nil
 	}
 	if segs[0] != "tenants" {
 		return http.StatusNotFound, nil, fmt.Errorf("no such resource: /neo/%s", strings.Join(segs, "/"))

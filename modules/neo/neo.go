@@ -90,6 +90,7 @@ type App struct {
 	seq     uint64 // storeSeq when the store was loaded
 
 	ctx         context.Context
+	ws          *watchState // nil unless watching a shared store
 	watchCancel context.CancelFunc
 	watchDone   chan struct{}
 }
@@ -146,6 +147,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("store: %w", err)
 	}
 	a.store = mod.(Store)
+	if _, ok := a.store.(Watcher); ok {
+		a.ws = new(watchState)
+	}
 	a.metrics = newMetrics(ctx, a.MetricsNoTenantLabel)
 	snap, err := a.load()
 	if err != nil {

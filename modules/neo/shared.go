@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -107,7 +108,7 @@ type Watcher interface {
 
 // watch runs the store's watcher until ctx ends, restarting it after
 // errors with a bounded backoff.
-func (a *App) watch(ctx context.Context, w Watcher, done chan<- struct{}) {
+func (a *App) watch(ctx context.Context, w Watcher, ws *watchState, done chan<- struct{}) {
 	defer close(done)
 	backoff := 100 * time.Millisecond
 	for {
@@ -124,7 +125,11 @@ func (a *App) watch(ctx context.Context, w Watcher, done chan<- struct{}) {
 		initial := true
 		started := time.Now()
 		err := w.Watch(ctx, func(c Change) {
+			if c.Revision > ws.rev.Load() {
+				ws.rev.Store(c.Revision)
+			}
 			if c.Ready {
+				ws.ready.Store(true)
 				if initial {
 					for name := range seen {
 						delete(before, name)
@@ -230,6 +235,12 @@ func sameConfig(x, y *TenantConfig) bool {
 	return err1 == nil && err2 == nil && bytes.Equal(bx, by)
 }
 
+// watchState tells how far the watch of a shared store got.
+type watchState struct {
+	rev   atomic.Uint64 // last store revision reported
+	ready atomic.Bool   // the initial values were reported
+}
+
 // startWatch starts watching a shared store (if the store is one).
 func (a *App) startWatch() {
 	w, ok := a.store.(Watcher)
@@ -239,7 +250,11 @@ func (a *App) startWatch() {
 	ctx, cancel := context.WithCancel(a.ctx)
 	done := make(chan struct{})
 	a.watchCancel, a.watchDone = cancel, done
-	go a.watch(ctx, w, done)
+	ws := a.ws
+	if ws == nil { // apps built without Provision (tests)
+		ws = new(watchState)
+	}
+	go a.watch(ctx, w, ws, done)
 }
 
 // stopWatch stops the watcher and waits for it.
