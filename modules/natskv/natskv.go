@@ -161,7 +161,7 @@ func (s *Store) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 			s.logger.Info("created tenant bucket", zap.String("bucket", s.Bucket), zap.Int("replicas", s.Replicas), zap.Int("history", s.HistoryDepth))
 		}
 	} else if err == nil {
-		s.reconcile(ctx, kv)
+		s.reconcile(kv)
 	}
 	if err != nil {
 		return nil, s.unavailable(fmt.Errorf("bucket %s: %w", s.Bucket, err))
@@ -183,7 +183,9 @@ func (s *Store) config() jetstream.KeyValueConfig {
 // reconcile updates an existing bucket's history and replicas to this
 // store's configuration. A node without the permission to update streams
 // (a read-only gateway) uses the bucket as it is.
-func (s *Store) reconcile(ctx context.Context, kv jetstream.KeyValue) {
+func (s *Store) reconcile(kv jetstream.KeyValue) {
+	ctx, cancel := s.timeout() // not the caller's: a refused update must not use up a load's time
+	defer cancel()
 	st, err := kv.Status(ctx)
 	if err != nil {
 		return
