@@ -295,9 +295,19 @@ func (s *Store) Watch(ctx context.Context, apply func(neo.Change)) error {
 		return s.unavailable(err)
 	}
 	defer func() {
-		if w != nil {
-			w.Stop()
+		if w == nil {
+			return
 		}
+		if s.nc.IsConnected() {
+			w.Stop()
+			return
+		}
+		// Stopping deletes the watch's consumer, a request that would wait
+		// for the JetStream API timeout while NATS is unreachable: do it in
+		// the background (bounded by that timeout) so that a reload or
+		// shutdown does not wait. The server drops the ephemeral consumer
+		// by itself anyway.
+		go w.Stop()
 	}()
 	var last uint64
 	readySent := false
@@ -318,7 +328,7 @@ func (s *Store) Watch(ctx context.Context, apply func(neo.Change)) error {
 				continue
 			}
 			if w != nil {
-				w.Stop()
+				go w.Stop() // the old consumer may be gone with the old server: don't wait on it
 				w = nil
 			}
 			opts := []jetstream.WatchOpt{jetstream.IncludeHistory()}
@@ -334,6 +344,9 @@ func (s *Store) Watch(ctx context.Context, apply func(neo.Change)) error {
 			s.logger.Info("tenant watch resumed after nats reconnect", zap.Uint64("from_revision", last+1))
 		case e, ok := <-updates:
 			if !ok {
+				if ctx.Err() != nil {
+					return nil // closed because ctx ended
+				}
 				return fmt.Errorf("watching bucket %s: watch closed", s.Bucket)
 			}
 			if e == nil {
