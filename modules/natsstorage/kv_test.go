@@ -64,15 +64,15 @@ func TestStorageContract(t *testing.T) {
 	ctx := ctxT(t)
 
 	files := map[string]string{
-		"certificates/acme-v02.api.letsencrypt.org-directory/example.com/example.com.crt":  "crt",
-		"certificates/acme-v02.api.letsencrypt.org-directory/example.com/example.com.key":  "key",
-		"certificates/acme-v02.api.letsencrypt.org-directory/example.com/example.com.json": "{}",
+		"certificates/acme-v02.api.letsencrypt.org-directory/example.com/example.com.crt":                     "crt",
+		"certificates/acme-v02.api.letsencrypt.org-directory/example.com/example.com.key":                     "key",
+		"certificates/acme-v02.api.letsencrypt.org-directory/example.com/example.com.json":                    "{}",
 		"certificates/acme-v02.api.letsencrypt.org-directory/wildcard_.example.com/wildcard_.example.com.crt": "w",
-		"certificates/local/shop.acme.localhost/shop.acme.localhost.crt":                       "local",
-		"pki/authorities/local/root.crt":                                                        "root",
-		"ocsp/example.com-1234":                                                                 "staple",
-		"weird/a.b=c d*>ü/%2F":                                                                  "escaped",
-		"rate_limit/instances/0b3c.rlstate":                                                    "",
+		"certificates/local/shop.acme.localhost/shop.acme.localhost.crt":                                      "local",
+		"pki/authorities/local/root.crt":    "root",
+		"ocsp/example.com-1234":             "staple",
+		"weird/a.b=c d*>ü/%2F":              "escaped",
+		"rate_limit/instances/0b3c.rlstate": "",
 	}
 	for k, v := range files {
 		if err := a.Store(ctx, k, []byte(v)); err != nil {
