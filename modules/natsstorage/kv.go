@@ -63,7 +63,9 @@ type KV struct {
 	log   *zap.Logger
 	owner string
 
-	mu      sync.Mutex
+	bindMu sync.Mutex // serializes binding the buckets
+
+	mu      sync.Mutex // guards the fields below
 	b       *buckets
 	held    map[string]*heldLock
 	lockTTL time.Duration // the lock bucket's actual TTL, once bound
@@ -110,9 +112,18 @@ func (s *KV) storageType() jetstream.StorageType {
 // buckets binds the buckets, creating them when missing.
 func (s *KV) buckets(ctx context.Context) (*buckets, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.b != nil {
-		return s.b, nil
+	b := s.b
+	s.mu.Unlock()
+	if b != nil {
+		return b, nil
+	}
+	s.bindMu.Lock()
+	defer s.bindMu.Unlock()
+	s.mu.Lock()
+	b = s.b
+	s.mu.Unlock()
+	if b != nil {
+		return b, nil
 	}
 	kv, err := s.bindKV(ctx, jetstream.KeyValueConfig{
 		Bucket:      s.set.Bucket,
@@ -139,12 +150,12 @@ func (s *KV) buckets(ctx context.Context) (*buckets, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", s.LockBucket(), err)
 	}
-	s.lockTTL = st.TTL()
-	if s.lockTTL != s.set.LockTTL {
+	lockTTL := st.TTL()
+	if lockTTL != s.set.LockTTL {
 		s.log.Warn("lock bucket exists with another ttl; using it",
-			zap.String("bucket", s.LockBucket()), zap.Duration("bucket_ttl", s.lockTTL), zap.Duration("lock_ttl", s.set.LockTTL))
+			zap.String("bucket", s.LockBucket()), zap.Duration("bucket_ttl", lockTTL), zap.Duration("lock_ttl", s.set.LockTTL))
 	}
-	if s.lockTTL <= 0 {
+	if lockTTL <= 0 {
 		return nil, fmt.Errorf("bucket %s: has no ttl, so locks of dead holders would never expire; delete it or give it a ttl", s.LockBucket())
 	}
 	objs, err := s.js.ObjectStore(ctx, s.ObjectBucket())
@@ -162,8 +173,11 @@ func (s *KV) buckets(ctx context.Context) (*buckets, error) {
 	if err != nil {
 		return nil, fmt.Errorf("object store %s: %w", s.ObjectBucket(), err)
 	}
-	s.b = &buckets{kv: kv, locks: locks, objs: objs}
-	return s.b, nil
+	b = &buckets{kv: kv, locks: locks, objs: objs}
+	s.mu.Lock()
+	s.b, s.lockTTL = b, lockTTL
+	s.mu.Unlock()
+	return b, nil
 }
 
 func (s *KV) bindKV(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {

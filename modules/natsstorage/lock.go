@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 )
@@ -143,11 +144,19 @@ func (h *heldLock) halt() {
 	<-h.done
 }
 
-// keep refreshes a held lock until it is released or lost.
+// keep refreshes a held lock until it is released or lost. A lock that could
+// not be refreshed for a whole TTL has expired on the server: it is lost.
 func (s *KV) keep(b *buckets, h *heldLock, ttl time.Duration) {
 	defer close(h.done)
 	t := time.NewTicker(ttl / 3)
 	defer t.Stop()
+	lastOK := time.Now()
+	lose := func(why string, err error) {
+		s.log.Error("lock lost: "+why, zap.String("lock", h.name), zap.Error(err))
+		h.mu.Lock()
+		h.lost = true
+		h.mu.Unlock()
+	}
 	for {
 		select {
 		case <-h.stop:
@@ -162,14 +171,18 @@ func (s *KV) keep(b *buckets, h *heldLock, ttl time.Duration) {
 		cancel()
 		switch {
 		case err == nil:
+			lastOK = time.Now()
 			h.mu.Lock()
 			h.rev = next
 			h.mu.Unlock()
 		case errors.Is(err, jetstream.ErrKeyRevisionMismatch), errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyExists):
-			s.log.Error("lock lost: it expired before it could be refreshed", zap.String("lock", h.name), zap.Error(err))
-			h.mu.Lock()
-			h.lost = true
-			h.mu.Unlock()
+			lose("it expired before it could be refreshed", err)
+			return
+		case errors.Is(err, nats.ErrConnectionClosed):
+			lose("the nats connection is closed", err)
+			return
+		case time.Since(lastOK) >= ttl:
+			lose("not refreshed for a whole ttl", err)
 			return
 		default:
 			s.log.Warn("refreshing lock", zap.String("lock", h.name), zap.Error(err))

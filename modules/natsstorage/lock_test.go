@@ -119,6 +119,18 @@ func TestLockExpiresWhenHolderDies(t *testing.T) {
 	if err := b.Unlock(ctx, "issue_cert_shop.acme.localhost"); err != nil {
 		t.Error(err)
 	}
+	// the dead edge's keeper gave up (no goroutine refreshing forever)
+	a.mu.Lock()
+	h := a.held["issue_cert_shop.acme.localhost"]
+	a.mu.Unlock()
+	select {
+	case <-h.done:
+	case <-time.After(ttl):
+		t.Fatal("keeper still running on a closed connection")
+	}
+	if err := a.Unlock(ctx, "issue_cert_shop.acme.localhost"); !errors.Is(err, ErrLockNotHeld) {
+		t.Errorf("Unlock by the dead edge: %v; want ErrLockNotHeld", err)
+	}
 }
 
 // A lock whose holder lost it (not refreshed for a TTL, taken by another)
