@@ -318,28 +318,25 @@ http://127.0.0.1 {
 		}
 		return ok, limited
 	}
-	// waitSynced waits until every node has stored a state showing count for
-	// key in total and then written again three read intervals later (so its
-	// sync loop has read the others' states since).
+	// waitSynced waits until the nodes' stored states add up to total for key
+	// and then until every node has written again three intervals later (so
+	// its sync loop, which also reads every interval, has read them since).
 	waitSynced := func(key string, total int) {
 		t.Helper()
 		deadline := time.Now().Add(30 * time.Second)
 		var seen time.Time
 		for {
 			states := instanceStates(t, store)
-			sum, newest := 0, time.Time{}
+			sum := 0
 			oldest := time.Now().Add(time.Hour)
 			for _, st := range states {
 				sum += st.Zones["shared"][key].Count
-				if st.Timestamp.After(newest) {
-					newest = st.Timestamp
-				}
 				if st.Timestamp.Before(oldest) {
 					oldest = st.Timestamp
 				}
 			}
 			if len(states) == 2 && sum == total && seen.IsZero() {
-				seen = newest
+				seen = time.Now() // the same clock as the nodes'
 			}
 			if !seen.IsZero() && oldest.After(seen.Add(3*interval)) {
 				return
