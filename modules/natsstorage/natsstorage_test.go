@@ -76,3 +76,34 @@ func TestModuleConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// With the nats app's embedded server (JetStream on), the storage needs no
+// external NATS at all: the single-node shape of the local topology.
+func TestModuleEmbeddedJetStream(t *testing.T) {
+	cfg := fmt.Sprintf(`{
+		"admin": {"disabled": true},
+		"logging": {"logs": {"default": {"level": "ERROR"}}},
+		"storage": {"module": "nats"},
+		"apps": {"nats": {"embedded": {"jetstream": true, "store_dir": %q}}}
+	}`, t.TempDir())
+	if err := runConfig(t, cfg); err != nil {
+		t.Fatal(err)
+	}
+	kv, ok := certmagic.Default.Storage.(*KV)
+	if !ok {
+		t.Fatalf("certmagic default storage is %T", certmagic.Default.Storage)
+	}
+	ctx := context.Background()
+	if err := kv.Store(ctx, "pki/authorities/local/root.crt", []byte("root")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := kv.Load(ctx, "pki/authorities/local/root.crt"); string(got) != "root" {
+		t.Fatalf("Load = %q, %v", got, err)
+	}
+	if err := kv.Lock(ctx, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Unlock(ctx, "x"); err != nil {
+		t.Fatal(err)
+	}
+}
