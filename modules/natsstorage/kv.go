@@ -262,26 +262,32 @@ func (s *KV) Load(ctx context.Context, key string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	e, err := s.get(ctx, b, key, enc)
-	if err != nil {
-		return nil, err
+	// A large value replaced while it is read shows as a size mismatch: read
+	// the pointer again (bounded).
+	for attempt := 0; ; attempt++ {
+		e, err := s.get(ctx, b, key, enc)
+		if err != nil {
+			return nil, err
+		}
+		p, ok := pointerOf(e.Value())
+		if !ok {
+			return e.Value(), nil
+		}
+		v, err := b.objs.GetBytes(ctx, p.Object)
+		if errors.Is(err, jetstream.ErrObjectNotFound) {
+			// deleted between the two reads
+			return nil, fmt.Errorf("%q: %w", key, fs.ErrNotExist)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("loading %q from object store: %w", key, err)
+		}
+		if int64(len(v)) == p.Size {
+			return v, nil
+		}
+		if attempt == 2 {
+			return nil, fmt.Errorf("loading %q: object store holds %d bytes, want %d (replaced while read)", key, len(v), p.Size)
+		}
 	}
-	p, ok := pointerOf(e.Value())
-	if !ok {
-		return e.Value(), nil
-	}
-	v, err := b.objs.GetBytes(ctx, p.Object)
-	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		// deleted between the two reads
-		return nil, fmt.Errorf("%q: %w", key, fs.ErrNotExist)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("loading %q from object store: %w", key, err)
-	}
-	if int64(len(v)) != p.Size {
-		return nil, fmt.Errorf("loading %q: object store holds %d bytes, want %d (replaced while read?)", key, len(v), p.Size)
-	}
-	return v, nil
 }
 
 // keysUnder returns the KV keys strictly under the encoded prefix ("" is the
