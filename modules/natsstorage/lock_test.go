@@ -62,16 +62,16 @@ func TestLockConcurrentEdges(t *testing.T) {
 // A holder refreshes its lock: it is not taken from it after the TTL.
 func TestLockHeldPastTTL(t *testing.T) {
 	s := startJetStream(t)
-	a := newEdge(t, s, Settings{LockTTL: time.Second})
-	b := newEdge(t, s, Settings{LockTTL: time.Second})
+	a := newEdge(t, s, Settings{LockTTL: 2 * time.Second})
+	b := newEdge(t, s, Settings{LockTTL: 2 * time.Second})
 	ctx := ctxT(t)
 	if err := a.Lock(ctx, "l"); err != nil {
 		t.Fatal(err)
 	}
-	wctx, cancel := context.WithTimeout(ctx, 3500*time.Millisecond)
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := b.Lock(wctx, "l"); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("second edge Lock while held past 3 TTLs: %v; want deadline exceeded", err)
+		t.Fatalf("second edge Lock while held past 2.5 TTLs: %v; want deadline exceeded", err)
 	}
 	if ok, err := b.TryLock(ctx, "l"); ok || err != nil {
 		t.Fatalf("TryLock while held = %v, %v", ok, err)
@@ -137,8 +137,8 @@ func TestLockExpiresWhenHolderDies(t *testing.T) {
 // cannot be released by the old holder, and must not release the new one's.
 func TestUnlockNotHeld(t *testing.T) {
 	s := startJetStream(t)
-	a := newEdge(t, s, Settings{LockTTL: time.Second})
-	b := newEdge(t, s, Settings{LockTTL: time.Second})
+	a := newEdge(t, s, Settings{LockTTL: 2 * time.Second})
+	b := newEdge(t, s, Settings{LockTTL: 2 * time.Second})
 	ctx := ctxT(t)
 	if err := a.Unlock(ctx, "never"); !errors.Is(err, ErrLockNotHeld) {
 		t.Errorf("Unlock of a lock never taken: %v; want ErrLockNotHeld", err)

@@ -76,7 +76,7 @@ func TestLeastPermissions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return NewKV(js, Settings{LockTTL: time.Second, InlineMax: 1024}, nil)
+		return NewKV(js, Settings{LockTTL: 2 * time.Second, InlineMax: 1024}, nil)
 	}
 	a, b := connect(), connect()
 	ctx := ctxT(t)
