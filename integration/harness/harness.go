@@ -123,12 +123,71 @@ func Start(t testing.TB, o Options) *Instance {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		var stacks string
+		if t.Failed() && !inst.Exited() {
+			stacks = inst.neoGoroutines()
+		}
 		inst.Stop()
 		if t.Failed() {
+			// the summary first: CI shows the start and the end of long output
+			if s := NotableLogLines(inst.Logs(), 40); s != "" {
+				t.Logf("caddy warnings and errors (%s):\n%s", inst.Opts.Config, s)
+			}
+			if stacks != "" {
+				t.Logf("caddy goroutines in caddy-neo code when the test failed:\n%s", stacks)
+			}
 			t.Logf("caddy logs:\n%s", inst.Logs())
 		}
 	})
 	return inst
+}
+
+// NotableLogLines returns up to max log lines at level warn or above, leaving
+// out the start-up notices every plain-HTTP listener prints.
+func NotableLogLines(logs string, max int) string {
+	var out []string
+	for _, line := range strings.Split(logs, "\n") {
+		if !strings.Contains(line, `"level":"warn"`) && !strings.Contains(line, `"level":"error"`) &&
+			!strings.Contains(line, `"level":"panic"`) && !strings.Contains(line, `"level":"fatal"`) &&
+			!strings.HasPrefix(line, "panic:") && !strings.HasPrefix(line, "goroutine ") {
+			continue
+		}
+		if strings.Contains(line, "skipped because it requires TLS") || strings.Contains(line, "listening only on the HTTP port") ||
+			strings.Contains(line, "key not found in collection") { // CRS macro expansion, on every request
+			continue
+		}
+		if len(line) > 1500 {
+			line = line[:1500] + "…"
+		}
+		out = append(out, line)
+		if len(out) == max {
+			out = append(out, "(more left out)")
+			break
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// neoGoroutines returns, from the admin API's pprof endpoint, the goroutine
+// stacks (grouped, with counts) that run caddy-neo code: where a hung
+// request waits.
+func (i *Instance) neoGoroutines() string {
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(i.AdminURL("/debug/pprof/goroutine?debug=1"))
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	var out []string
+	size := 0
+	for _, group := range strings.Split(string(body), "\n\n") {
+		if !strings.Contains(group, "caddy-neo/modules") || size > 20000 {
+			continue
+		}
+		out = append(out, group)
+		size += len(group)
+	}
+	return strings.Join(out, "\n\n")
 }
 
 // StartProcess is Start without a testing.TB; the caller must call Stop.
@@ -344,6 +403,7 @@ func Client(dialAddr string, roots *x509.CertPool) *http.Client {
 			return d.DialContext(ctx, network, dialAddr)
 		},
 		TLSClientConfig:     &tls.Config{RootCAs: roots},
+		TLSHandshakeTimeout: 15 * time.Second, // tells a stuck handshake from a stuck response
 		ForceAttemptHTTP2:   true,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     30 * time.Second,

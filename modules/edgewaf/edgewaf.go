@@ -9,6 +9,14 @@
 // after the WAF a writer whose Flush reaches the connection once the WAF has
 // let the response head through (never before, so a response the WAF still
 // inspects is never sent early). WebSocket upgrades (Hijack) pass through too.
+//
+// Per-tenant policy: when the config has a neo app, neo_waf looks up the
+// request's host in the tenant registry and passes the tenant's WAF override
+// (TenantConfig.WAF) to the one shared WAF as the request headers
+// Neo-Waf-Mode and Neo-Waf-Paranoia, which the edge's rules 900010 to 900014
+// turn into ctl:ruleEngine=DetectionOnly and tx.blocking_paranoia_level.
+// Whatever a client sends in those headers is removed first, and they are
+// removed again before the request goes on, so they never reach an upstream.
 package edgewaf
 
 import (
@@ -20,7 +28,20 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/projectneo/caddy-neo/modules/neo"
 )
+
+// Request headers that carry a tenant's WAF policy to the WAF's rules.
+const (
+	HeaderMode     = "Neo-Waf-Mode"
+	HeaderParanoia = "Neo-Waf-Paranoia"
+)
+
+// paranoiaValues are the header values of levels 1 to 4, allocated once.
+var paranoiaValues = [5][]string{nil, {"1"}, {"2"}, {"3"}, {"4"}}
+
+var detectionOnly = []string{neo.WAFDetectionOnly}
 
 func init() {
 	caddy.RegisterModule(Handler{})
@@ -33,6 +54,7 @@ type Handler struct {
 	WAFRaw json.RawMessage `json:"waf,omitempty" caddy:"namespace=http.handlers inline_key=handler"`
 
 	waf caddyhttp.MiddlewareHandler
+	neo *neo.App
 }
 
 // CaddyModule returns the Caddy module information.
@@ -57,15 +79,44 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("waf: module %T is not an HTTP middleware handler", mod)
 	}
 	h.waf = mw
+	if app, err := ctx.AppIfConfigured("neo"); err == nil && app != nil {
+		h.neo, _ = app.(*neo.App)
+	}
 	return nil
 }
 
-// ServeHTTP runs the WAF with flush pass-through for the handlers after it.
+// ServeHTTP runs the WAF, with the tenant's policy, and flush pass-through
+// for the handlers after it.
 func (h Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	h.setPolicy(r)
 	outer := &headTracker{ResponseWriter: w}
 	return h.waf.ServeHTTP(outer, r, caddyhttp.HandlerFunc(func(ww http.ResponseWriter, r *http.Request) error {
+		delete(r.Header, HeaderMode)
+		delete(r.Header, HeaderParanoia)
 		return next.ServeHTTP(&flushThrough{ResponseWriter: ww, outer: outer}, r)
 	}))
+}
+
+// setPolicy replaces the policy headers with the policy of the tenant the
+// host belongs to (none: the edge's policy).
+func (h Handler) setPolicy(r *http.Request) {
+	// canonical keys: a client's "neo-waf-mode" was canonicalised on read
+	delete(r.Header, HeaderMode)
+	delete(r.Header, HeaderParanoia)
+	if h.neo == nil {
+		return
+	}
+	t, ok := h.neo.Registry().Snapshot().TenantForHost(r.Host)
+	if !ok || t.Config.WAF == nil {
+		return
+	}
+	p := t.Config.WAF
+	if p.Mode == neo.WAFDetectionOnly {
+		r.Header[HeaderMode] = detectionOnly
+	}
+	if p.Paranoia >= 1 && p.Paranoia <= 4 {
+		r.Header[HeaderParanoia] = paranoiaValues[p.Paranoia]
+	}
 }
 
 // headTracker is the writer the WAF writes to; it records whether the WAF

@@ -348,9 +348,6 @@ func (g *Gateway) handle(req micro.Request) {
 		start := time.Now()
 		defer func() {
 			g.busyNs.Add(int64(time.Since(start)))
-			if r := recover(); r != nil {
-				g.logger.Error("panic serving request", zap.Any("panic", r), zap.String("subject", m.Subject))
-			}
 			gatewayInFlight.WithLabelValues(g.Name).Dec()
 			g.inflight.Add(-1)
 			g.wg.Done()
@@ -475,7 +472,9 @@ func (g *Gateway) serve(m *nats.Msg) {
 			}
 		}()
 	}
-	g.srv.ServeHTTP(w, r)
+	if !g.serveHTTP(w, r, fields) {
+		return
+	}
 	if err := w.finish(); err != nil {
 		outcome := "stream_error"
 		if st.canceled.Load() || errors.Is(err, context.Canceled) {
@@ -488,6 +487,34 @@ func (g *Gateway) serve(m *nats.Msg) {
 	}
 	gatewayRequests.WithLabelValues(g.Name, "ok").Inc()
 	g.served.Add(1)
+}
+
+// serveHTTP runs the http server's handlers. A handler that panics must not
+// leave the edge waiting for its head timeout: the edge gets a 502 when no
+// head was sent yet, else an error frame that aborts the response stream.
+func (g *Gateway) serveHTTP(w *respWriter, r *http.Request, fields []zap.Field) (ok bool) {
+	defer func() {
+		rec := recover()
+		if rec == nil {
+			return
+		}
+		ok = false
+		gatewayRequests.WithLabelValues(g.Name, "panic").Inc()
+		g.failed.Add(1)
+		g.logger.Error("panic serving request", append(fields, zap.Any("panic", rec), zap.Stack("stack"))...)
+		w.mu.Lock()
+		headSent := w.headSent
+		w.headSent = true // nothing more from this writer
+		w.mu.Unlock()
+		w.done, w.err = true, errors.New("handler panic")
+		if headSent {
+			sendControl(g.nc, w.reply, kindError, 0, "handler panic")
+		} else {
+			g.respondError(w.reply, http.StatusBadGateway, "stage gateway: internal error")
+		}
+	}()
+	g.srv.ServeHTTP(w, r)
+	return true
 }
 
 func (g *Gateway) chunkSize() int {

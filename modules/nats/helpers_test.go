@@ -20,6 +20,24 @@ import (
 func init() {
 	caddy.RegisterModule(testRoute{})
 	caddy.RegisterModule(testTrailers{})
+	caddy.RegisterModule(testPanic{})
+}
+
+// testPanic panics: before writing anything, or (?late) after sending the
+// head and some body.
+type testPanic struct{}
+
+func (testPanic) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "http.handlers.neo_test_panic", New: func() caddy.Module { return new(testPanic) }}
+}
+
+func (testPanic) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	if r.URL.Query().Has("late") {
+		w.WriteHeader(200)
+		_, _ = w.Write([]byte("partial"))
+		_ = http.NewResponseController(w).Flush()
+	}
+	panic("test handler panic")
 }
 
 // testTrailers reads the body, answers with the request trailer Neo-Checksum
@@ -123,6 +141,7 @@ func (tp topo) json(t testing.TB) []byte {
 					"listen": []string{fmt.Sprintf("127.0.0.1:%d", tp.stagePort)},
 					"routes": []any{
 						map[string]any{"match": []any{map[string]any{"path": []string{"/trailers"}}}, "handle": []any{map[string]any{"handler": "neo_test_trailers"}}},
+						map[string]any{"match": []any{map[string]any{"path": []string{"/panic"}}}, "handle": []any{map[string]any{"handler": "neo_test_panic"}}},
 						map[string]any{"handle": []any{
 							map[string]any{"handler": "neo_echo", "replica": "r1", "max_response_bytes": 200 << 20},
 						}}},

@@ -39,6 +39,15 @@ func do(t testing.TB, c *http.Client, req *http.Request) (*http.Response, []byte
 	return resp, body
 }
 
+func mustRequest(t testing.TB, method, url string, body io.Reader) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
 func report(t testing.TB, body []byte) echo.Report {
 	t.Helper()
 	var rep echo.Report
@@ -571,5 +580,40 @@ func TestNATSRestartUnderLoad(t *testing.T) {
 			t.Fatalf("goroutines: %d before, %d after\n%s", before, after, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A handler that panics behind the gateway gives the client a 502 at once
+// (not the edge's head timeout), or, after the head, a broken body; the
+// gateway keeps serving.
+func TestGatewayHandlerPanic(t *testing.T) {
+	s := startNATS(t, 0)
+	tp := newTopo(t, s)
+	tp.transport = map[string]any{"response_header_timeout": "20s", "chunk_timeout": "20s"}
+	load(t, tp)
+
+	before := testutil.ToFloat64(gatewayRequests.WithLabelValues("prod-az-a", "panic"))
+	start := time.Now()
+	resp, body := do(t, nil, mustRequest(t, "GET", tp.url("/panic"), nil))
+	if took := time.Since(start); resp.StatusCode != 502 || took > 10*time.Second {
+		t.Fatalf("panic before the head: status %d after %v, body %q; want 502 at once", resp.StatusCode, took, body)
+	}
+	if got := testutil.ToFloat64(gatewayRequests.WithLabelValues("prod-az-a", "panic")); got != before+1 {
+		t.Fatalf("panic outcome counted %v times, want 1", got-before)
+	}
+
+	start = time.Now()
+	resp2, err := http.Get(tp.url("/panic?late"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.ReadAll(resp2.Body)
+	resp2.Body.Close()
+	if took := time.Since(start); resp2.StatusCode != 200 || err == nil || took > 10*time.Second {
+		t.Fatalf("panic after the head: status %d, body error %v after %v; want 200 and a broken body at once", resp2.StatusCode, err, took)
+	}
+
+	if resp, _ := do(t, nil, mustRequest(t, "GET", tp.url("/orders/ok"), nil)); resp.StatusCode != 200 {
+		t.Fatalf("after the panics: %d", resp.StatusCode)
 	}
 }

@@ -55,6 +55,10 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	            default_app <app> [redirect|rewrite]
 //	            pending
 //	        }
+//	        waf {
+//	            mode     blocking|detection_only
+//	            paranoia <1-4>
+//	        }
 //	    }
 //	}
 //
@@ -275,6 +279,34 @@ func parseTenantBlock(d *caddyfile.Dispenser, tn string) (*TenantConfig, error) 
 				}
 			}
 			tc.Domains[host] = dc
+		case "waf":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			if tc.WAF != nil {
+				return nil, d.Errf("neo: tenant %s: waf defined twice", tn)
+			}
+			tc.WAF = &WAFPolicy{}
+			for n2 := d.Nesting(); d.NextBlock(n2); {
+				switch d.Val() {
+				case "mode":
+					if !d.Args(&tc.WAF.Mode) || d.NextArg() {
+						return nil, d.ArgErr()
+					}
+				case "paranoia":
+					var v string
+					if !d.Args(&v) || d.NextArg() {
+						return nil, d.ArgErr()
+					}
+					n, err := strconv.Atoi(v)
+					if err != nil {
+						return nil, d.Errf("neo: tenant %s waf paranoia: %q is not a number", tn, v)
+					}
+					tc.WAF.Paranoia = n
+				default:
+					return nil, d.Errf("neo: tenant %s waf: unknown subdirective %q", tn, d.Val())
+				}
+			}
 		default:
 			return nil, d.Errf("neo: tenant %s: unknown subdirective %q", tn, d.Val())
 		}

@@ -26,6 +26,9 @@ func TestCaddyfileErrors(t *testing.T) {
 		"dynamic arg":         {":80 {\n reverse_proxy {\n  dynamic neo x\n }\n}", "wrong argument count"},
 		"permission arg":      {"{\n on_demand_tls {\n  permission neo x\n }\n}\n:80", "wrong argument count"},
 		"stages without args": {"{\n neo {\n  stages\n }\n}\n:80", "wrong argument count"},
+		"waf sub":             {"{\n neo {\n  tenant acme {\n   waf {\n    colour\n   }\n  }\n }\n}\n:80", `waf: unknown subdirective "colour"`},
+		"waf twice":           {"{\n neo {\n  tenant acme {\n   waf\n   waf\n  }\n }\n}\n:80", "waf defined twice"},
+		"waf paranoia":        {"{\n neo {\n  tenant acme {\n   waf {\n    paranoia high\n   }\n  }\n }\n}\n:80", `paranoia: "high" is not a number`},
 	} {
 		t.Run(name, func(t *testing.T) { adapttest.ExpectError(t, tc.in, tc.want) })
 	}

@@ -19,6 +19,43 @@ type TenantConfig struct {
 	Apps map[string]*AppConfig `json:"apps,omitempty"`
 	// Domains are the tenant's custom domains by host name. Default: none.
 	Domains map[string]*DomainConfig `json:"domains,omitempty"`
+	// WAF overrides the edge WAF's policy for this tenant's requests (every
+	// host of the tenant: Runtime, Platform and custom domains). Default: the
+	// edge's policy.
+	WAF *WAFPolicy `json:"waf,omitempty"`
+}
+
+// WAFPolicy is a tenant's WAF override. The edge keeps one compiled WAF for
+// every tenant; neo_waf passes the tenant's policy to it per request (the
+// edge's CRS rules 900010 to 900014 act on it), so an override costs no
+// memory and no compilation.
+type WAFPolicy struct {
+	// Mode is "blocking" (the edge's engine setting) or "detection_only":
+	// rule matches are logged with the tenant's host, nothing is blocked.
+	// Default: blocking.
+	Mode string `json:"mode,omitempty"`
+	// Paranoia is the CRS blocking paranoia level, 1 to 4, for the tenant's
+	// requests; it replaces the edge's level (NEO_WAF_PARANOIA, default 1).
+	// Default: the edge's level.
+	Paranoia int `json:"paranoia,omitempty"`
+}
+
+// WAF modes.
+const (
+	WAFBlocking      = "blocking"
+	WAFDetectionOnly = "detection_only"
+)
+
+func (p *WAFPolicy) validate(field string) error {
+	switch p.Mode {
+	case "", WAFBlocking, WAFDetectionOnly:
+	default:
+		return fmt.Errorf("%s.mode: must be %s or %s, got %q", field, WAFBlocking, WAFDetectionOnly, p.Mode)
+	}
+	if p.Paranoia < 0 || p.Paranoia > 4 {
+		return fmt.Errorf("%s.paranoia: want 1 to 4, got %d", field, p.Paranoia)
+	}
+	return nil
 }
 
 // AppConfig is one app of a tenant: its replicas in each stage it is deployed to.
@@ -195,6 +232,11 @@ func (t *TenantConfig) Validate(field string, stages *stageSet) error {
 			if err := checkReplicas(sf+".replicas", a.Stages[s].Replicas); err != nil {
 				return err
 			}
+		}
+	}
+	if t.WAF != nil {
+		if err := t.WAF.validate(field + ".waf"); err != nil {
+			return err
 		}
 	}
 	for _, host := range sortedKeys(t.Domains) {

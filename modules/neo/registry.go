@@ -414,6 +414,19 @@ func (s *Snapshot) Routes(host string) bool {
 	return s.resolveHost(host).kind != hostUnknown
 }
 
+// TenantForHost returns the tenant a host belongs to (any stage's Runtime
+// host, the Platform host, an active custom domain), whatever the path: what
+// handlers before neo_route, such as the WAF, need. The host may carry a port
+// or a trailing dot and any case. O(stages) lookups.
+func (s *Snapshot) TenantForHost(host string) (*Tenant, bool) {
+	h, ok := NormalizeHost(host)
+	if !ok {
+		return nil, false
+	}
+	m := s.resolveHost(h)
+	return m.t, m.t != nil
+}
+
 type hostKind uint8
 
 const (

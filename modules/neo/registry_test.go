@@ -194,6 +194,8 @@ func TestConfigValidation(t *testing.T) {
 		"domain stage":   {map[string]*TenantConfig{"acme": {Domains: map[string]*DomainConfig{"shop.example.com": {Stage: "qa"}}}}, "tenants.acme.domains.shop.example.com.stage"},
 		"domain app":     {map[string]*TenantConfig{"acme": {Domains: map[string]*DomainConfig{"shop.example.com": {Stage: "prod", DefaultApp: "x"}}}}, "default_app"},
 		"domain in apps": {map[string]*TenantConfig{"acme": {Domains: map[string]*DomainConfig{"evil.apps.localhost": {Stage: "prod"}}}}, "must not be apps.localhost or under it"},
+		"waf mode":       {map[string]*TenantConfig{"acme": {WAF: &WAFPolicy{Mode: "off"}}}, "tenants.acme.waf.mode: must be blocking or detection_only"},
+		"waf paranoia":   {map[string]*TenantConfig{"acme": {WAF: &WAFPolicy{Paranoia: 5}}}, "tenants.acme.waf.paranoia: want 1 to 4"},
 		"domain twice": {map[string]*TenantConfig{
 			"acme":   {Domains: map[string]*DomainConfig{"shop.example.com": {Stage: "prod"}}},
 			"globex": {Domains: map[string]*DomainConfig{"shop.example.com": {Stage: "prod"}}},
@@ -226,6 +228,27 @@ func TestConfigValidation(t *testing.T) {
 				t.Fatalf("want error containing %q, got %v", tc.want, err)
 			}
 		})
+	}
+}
+
+// TenantForHost finds the tenant of every kind of host, with any case,
+// port or trailing dot, and nothing for other hosts.
+func TestTenantForHost(t *testing.T) {
+	a := newTestApp(t, demoTenants())
+	snap := a.reg.Snapshot()
+	for host, want := range map[string]string{
+		"acme.apps.localhost": "acme", "ACME-dev.apps.localhost:8443": "acme", "globex.platform.localhost.": "globex",
+		"acme-nope.apps.localhost": "", "evil.example.com": "", "apps.localhost": "", "[::1]:443": "", "": "",
+	} {
+		tn, ok := snap.TenantForHost(host)
+		if got := ""; ok {
+			got = tn.Name
+			if got != want {
+				t.Errorf("%q: tenant %q, want %q", host, got, want)
+			}
+		} else if want != "" {
+			t.Errorf("%q: no tenant, want %q", host, want)
+		}
 	}
 }
 
