@@ -72,10 +72,15 @@ type KV struct {
 }
 
 type buckets struct {
-	kv    jetstream.KeyValue
-	locks jetstream.KeyValue
-	objs  jetstream.ObjectStore
+	kv        jetstream.KeyValue
+	locks     jetstream.KeyValue
+	objs      jetstream.ObjectStore
+	inlineMax int // InlineMax, lowered to fit the server's max_payload
 }
+
+// payloadReserve is kept free of a max_payload for the message's subject and
+// headers.
+const payloadReserve = 4096
 
 // NewKV returns a storage on the given JetStream context. Buckets are bound
 // (created when missing) on first use, so it may be made while the NATS
@@ -173,7 +178,14 @@ func (s *KV) buckets(ctx context.Context) (*buckets, error) {
 	if err != nil {
 		return nil, fmt.Errorf("object store %s: %w", s.ObjectBucket(), err)
 	}
-	b = &buckets{kv: kv, locks: locks, objs: objs}
+	inlineMax := s.set.InlineMax
+	if mp := s.js.Conn().MaxPayload(); mp > 0 && int64(inlineMax) > mp-payloadReserve {
+		// a KV put of a larger value would be refused by the server
+		inlineMax = int(mp - payloadReserve)
+		s.log.Warn("inline_max above the server's max_payload; lowered",
+			zap.Int("inline_max", s.set.InlineMax), zap.Int64("max_payload", mp), zap.Int("effective", inlineMax))
+	}
+	b = &buckets{kv: kv, locks: locks, objs: objs, inlineMax: inlineMax}
 	s.mu.Lock()
 	s.b, s.lockTTL = b, lockTTL
 	s.mu.Unlock()
@@ -207,7 +219,7 @@ func (s *KV) Store(ctx context.Context, key string, value []byte) error {
 	if err != nil {
 		return err
 	}
-	if len(value) > s.set.InlineMax || bytes.HasPrefix(value, pointerMagic) {
+	if len(value) > b.inlineMax || bytes.HasPrefix(value, pointerMagic) {
 		if _, err := b.objs.PutBytes(ctx, enc, value); err != nil {
 			return fmt.Errorf("storing %q in object store: %w", key, err)
 		}

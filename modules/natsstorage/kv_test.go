@@ -285,6 +285,20 @@ func TestLargeValues(t *testing.T) {
 	}
 }
 
+// An inline_max above the server's max_payload is lowered to fit it.
+func TestInlineMaxAboveMaxPayload(t *testing.T) {
+	s := startJetStream(t) // max_payload 1 MiB
+	a := newEdge(t, s, Settings{InlineMax: 8 << 20})
+	ctx := ctxT(t)
+	v := bytes.Repeat([]byte("z"), 1500<<10)
+	if err := a.Store(ctx, "k", v); err != nil {
+		t.Fatalf("Store of 1.5 MiB with inline_max 8 MiB: %v", err)
+	}
+	if got, err := a.Load(ctx, "k"); err != nil || !bytes.Equal(got, v) {
+		t.Fatalf("Load: %d bytes, %v", len(got), err)
+	}
+}
+
 func TestBucketsCreatedWithSettings(t *testing.T) {
 	s := startJetStream(t)
 	a := newEdge(t, s, Settings{Bucket: "certs_test", LockTTL: 7 * time.Second})

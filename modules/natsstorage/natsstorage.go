@@ -57,8 +57,8 @@ type NATS struct {
 	// value wins if they differ. At least 1s. Default: 15s.
 	LockTTL caddy.Duration `json:"lock_ttl,omitempty"`
 	// InlineMax is the largest value (bytes) stored in the key-value bucket
-	// itself; larger values go to the object store. It must stay below the
-	// NATS server's max_payload. Default: 262144 (256 KiB).
+	// itself; larger values go to the object store. Above the NATS server's
+	// max_payload less 4 KiB it is lowered to that. Default: 262144 (256 KiB).
 	InlineMax int `json:"inline_max,omitempty"`
 
 	kv *KV
