@@ -225,6 +225,34 @@ https:// {
 			t.Errorf("node%d answered %q; want %q", i+1, b.String(), want)
 		}
 	}
+
+	// A config reload makes a new storage (here with another lock_ttl) on
+	// the same pooled connection: node2 still issues into NATS, once.
+	status, cfgJSON, err := n2.Admin("GET", "/config/", nil)
+	if err != nil || status != 200 {
+		t.Fatalf("GET /config/: %d %v", status, err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(cfgJSON, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg["storage"].(map[string]any)["lock_ttl"] = "6s"
+	if status, body, err := n2.Admin("POST", "/load", cfg); err != nil || status != 200 {
+		t.Fatalf("POST /load: %d %s %v", status, body, err)
+	}
+	if !strings.Contains(n2.Logs(), "lock bucket exists with another ttl") {
+		t.Error("no new storage after the reload (its lock_ttl warning is missing)")
+	}
+	after := n2.leaf(t, "od4.storage.localhost", roots)
+	if got := obtainedCount(n2.Logs(), "od4.storage.localhost"); got != 1 {
+		t.Errorf("od4 obtained %d times by node2 after the reload; want 1", got)
+	}
+	if l := n1.leaf(t, "od4.storage.localhost", roots); l.SerialNumber.Cmp(after.SerialNumber) != 0 {
+		t.Errorf("od4: node1 serves serial %x, node2 %x", l.SerialNumber, after.SerialNumber)
+	}
+	if got := obtainedCount(n1.Logs(), "od4.storage.localhost"); got != 0 {
+		t.Errorf("od4 obtained again by node1 (%d times); want it loaded from NATS", got)
+	}
 }
 
 // obtainedCount counts the "certificate obtained successfully" log lines for name.
