@@ -209,8 +209,8 @@ func (s *KV) bindKV(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstrea
 	return kv, nil
 }
 
-// Store puts value at key.
-func (s *KV) Store(ctx context.Context, key string, value []byte) error {
+// store puts value at key.
+func (s *KV) store(ctx context.Context, key string, value []byte) error {
 	enc, err := encodeKey(key)
 	if err != nil {
 		return err
@@ -264,8 +264,8 @@ func pointerOf(v []byte) (objectPointer, bool) {
 	return p, true
 }
 
-// Load returns the value at key, or an error wrapping fs.ErrNotExist.
-func (s *KV) Load(ctx context.Context, key string) ([]byte, error) {
+// load returns the value at key.
+func (s *KV) load(ctx context.Context, key string) ([]byte, error) {
 	enc, err := encodeKey(key)
 	if err != nil {
 		return nil, err
@@ -323,8 +323,8 @@ func (s *KV) keysUnder(ctx context.Context, b *buckets, encPrefix string) ([]str
 	return keys, nil
 }
 
-// Delete deletes key and everything under it; a missing key is no error.
-func (s *KV) Delete(ctx context.Context, key string) error {
+// delete deletes key and everything under it.
+func (s *KV) delete(ctx context.Context, key string) error {
 	enc, err := encodeKey(key)
 	if err != nil {
 		return err
@@ -367,14 +367,49 @@ func (s *KV) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
+// Store puts value at key.
+func (s *KV) Store(ctx context.Context, key string, value []byte) error {
+	err := s.store(ctx, key, value)
+	s.count("store", err)
+	return err
+}
+
+// Load returns the value at key, or an error wrapping fs.ErrNotExist.
+func (s *KV) Load(ctx context.Context, key string) ([]byte, error) {
+	v, err := s.load(ctx, key)
+	s.count("load", err)
+	return v, err
+}
+
+// Delete deletes key and everything under it; a missing key is no error.
+func (s *KV) Delete(ctx context.Context, key string) error {
+	err := s.delete(ctx, key)
+	s.count("delete", err)
+	return err
+}
+
+// Stat describes key: a file (IsTerminal) or a directory (a prefix of files).
+func (s *KV) Stat(ctx context.Context, key string) (certmagic.KeyInfo, error) {
+	ki, err := s.stat(ctx, key)
+	s.count("stat", err)
+	return ki, err
+}
+
+// List returns the keys under prefix (see list).
+func (s *KV) List(ctx context.Context, prefix string, recursive bool) ([]string, error) {
+	keys, err := s.list(ctx, prefix, recursive)
+	s.count("list", err)
+	return keys, err
+}
+
 // Exists reports whether key is a file or a directory.
 func (s *KV) Exists(ctx context.Context, key string) bool {
 	_, err := s.Stat(ctx, key)
 	return err == nil
 }
 
-// Stat describes key: a file (IsTerminal) or a directory (a prefix of files).
-func (s *KV) Stat(ctx context.Context, key string) (certmagic.KeyInfo, error) {
+// stat describes key.
+func (s *KV) stat(ctx context.Context, key string) (certmagic.KeyInfo, error) {
 	enc, err := encodeKey(key)
 	if err != nil {
 		return certmagic.KeyInfo{}, err
@@ -404,11 +439,11 @@ func (s *KV) Stat(ctx context.Context, key string) (certmagic.KeyInfo, error) {
 	return certmagic.KeyInfo{Key: key, IsTerminal: false}, nil
 }
 
-// List returns the keys under prefix, as FileStorage does: the files and
+// list returns the keys under prefix, as FileStorage does: the files and
 // directories directly in it, or with recursive every file and directory
 // below it, each as prefix + "/" + the rest. A prefix with nothing under it
 // is fs.ErrNotExist, unless it is a file (then the list is empty).
-func (s *KV) List(ctx context.Context, prefix string, recursive bool) ([]string, error) {
+func (s *KV) list(ctx context.Context, prefix string, recursive bool) ([]string, error) {
 	canon := canonicalKey(prefix)
 	enc := ""
 	if canon != "" {

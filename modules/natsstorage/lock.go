@@ -56,6 +56,16 @@ func randomID() string {
 
 // Lock blocks until it holds the lock name or ctx is done.
 func (s *KV) Lock(ctx context.Context, name string) error {
+	start := time.Now()
+	err := s.lock(ctx, name)
+	s.count("lock", err)
+	if err == nil {
+		s.observeWait(start)
+	}
+	return err
+}
+
+func (s *KV) lock(ctx context.Context, name string) error {
 	enc, err := encodeKey(name)
 	if err != nil {
 		return fmt.Errorf("lock name: %w", err)
@@ -101,6 +111,19 @@ func (s *KV) pollInterval() time.Duration {
 
 // TryLock takes the lock name if it is free, without waiting.
 func (s *KV) TryLock(ctx context.Context, name string) (bool, error) {
+	ok, err := s.tryLockName(ctx, name)
+	switch {
+	case err != nil:
+		s.count("trylock", err)
+	case !ok:
+		s.count("trylock", errBusy)
+	default:
+		s.count("trylock", nil)
+	}
+	return ok, err
+}
+
+func (s *KV) tryLockName(ctx context.Context, name string) (bool, error) {
 	enc, err := encodeKey(name)
 	if err != nil {
 		return false, fmt.Errorf("lock name: %w", err)
@@ -127,9 +150,11 @@ func (s *KV) tryLock(ctx context.Context, b *buckets, name, enc string) (bool, e
 	s.held[name] = h
 	ttl := s.lockTTL
 	s.mu.Unlock()
+	locksHeld.WithLabelValues(s.set.Bucket).Inc()
 	if old != nil {
 		// an earlier hold of ours that expired without Unlock
 		old.halt()
+		s.released(old)
 	}
 	go s.keep(b, h, ttl)
 	return true, nil
@@ -144,6 +169,17 @@ func (h *heldLock) halt() {
 	<-h.done
 }
 
+// released counts a stopped hold out of the held gauge, unless losing it
+// already did.
+func (s *KV) released(h *heldLock) {
+	h.mu.Lock()
+	lost := h.lost
+	h.mu.Unlock()
+	if !lost {
+		locksHeld.WithLabelValues(s.set.Bucket).Dec()
+	}
+}
+
 // keep refreshes a held lock until it is released or lost. A lock that could
 // not be refreshed for a whole TTL has expired on the server: it is lost.
 func (s *KV) keep(b *buckets, h *heldLock, ttl time.Duration) {
@@ -153,6 +189,8 @@ func (s *KV) keep(b *buckets, h *heldLock, ttl time.Duration) {
 	lastOK := time.Now()
 	lose := func(why string, err error) {
 		s.log.Error("lock lost: "+why, zap.String("lock", h.name), zap.Error(err))
+		locksLost.WithLabelValues(s.set.Bucket).Inc()
+		locksHeld.WithLabelValues(s.set.Bucket).Dec()
 		h.mu.Lock()
 		h.lost = true
 		h.mu.Unlock()
@@ -192,6 +230,12 @@ func (s *KV) keep(b *buckets, h *heldLock, ttl time.Duration) {
 
 // Unlock releases a lock taken by Lock or TryLock on this storage.
 func (s *KV) Unlock(ctx context.Context, name string) error {
+	err := s.unlock(ctx, name)
+	s.count("unlock", err)
+	return err
+}
+
+func (s *KV) unlock(ctx context.Context, name string) error {
 	s.mu.Lock()
 	h := s.held[name]
 	delete(s.held, name)
@@ -201,6 +245,7 @@ func (s *KV) Unlock(ctx context.Context, name string) error {
 		return fmt.Errorf("unlocking %q: %w", name, ErrLockNotHeld)
 	}
 	h.halt()
+	s.released(h)
 	h.mu.Lock()
 	rev, lost := h.rev, h.lost
 	h.mu.Unlock()

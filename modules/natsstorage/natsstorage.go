@@ -109,6 +109,7 @@ func (n *NATS) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("connection %q: jetstream: %w", n.Connection, err)
 	}
 	log := ctx.Logger()
+	registerMetrics(ctx.GetMetricsRegistry())
 	n.kv = NewKV(js, Settings{
 		Bucket:    n.Bucket,
 		Replicas:  n.Replicas,
