@@ -13,6 +13,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/certmagic"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	neonats "github.com/projectneo/caddy-neo/modules/nats"
 	"go.uber.org/zap"
@@ -117,10 +118,15 @@ func (n *NATS) Provision(ctx caddy.Context) error {
 		InlineMax: n.InlineMax,
 	}, log)
 	// Bind the buckets now if the server answers, so a misconfiguration shows
-	// at startup; if it does not, they are bound on first use.
+	// at startup (a server without JetStream fails the config); if it does
+	// not answer, they are bound on first use.
 	bctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	if _, err := n.kv.buckets(bctx); err != nil {
+		// no responders: connected, but no server handles the JetStream API
+		if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
+			return fmt.Errorf("connection %q: the NATS server has no JetStream for this account: %w", n.Connection, err)
+		}
 		log.Warn("nats storage buckets not ready; binding on first use",
 			zap.String("bucket", n.Bucket), zap.String("connection", n.Connection), zap.Error(err))
 	}

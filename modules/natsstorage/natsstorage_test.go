@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/certmagic"
+	"github.com/nats-io/nats-server/v2/server"
 )
 
 func runConfig(t *testing.T, cfgJSON string) error {
@@ -74,6 +76,29 @@ func TestModuleConfigErrors(t *testing.T) {
 				t.Fatalf("error = %v; want one containing %q", err, c.want)
 			}
 		})
+	}
+}
+
+// A server without JetStream fails the config at load, naming the connection.
+func TestModuleNoJetStream(t *testing.T) {
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	t.Cleanup(s.Shutdown)
+	cfg := fmt.Sprintf(`{
+		"admin": {"disabled": true},
+		"logging": {"logs": {"default": {"level": "ERROR"}}},
+		"storage": {"module": "nats"},
+		"apps": {"nats": {"connections": {"default": {"servers": [%q]}}}}
+	}`, s.ClientURL())
+	err = runConfig(t, cfg)
+	if err == nil || !strings.Contains(err.Error(), `connection "default": the NATS server has no JetStream`) {
+		t.Fatalf("error = %v; want one naming the connection and JetStream", err)
 	}
 }
 
