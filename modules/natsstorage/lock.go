@@ -75,12 +75,14 @@ func (s *KV) lock(ctx context.Context, name string) error {
 		return err
 	}
 	var updates <-chan jetstream.KeyValueEntry
+	watched := false
 	for {
 		ok, err := s.tryLock(ctx, b, name, enc)
 		if err != nil || ok {
 			return err
 		}
-		if updates == nil {
+		if !watched {
+			watched = true
 			// wake up on release; expiry makes no event, hence the poll
 			w, err := b.locks.Watch(ctx, enc, jetstream.UpdatesOnly(), jetstream.MetaOnly())
 			if err == nil {
@@ -95,7 +97,10 @@ func (s *KV) lock(ctx context.Context, name string) error {
 		case <-ctx.Done():
 			poll.Stop()
 			return fmt.Errorf("waiting for lock %q: %w", name, ctx.Err())
-		case <-updates:
+		case _, open := <-updates:
+			if !open {
+				updates = nil // the watch ended: poll only
+			}
 		case <-poll.C:
 		}
 		poll.Stop()
