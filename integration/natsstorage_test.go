@@ -58,6 +58,13 @@ type storageNode struct {
 
 func startStorageNode(t *testing.T, name, natsURL, bucket, sites string) storageNode {
 	t.Helper()
+	o, n := storageNodeOptions(t, name, natsURL, bucket, sites)
+	n.Instance = harness.Start(t, o)
+	return n
+}
+
+func storageNodeOptions(t *testing.T, name, natsURL, bucket, sites string) (harness.Options, storageNode) {
+	t.Helper()
 	ports, err := harness.FreePorts(3)
 	if err != nil {
 		t.Fatal(err)
@@ -82,8 +89,7 @@ func startStorageNode(t *testing.T, name, natsURL, bucket, sites string) storage
 }
 %s
 `, ports[0], ports[1], ports[2], natsURL, name, bucket, strings.ReplaceAll(sites, "NODE", name))
-	inst := harness.Start(t, harness.Options{Config: cfg, Admin: fmt.Sprintf("127.0.0.1:%d", ports[0])})
-	return storageNode{Instance: inst, http: ports[1], https: ports[2]}
+	return harness.Options{Config: cfg, Admin: fmt.Sprintf("127.0.0.1:%d", ports[0])}, storageNode{http: ports[1], https: ports[2]}
 }
 
 // leaf returns the certificate node presents for serverName.
@@ -253,6 +259,77 @@ https:// {
 	if got := obtainedCount(n1.Logs(), "od4.storage.localhost"); got != 0 {
 		t.Errorf("od4 obtained again by node1 (%d times); want it loaded from NATS", got)
 	}
+}
+
+// Edges started together on empty storage each find no CA and make a root;
+// the storage lets the first root in and refuses the others, so an edge
+// either starts with the shared root or fails to start (and loads the shared
+// root when started again): never two edges serving from different roots.
+func TestNATSStorageCARootRace(t *testing.T) {
+	natsURL, store := startJetStreamServer(t, "it_race")
+	sites := `
+https://race.storage.localhost {
+	tls internal
+	respond "NODE"
+}
+`
+	const nodes = 3
+	type result struct {
+		opts harness.Options
+		node storageNode
+		err  error
+	}
+	results := make([]result, nodes)
+	var wg sync.WaitGroup
+	for i := range nodes {
+		results[i].opts, results[i].node = storageNodeOptions(t, fmt.Sprintf("node%d", i+1), natsURL, "it_race", sites)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			inst, err := harness.StartProcess(results[i].opts)
+			results[i].node.Instance, results[i].err = inst, err
+		}()
+	}
+	wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rootPEM, err := store.Load(ctx, "pki/authorities/local/root.crt")
+	if err != nil {
+		t.Fatalf("no root in storage: %v", err)
+	}
+	shared := x509.NewCertPool()
+	shared.AppendCertsFromPEM(rootPEM)
+	failed := 0
+	for i, r := range results {
+		if r.err == nil {
+			t.Cleanup(r.node.Stop)
+			// started: it serves from the shared root, or it exited just
+			// after its admin API answered
+			c := harness.Client(fmt.Sprintf("127.0.0.1:%d", r.node.https), shared)
+			if err := harness.WaitServing(c, "https://race.storage.localhost/", 30*time.Second); err == nil {
+				continue
+			}
+			if !r.node.Exited() {
+				t.Fatalf("node%d runs but does not serve from the shared root:\n%s", i+1, r.node.Logs())
+			}
+			r.err = fmt.Errorf("exited:\n%s", r.node.Logs())
+		}
+		failed++
+		msg := r.err.Error()
+		// (Caddy's pki app reads a certificate, then its key: a node can also
+		// read the winner's between its two writes)
+		if !strings.Contains(msg, "created this CA's root first") && !strings.Contains(msg, "loading root key") && !strings.Contains(msg, "loading intermediate key") {
+			t.Fatalf("node%d failed to start for another reason: %v", i+1, r.err)
+		}
+		// started again, it loads the shared root
+		o, n := storageNodeOptions(t, fmt.Sprintf("node%d-again", i+1), natsURL, "it_race", sites)
+		n.Instance = harness.Start(t, o)
+		c := harness.Client(fmt.Sprintf("127.0.0.1:%d", n.https), shared)
+		if err := harness.WaitServing(c, "https://race.storage.localhost/", 30*time.Second); err != nil {
+			t.Fatalf("node%d started again does not serve from the shared root: %v", i+1, err)
+		}
+	}
+	t.Logf("%d of %d edges started together lost the race for the CA root and were started again", failed, nodes)
 }
 
 // obtainedCount counts the "certificate obtained successfully" log lines for name.

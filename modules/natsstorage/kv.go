@@ -229,6 +229,9 @@ func (s *KV) store(ctx context.Context, key string, value []byte) error {
 		}
 		return nil
 	}
+	if createOnce(key) {
+		return s.storeOnce(ctx, b, key, enc, value)
+	}
 	if _, err := b.kv.Put(ctx, enc, value); err != nil {
 		return fmt.Errorf("storing %q: %w", key, err)
 	}
@@ -239,6 +242,37 @@ func (s *KV) store(ctx context.Context, key string, value []byte) error {
 		}
 	}
 	return nil
+}
+
+// ErrCARootExists is returned by Store of an internal CA's root certificate
+// or key that another instance stored first with another value.
+var ErrCARootExists = errors.New("another instance created this CA's root first; restart to load it")
+
+// createOnce reports whether key is an internal CA's root certificate or key.
+// Caddy's pki app writes them only when storage has none, without a lock, so
+// instances that start together on empty storage would each make a root and
+// the last write would win while the others serve certificates from a root
+// nobody else trusts. These keys are created, never overwritten: the losers
+// fail to start (and load the winner's root when started again).
+func createOnce(key string) bool {
+	segs := segments(key)
+	return len(segs) == 4 && segs[0] == "pki" && segs[1] == "authorities" && (segs[3] == "root.crt" || segs[3] == "root.key")
+}
+
+func (s *KV) storeOnce(ctx context.Context, b *buckets, key, enc string, value []byte) error {
+	_, err := b.kv.Create(ctx, enc, value)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("storing %q: %w", key, err)
+	}
+	e, gerr := b.kv.Get(ctx, enc)
+	if gerr == nil && bytes.Equal(e.Value(), value) {
+		return nil
+	}
+	s.log.Error("internal CA root created concurrently by another instance", zap.String("key", key))
+	return fmt.Errorf("storing %q: %w", key, ErrCARootExists)
 }
 
 // get returns the entry of a file key, or fs.ErrNotExist.

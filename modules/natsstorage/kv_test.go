@@ -330,3 +330,41 @@ func TestBucketsCreatedWithSettings(t *testing.T) {
 		t.Error(a.String())
 	}
 }
+
+// The internal CA's root is created once: a second, different root from
+// another instance is refused; the same bytes again are fine; other keys,
+// including the CA's intermediate, are overwritten as usual.
+func TestCARootCreatedOnce(t *testing.T) {
+	s := startJetStream(t)
+	a, b := newEdge(t, s, Settings{}), newEdge(t, s, Settings{})
+	ctx := ctxT(t)
+	for _, k := range []string{"pki/authorities/local/root.crt", "pki/authorities/local/root.key", "pki/authorities/other/root.crt"} {
+		if err := a.Store(ctx, k, []byte("first")); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Store(ctx, k, []byte("first")); err != nil {
+			t.Errorf("%s: storing the same root again: %v", k, err)
+		}
+		if err := b.Store(ctx, k, []byte("second")); !errors.Is(err, ErrCARootExists) {
+			t.Errorf("%s: second root stored: %v; want ErrCARootExists", k, err)
+		}
+		if got, _ := b.Load(ctx, k); string(got) != "first" {
+			t.Errorf("%s = %q; want the first root", k, got)
+		}
+	}
+	for _, k := range []string{"pki/authorities/local/intermediate.crt", "pki/authorities/local/root.crt.bak", "x/pki/authorities/local/root.crt"} {
+		if err := a.Store(ctx, k, []byte("1")); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Store(ctx, k, []byte("2")); err != nil {
+			t.Errorf("%s: overwrite refused: %v", k, err)
+		}
+	}
+	// deleted (by an operator), a root can be created again
+	if err := a.Delete(ctx, "pki/authorities/local"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Store(ctx, "pki/authorities/local/root.crt", []byte("new")); err != nil {
+		t.Errorf("root after delete: %v", err)
+	}
+}
