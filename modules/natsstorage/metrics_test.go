@@ -10,11 +10,12 @@ import (
 
 func TestMetrics(t *testing.T) {
 	s := startJetStream(t)
-	set := Settings{Bucket: "metrics_test", LockTTL: 2 * time.Second}
+	bucket := "metrics_" + randomID() // counters are package-level: a fresh label set per run
+	set := Settings{Bucket: bucket, LockTTL: 2 * time.Second}
 	a, b := newEdge(t, s, set), newEdge(t, s, set)
 	ctx := ctxT(t)
 	ops := func(op, result string) float64 {
-		return testutil.ToFloat64(opsTotal.WithLabelValues("metrics_test", op, result))
+		return testutil.ToFloat64(opsTotal.WithLabelValues(bucket, op, result))
 	}
 	if err := a.Store(ctx, "k", []byte("v")); err != nil {
 		t.Fatal(err)
@@ -27,7 +28,7 @@ func TestMetrics(t *testing.T) {
 	if ok, _ := b.TryLock(ctx, "l"); ok {
 		t.Fatal("TryLock of a held lock")
 	}
-	if got := testutil.ToFloat64(locksHeld.WithLabelValues("metrics_test")); got != 1 {
+	if got := testutil.ToFloat64(locksHeld.WithLabelValues(bucket)); got != 1 {
 		t.Errorf("locks held = %v; want 1", got)
 	}
 	a.nc.Close() // a dies holding it: b waits for the expiry, a's keeper loses it
@@ -53,10 +54,10 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("operations{op=%s,result=%s} = %v; want %v", c.op, c.result, got, c.want)
 		}
 	}
-	if got := testutil.ToFloat64(locksHeld.WithLabelValues("metrics_test")); got != 0 {
+	if got := testutil.ToFloat64(locksHeld.WithLabelValues(bucket)); got != 0 {
 		t.Errorf("locks held after release and loss = %v; want 0", got)
 	}
-	if got := testutil.ToFloat64(locksLost.WithLabelValues("metrics_test")); got != 1 {
+	if got := testutil.ToFloat64(locksLost.WithLabelValues(bucket)); got != 1 {
 		t.Errorf("locks lost = %v; want 1", got)
 	}
 	if n := testutil.CollectAndCount(lockWait); n == 0 {
@@ -73,7 +74,7 @@ func TestMetrics(t *testing.T) {
 	for _, mf := range mfs {
 		if mf.GetName() == "caddy_neo_storage_lock_wait_seconds" {
 			for _, m := range mf.GetMetric() {
-				if m.GetLabel()[0].GetValue() == "metrics_test" && m.GetHistogram().GetSampleSum() < 1 {
+				if m.GetLabel()[0].GetValue() == bucket && m.GetHistogram().GetSampleSum() < 1 {
 					t.Errorf("lock wait sum %v s; want the dead holder's TTL wait", m.GetHistogram().GetSampleSum())
 				}
 			}
