@@ -27,10 +27,17 @@ func TestCaddyfilesAdapt(t *testing.T) {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no Caddyfiles found: %v", err)
 	}
-	for _, f := range files {
-		name := filepath.Base(f)
-		t.Run(name, func(t *testing.T) {
-			adapttest.File(t, f, filepath.Join("testdata", "golden", strings.TrimSuffix(name, ".Caddyfile")+".json"))
+	// the three-zone deployment's roles: caddyfiles/zones/x.Caddyfile,
+	// golden testdata/golden/zones/x.json
+	zones, err := filepath.Glob(filepath.Join(root, "caddyfiles", "zones", "*.Caddyfile"))
+	if err != nil || len(zones) == 0 {
+		t.Fatalf("no zone Caddyfiles found: %v", err)
+	}
+	for _, f := range append(files, zones...) {
+		rel, _ := filepath.Rel(filepath.Join(root, "caddyfiles"), f)
+		name := strings.TrimSuffix(rel, ".Caddyfile")
+		t.Run(rel, func(t *testing.T) {
+			adapttest.File(t, f, filepath.Join("testdata", "golden", name+".json"))
 		})
 	}
 }

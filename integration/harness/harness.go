@@ -207,10 +207,13 @@ func StartProcess(o Options) (*Instance, error) {
 			return nil, err
 		}
 	}
-	// A process left over from an earlier run would answer in our place.
-	if c, err := net.DialTimeout("tcp", o.Admin, 200*time.Millisecond); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("admin address %s is already in use (a caddy left running by an earlier test?)", o.Admin)
+	// A process left over from an earlier run (or another test run on the
+	// machine) would answer in our place.
+	for _, addr := range append([]string{o.Admin}, o.WaitFor...) {
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("address %s is already in use (a caddy left running by an earlier test, or another test run?)", addr)
+		}
 	}
 	cfg := o.Config
 	path := cfg

@@ -346,6 +346,7 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //	    chunk_timeout           <duration>
 //	    chunk_size              <size>
 //	    window                  <frames>
+//	    gateway_check_interval  <duration>|off
 //	}
 func (t *Transport) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // "nats"
@@ -385,6 +386,12 @@ func (t *Transport) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			t.ChunkSize, err = parseSize(d, v)
 		case "window":
 			t.Window, err = parseInt(d, v)
+		case "gateway_check_interval":
+			if v == "off" {
+				t.GatewayCheckInterval = -1
+			} else {
+				t.GatewayCheckInterval, err = parseDur(d, v)
+			}
 		default:
 			return d.Errf("transport nats: unknown subdirective %q", name)
 		}

@@ -686,11 +686,15 @@ func (w *respWriter) send(eof bool) error {
 				w.err = err
 				return err
 			}
+			w.st.sent.Store(0)
 			w.buf = w.buf[:0]
 			w.err = w.snd.sendDataTo(w.reply, data, eof, trailer)
 			return w.err
 		}
 		w.err = w.g.nc.PublishMsg(&nats.Msg{Subject: w.reply, Header: h, Data: data})
+		if w.err == nil {
+			w.st.sent.Store(0)
+		}
 		w.buf = w.buf[:0]
 		return w.err
 	}
@@ -756,7 +760,11 @@ func (s *sender) sendDataTo(to string, data []byte, eof bool, trailer http.Heade
 		h[hdrEOF] = []string{"1"}
 		putHTTPFields(h, trailer, prefixTrailer)
 	}
-	return s.nc.PublishMsg(&nats.Msg{Subject: to, Header: h, Data: data})
+	err := s.nc.PublishMsg(&nats.Msg{Subject: to, Header: h, Data: data})
+	if err == nil {
+		s.st.sent.Store(int64(s.seq))
+	}
+	return err
 }
 
 // Interface guards

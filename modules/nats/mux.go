@@ -2,6 +2,7 @@ package neonats
 
 import (
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -58,7 +59,31 @@ type stream struct {
 	cancelCh  chan struct{}
 	closeOnce sync.Once
 	cancelFn  func()
+	// probeCh receives the answers to this stream's probes (edge side).
+	probeCh chan probeAnswer
+	// sent is the last frame this side sent on the stream: -1 none, 0 the
+	// head (resp), n the data frame n. Probe answers carry it.
+	sent atomic.Int64
 }
+
+// probeAnswer is a probe's result and, when the peer is alive, the last
+// frame it sent (-1 when none or unknown).
+type probeAnswer struct {
+	r    probeResult
+	sent int64
+}
+
+// probeResult is what a probe of the peer found.
+type probeResult int
+
+const (
+	probeAlive   probeResult = iota // the peer serves the request
+	probeGone                       // no responders: the peer's connection is gone
+	probeUnknown                    // the peer no longer knows the request
+)
+
+// probeSuffix ends the reply token of a probe: <inbox prefix>.<token>_p.
+const probeSuffix = "_p"
 
 // abort wakes everything waiting on the stream.
 func (s *stream) abort() {
@@ -78,7 +103,9 @@ func (mx *mux) open(window int) *stream {
 		creditCh: make(chan struct{}, 1),
 		peerCh:   make(chan struct{}),
 		cancelCh: make(chan struct{}),
+		probeCh:  make(chan probeAnswer, 4),
 	}
+	s.sent.Store(-1)
 	mx.mu.Lock()
 	mx.m[tok] = s
 	mx.mu.Unlock()
@@ -93,13 +120,48 @@ func (s *stream) close() {
 
 func (mx *mux) deliver(m *nats.Msg) {
 	tok := m.Subject[len(mx.prefix)+1:]
+	isProbeReply := strings.HasSuffix(tok, probeSuffix)
+	tok = strings.TrimSuffix(tok, probeSuffix)
 	mx.mu.Lock()
 	s := mx.m[tok]
 	mx.mu.Unlock()
+	kind := m.Header.Get(hdrKind)
+	if kind == kindProbe && !isProbeReply {
+		// a peer asks whether this request is still being served
+		if m.Reply != "" {
+			if s != nil {
+				h := newFrame(kindProbe)
+				if n := s.sent.Load(); n >= 0 {
+					h[hdrSeq] = []string{strconv.FormatInt(n, 10)}
+				}
+				_ = mx.nc.PublishMsg(&nats.Msg{Subject: m.Reply, Header: h})
+			} else {
+				sendControl(mx.nc, m.Reply, kindError, 0, "request not in progress")
+			}
+		}
+		return
+	}
 	if s == nil {
 		return
 	}
-	kind := m.Header.Get(hdrKind)
+	if isProbeReply {
+		a := probeAnswer{r: probeAlive, sent: -1}
+		switch {
+		case kind == kindProbe:
+			if n, err := strconv.ParseInt(m.Header.Get(hdrSeq), 10, 64); err == nil && n >= 0 {
+				a.sent = n
+			}
+		case kind == "" && m.Header.Get("Status") == "503":
+			a.r = probeGone
+		default:
+			a.r = probeUnknown
+		}
+		select {
+		case s.probeCh <- a:
+		default:
+		}
+		return
+	}
 	if in := m.Header.Get(hdrInbox); in != "" {
 		s.setPeer(in)
 	}

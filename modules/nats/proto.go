@@ -4,7 +4,7 @@ package neonats
 // headers; HTTP header fields are prefixed so they can never be mistaken for
 // control fields:
 //
-//	Neo-Nats-Kind     head | resp | data | credit | cancel | error
+//	Neo-Nats-Kind     head | resp | data | credit | cancel | error | probe
 //	Neo-Nats-Seq      frame number within a body stream (head/resp = 0)
 //	Neo-Nats-Eof      "1" on the last frame of a body stream
 //	Neo-Nats-Inbox    the sender's per-request inbox (gateway → edge)
@@ -20,6 +20,12 @@ package neonats
 // the request is sent; the gateway cancels the work past it).
 // resp (gateway → edge inbox) has Neo-Nats-Status. head and resp carry the
 // first body bytes as payload.
+//
+// probe (edge → gateway's per-request inbox, reply = the edge's per-request
+// inbox with the suffix "_p") checks that the gateway still serves the
+// request: the gateway answers probe while the request is in progress and
+// error when it no longer knows it (the response was sent, and lost); NATS
+// answers "no responders" when the gateway's connection is gone.
 
 import (
 	"errors"
@@ -59,6 +65,7 @@ const (
 	kindCredit = "credit"
 	kindCancel = "cancel"
 	kindError  = "error"
+	kindProbe  = "probe"
 	// kindNoResponders is not sent: it is what a NATS "503 no responders"
 	// status message parses to.
 	kindNoResponders = "no-responders"
@@ -100,7 +107,7 @@ func parseFrame(m *nats.Msg) (*frame, error) {
 		return nil, fmt.Errorf("%w: no %s", ErrBadFrame, hdrKind)
 	}
 	switch f.kind {
-	case kindHead, kindResp, kindData, kindCredit, kindCancel, kindError:
+	case kindHead, kindResp, kindData, kindCredit, kindCancel, kindError, kindProbe:
 	default:
 		return nil, fmt.Errorf("%w: unknown kind %q", ErrBadFrame, f.kind)
 	}

@@ -66,7 +66,11 @@ func (s *sender) sendData(data []byte, eof bool, trailer http.Header) error {
 		h[hdrEOF] = []string{"1"}
 		putHTTPFields(h, trailer, prefixTrailer)
 	}
-	return s.nc.PublishMsg(&nats.Msg{Subject: s.st.peerInbox(), Header: h, Data: data})
+	err := s.nc.PublishMsg(&nats.Msg{Subject: s.st.peerInbox(), Header: h, Data: data})
+	if err == nil {
+		s.st.sent.Store(int64(s.seq))
+	}
+	return err
 }
 
 // sendControl publishes a credit or cancel frame to the peer, best effort.
@@ -100,6 +104,8 @@ type bodyReader struct {
 	trailer  http.Header
 	timer    *time.Timer
 	onEOF    func()
+	// probe, on the edge, checks that the gateway still serves the request.
+	probe *prober
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
@@ -128,21 +134,34 @@ func (b *bodyReader) nextFrame() error {
 		b.timer.Reset(b.timeout)
 	}
 	var m *nats.Msg
-	select {
-	case m = <-b.st.ch:
-	case <-b.st.cancelCh:
+	for m == nil {
 		select {
 		case m = <-b.st.ch:
-		default:
-			if b.st.overflow.Load() {
-				return peerError{"peer overran its flow-control window"}
+		case <-b.st.cancelCh:
+			select {
+			case m = <-b.st.ch:
+			default:
+				if b.st.overflow.Load() {
+					return peerError{"peer overran its flow-control window"}
+				}
+				return peerError{"stream canceled"}
 			}
-			return peerError{"stream canceled"}
+		case <-b.ctx.Done():
+			return b.ctx.Err()
+		case <-b.timer.C:
+			return timeoutError{"the next body chunk"}
+		case <-b.probe.C():
+			b.probe.send()
+		case a := <-b.st.probeCh:
+			if err := b.probe.result(a, int64(b.next), len(b.st.ch)); err != nil {
+				// a frame the gateway sent before it answered wins
+				select {
+				case m = <-b.st.ch:
+				default:
+					return err
+				}
+			}
 		}
-	case <-b.ctx.Done():
-		return b.ctx.Err()
-	case <-b.timer.C:
-		return timeoutError{"the next body chunk"}
 	}
 	f, err := parseFrame(m)
 	if err != nil {
@@ -173,6 +192,7 @@ func (b *bodyReader) nextFrame() error {
 		if b.onEOF != nil {
 			b.onEOF()
 		}
+		b.probe.stop()
 	}
 	return nil
 }
@@ -181,6 +201,7 @@ func (b *bodyReader) stop() {
 	if b.timer != nil {
 		b.timer.Stop()
 	}
+	b.probe.stop()
 }
 
 // readChunk reads up to len(buf) bytes, returning early once a read comes up

@@ -56,6 +56,17 @@ type Transport struct {
 	// Window is how many body frames may be in flight unacknowledged in each
 	// direction. Default: 8.
 	Window int `json:"window,omitempty"`
+	// GatewayCheckInterval is how often the edge checks, while it waits on a
+	// gateway for a response head or body frame, that the gateway still
+	// serves the request (a probe to the gateway's per-request inbox). A
+	// request fails with 502 (or its body is cut when the head was already
+	// sent) when no gateway has acknowledged it within 3 intervals plus
+	// 200ms (gateways acknowledge after 200ms at the latest), when 2 probes
+	// in a row meet no responders (the gateway's connection is gone), when
+	// the gateway no longer knows the request, or when it reports frames
+	// sent that never arrived (lost with a NATS server). Negative disables
+	// the checks (requests then wait the timeouts). Default: 1s.
+	GatewayCheckInterval caddy.Duration `json:"gateway_check_interval,omitempty"`
 
 	tmpl   *SubjectTemplate
 	nc     *nats.Conn
@@ -89,6 +100,9 @@ func (t *Transport) Provision(ctx caddy.Context) error {
 	}
 	if t.Window == 0 {
 		t.Window = 8
+	}
+	if t.GatewayCheckInterval == 0 {
+		t.GatewayCheckInterval = caddy.Duration(time.Second)
 	}
 	if err := t.Validate(); err != nil {
 		return err
@@ -128,6 +142,9 @@ func (t *Transport) Validate() error {
 	}
 	if t.Window < 1 || t.Window > maxWindow {
 		return fmt.Errorf("window: want 1 to %d, got %d", maxWindow, t.Window)
+	}
+	if t.GatewayCheckInterval > 0 && t.GatewayCheckInterval < caddy.Duration(10*time.Millisecond) {
+		return fmt.Errorf("gateway_check_interval: want at least 10ms (or negative to disable), got %s", time.Duration(t.GatewayCheckInterval))
 	}
 	return nil
 }
@@ -263,7 +280,15 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	hdrTimeout := time.Duration(t.ResponseHeaderTimeout)
 	timer := time.NewTimer(hdrTimeout)
 	defer timer.Stop()
+	probe := newProber(t.nc, st, time.Duration(t.GatewayCheckInterval))
+	var acceptC <-chan time.Time
+	if probe != nil {
+		acceptTimer := time.NewTimer(acceptProbes*probe.interval + acceptDelay)
+		defer acceptTimer.Stop()
+		acceptC = acceptTimer.C
+	}
 	fail := func(outcome string, err error) (*http.Response, error) {
+		probe.stop()
 		st.abort()
 		sendControl(t.nc, st.peerInbox(), kindCancel, 0, outcome)
 		st.close()
@@ -298,6 +323,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 				continue
 			}
 			accepted, pending = true, m
+		case <-st.cancelCh:
+			return fail("aborted", peerError{"stream aborted"})
+		case <-acceptC:
+			return fail("gateway_gone", gatewayGoneError{"no stage gateway acknowledged the request on " + subj + " (lost with a NATS server or a gateway)"})
 		case <-ctx.Done():
 			return fail("client_gone", ctx.Err())
 		case <-timer.C:
@@ -309,6 +338,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	if !accepted {
+		probe.stop()
 		st.close()
 		proxyRequests.WithLabelValues("no_responders").Inc()
 		log.Warn("no stage gateway listens for this request", zap.Strings("subjects", subjects))
@@ -339,6 +369,17 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			timer.Reset(hdrTimeout)
 		case <-progress:
 			timer.Reset(hdrTimeout)
+		case <-probe.C():
+			probe.send()
+		case a := <-st.probeCh:
+			if err := probe.result(a, 0, len(st.ch)); err != nil {
+				// a frame the gateway sent before it answered wins
+				select {
+				case pending = <-st.ch:
+				default:
+					return fail("gateway_gone", err)
+				}
+			}
 		case <-st.cancelCh:
 			return fail("aborted", peerError{"stream aborted"})
 		case <-ctx.Done():
@@ -355,6 +396,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	case kindResp:
 	case kindError:
 		return fail("gateway_error", peerError{"gateway failed: " + f.errMsg})
+	case kindNoResponders:
+		return fail("gateway_gone", gatewayGoneError{"the stage gateway serving the request is gone"})
 	default:
 		return fail("bad_frame", fmt.Errorf("%w: want a resp frame, got %q", ErrBadFrame, f.kind))
 	}
@@ -393,9 +436,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	br := &bodyReader{
 		nc: t.nc, st: st, ctx: ctx, timeout: time.Duration(t.ChunkTimeout), window: t.Window,
-		buf: f.data, next: 1, eof: f.eof, trailer: resp.Trailer,
+		buf: f.data, next: 1, eof: f.eof, trailer: resp.Trailer, probe: probe,
 	}
 	if f.eof {
+		probe.stop()
+		br.probe = nil
 		if tr, err := httpFields(f.h, prefixTrailer); err == nil && len(tr) > 0 {
 			if resp.Trailer == nil {
 				resp.Trailer = make(http.Header)
