@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/projectneo/caddy-neo/integration/harness"
 )
@@ -455,10 +458,144 @@ func TestNATSClusterConfigs(t *testing.T) {
 				strings.Join(edge.Permissions.Subscribe.Allow, ",") != "_EDGE.>" {
 				t.Fatalf("edge user: %+v", edge)
 			}
-			if gw := users["gw-prod"]; gw == nil || gw.Permissions == nil || strings.Join(gw.Permissions.Publish.Allow, ",") != "_EDGE.>,_PLATFORM.>" {
+			if gw := users["gw-prod"]; gw == nil || gw.Permissions == nil || !strings.HasPrefix(strings.Join(gw.Permissions.Publish.Allow, ","), "_EDGE.>,_PLATFORM.>,") ||
+				strings.Join(gw.Permissions.Subscribe.Allow, ",") != "neo.rt.prod.>,_GW.prod.>,$SRV.>" {
 				t.Fatalf("gw-prod user: %+v", gw)
 			}
 		})
+	}
+}
+
+// TestNATSClusterPermissions runs a nats-server with JetStream and the
+// cluster's production authorization.conf, and uses the buckets the way the
+// edge (tenant store writer, certificate storage) and a stage gateway (tenant
+// store reader) do: what each role needs is allowed, nothing more.
+func TestNATSClusterPermissions(t *testing.T) {
+	for _, v := range []string{"NEO_NATS_EDGE_PASSWORD", "NEO_NATS_PLATFORM_PASSWORD", "NEO_NATS_GW_PROD_PASSWORD", "NEO_NATS_GW_DEV_PASSWORD",
+		"NEO_NATS_GW_PROD_ACME_PASSWORD", "NEO_NATS_MONITOR_PASSWORD"} {
+		t.Setenv(v, "pw-"+strings.ToLower(v))
+	}
+	dir := t.TempDir()
+	auth, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "caddyfiles", "nats", "cluster", "authorization.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := harness.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf("listen: 127.0.0.1:%d\njetstream { store_dir: %q }\ninclude ./authorization.conf\n", port, filepath.Join(dir, "js"))
+	if err := os.WriteFile(filepath.Join(dir, "authorization.conf"), auth, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "nats.conf"), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(filepath.Join(dir, "nats.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.NoSigs, opts.NoLog = true, true
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(srv.Shutdown)
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	connect := func(user, inbox string) jetstream.JetStream {
+		t.Helper()
+		nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(user, "pw-neo_nats_"+strings.ReplaceAll(user, "-", "_")+"_password"), nats.CustomInboxPrefix(inbox))
+		if err != nil {
+			t.Fatalf("%s: %v", user, err)
+		}
+		t.Cleanup(nc.Close)
+		js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(3*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return js
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	// The edge: writes tenants, keeps certificates, locks and large objects.
+	edge := connect("edge", "_EDGE")
+	tenants, err := edge.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "neo_tenants", History: 64})
+	if err != nil {
+		t.Fatalf("edge: tenant bucket: %v", err)
+	}
+	if _, err := tenants.Put(ctx, "acme", []byte(`{"apps":{}}`)); err != nil {
+		t.Fatalf("edge: tenant put: %v", err)
+	}
+	if _, err := tenants.Get(ctx, "acme"); err != nil {
+		t.Fatalf("edge: tenant get: %v", err)
+	}
+	for _, b := range []string{"neo_certs", "neo_certs_locks"} {
+		kv, err := edge.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: b})
+		if err != nil {
+			t.Fatalf("edge: bucket %s: %v", b, err)
+		}
+		if _, err := kv.Create(ctx, "certificates.x", []byte("pem")); err != nil {
+			t.Fatalf("edge: %s create: %v", b, err)
+		}
+		if e, err := kv.Get(ctx, "certificates.x"); err != nil || string(e.Value()) != "pem" {
+			t.Fatalf("edge: %s get: %v", b, err)
+		}
+	}
+	obj, err := edge.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: "neo_certs_large"})
+	if err != nil {
+		t.Fatalf("edge: object store: %v", err)
+	}
+	if _, err := obj.PutBytes(ctx, "big", make([]byte, 3<<20)); err != nil {
+		t.Fatalf("edge: object put: %v", err)
+	}
+	if b, err := obj.GetBytes(ctx, "big"); err != nil || len(b) != 3<<20 {
+		t.Fatalf("edge: object get: %d bytes, %v", len(b), err)
+	}
+
+	// A stage gateway: watches the tenants, writes nothing, reads no certificate.
+	gw := connect("gw-prod", "_GW.prod")
+	ro, err := gw.KeyValue(ctx, "neo_tenants")
+	if err != nil {
+		t.Fatalf("gateway: tenant bucket: %v", err)
+	}
+	w, err := ro.WatchAll(ctx)
+	if err != nil {
+		t.Fatalf("gateway: watch: %v", err)
+	}
+	defer w.Stop()
+	select {
+	case e := <-w.Updates():
+		if e == nil || e.Key() != "acme" {
+			t.Fatalf("gateway: watch gave %v", e)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("gateway: watch delivered nothing")
+	}
+	// Refused: each gets its own short deadline (a permission violation
+	// leaves the request unanswered), with the edge's context still live.
+	refused := func(what string, op func(context.Context) error) {
+		t.Helper()
+		c, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		if err := op(c); err == nil {
+			t.Fatalf("gateway: %s was allowed", what)
+		}
+	}
+	refused("a tenant write", func(c context.Context) error { _, err := ro.Put(c, "acme", []byte(`{}`)); return err })
+	refused("opening the certificate bucket", func(c context.Context) error { _, err := gw.KeyValue(c, "neo_certs"); return err })
+	refused("creating a bucket", func(c context.Context) error {
+		_, err := gw.CreateKeyValue(c, jetstream.KeyValueConfig{Bucket: "neo_evil"})
+		return err
+	})
+	if ctx.Err() != nil {
+		t.Fatal("the test ran out of time: the refusals above prove nothing")
+	}
+	if e, err := tenants.Get(ctx, "acme"); err != nil || string(e.Value()) != `{"apps":{}}` {
+		t.Fatalf("the gateway's refused write changed the tenant: %v", err)
 	}
 }
 

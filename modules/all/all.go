@@ -9,6 +9,8 @@ import (
 	_ "github.com/projectneo/caddy-neo/modules/egress"
 	_ "github.com/projectneo/caddy-neo/modules/identity"
 	_ "github.com/projectneo/caddy-neo/modules/nats"
+	_ "github.com/projectneo/caddy-neo/modules/natskv"
+	_ "github.com/projectneo/caddy-neo/modules/natsstorage"
 	_ "github.com/projectneo/caddy-neo/modules/neo"
 	_ "github.com/projectneo/caddy-neo/modules/neoegress"
 	_ "github.com/projectneo/caddy-neo/modules/wafaccel"

@@ -22,7 +22,8 @@ func init() {
 // at once, atomically, without a config reload; requests in flight finish
 // with the snapshot they started with.
 //
-//	GET    /neo/                                             registry summary
+//	GET    /neo/                                             registry summary (with a shared store:
+//	                                                         store_watch {ready, revision})
 //	GET    /neo/tenants                                      tenant names and sources
 //	GET    /neo/tenants/{t}                                  tenant (TenantConfig JSON)
 //	PUT    /neo/tenants/{t}                                  create or replace (201 / 200)
@@ -30,10 +31,19 @@ func init() {
 //	GET|PUT|DELETE /neo/tenants/{t}/apps/{a}                 AppConfig
 //	GET|PUT|DELETE /neo/tenants/{t}/apps/{a}/stages/{s}/replicas   [Replica]
 //	GET|PUT|DELETE /neo/tenants/{t}/domains/{d}              DomainConfig
+//	GET    /neo/tenants/{t}/history                          audit trail ([HistoryEntry])
+//
+// Changes record who made them (the client address and the optional
+// `Neo-Actor` request header) when the store keeps an audit trail; the
+// history is served only by such stores (404 otherwise). When the store
+// cannot be reached, changes get 503 and nothing changes.
 //
 // A bad payload gets 400 with a message naming the field and changes
 // nothing; an unknown tenant or sub-resource gets 404; changing a tenant of
-// the Caddy config gets 409 (it is read-only). POST is accepted as PUT.
+// the Caddy config gets 409 (it is read-only), and so does a change to a
+// part of a tenant (app, replicas, domain) when the tenant changed between
+// reading and writing it, on this node or, with a shared store, another one
+// (read it again and retry). POST is accepted as PUT.
 type AdminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -107,7 +117,11 @@ func serveAdmin(w http.ResponseWriter, r *http.Request) error {
 			return apiErr(http.StatusRequestEntityTooLarge, fmt.Errorf("body: larger than %d bytes", MaxAdminBody))
 		}
 	}
-	status, v, err := a.handleAdmin(method, segs, body)
+	who := Author{Remote: r.RemoteAddr, Actor: r.Header.Get("Neo-Actor")}
+	if len(who.Actor) > 256 {
+		who.Actor = who.Actor[:256]
+	}
+	status, v, err := a.handleAdminBy(method, segs, body, who)
 	if method != http.MethodGet {
 		a.metrics.adminChange(method, status, err, time.Since(start))
 	}
@@ -127,15 +141,25 @@ func serveAdmin(w http.ResponseWriter, r *http.Request) error {
 // handleAdmin serves one admin request: it returns the status, the JSON
 // value to answer with, or an error whose status is the first result.
 func (a *App) handleAdmin(method string, segs []string, body []byte) (int, any, error) {
+	return a.handleAdminBy(method, segs, body, Author{})
+}
+
+func (a *App) handleAdminBy(method string, segs []string, body []byte, who Author) (int, any, error) {
 	snap := a.reg.Snapshot()
 	if len(segs) == 0 {
 		if method != http.MethodGet {
 			return http.StatusMethodNotAllowed, nil, errors.New("method not allowed")
 		}
-		return http.StatusOK, map[string]any{
+		sum := map[string]any{
 			"tenants": snap.Len(), "domains": snap.Domains(), "version": snap.Version(),
 			"zone": a.Zone, "stages": a.Stages, "runtime_domain": a.RuntimeDomain, "platform_domain": a.PlatformDomain,
-		}, nil
+		}
+		if ws := a.ws; ws != nil {
+			// How far this node follows the shared store: nodes that show
+			// the same revision have applied the same changes.
+			sum["store_watch"] = map[string]any{"ready": ws.ready.Load(), "revision": ws.rev.Load()}
+		}
+		return http.StatusOK, sum, nil
 	}
 	if segs[0] != "tenants" {
 		return http.StatusNotFound, nil, fmt.Errorf("no such resource: /neo/%s", strings.Join(segs, "/"))
@@ -162,6 +186,20 @@ func (a *App) handleAdmin(method string, segs []string, body []byte) (int, any, 
 	}
 	t, exists := snap.Tenant(name)
 	sub := segs[2:]
+	if len(sub) == 1 && sub[0] == "history" {
+		if method != http.MethodGet {
+			return http.StatusMethodNotAllowed, nil, errors.New("method not allowed")
+		}
+		h, ok := a.store.(Historian)
+		if !ok {
+			return http.StatusNotFound, nil, errors.New("the tenant store keeps no history")
+		}
+		entries, err := h.History(name)
+		if err != nil {
+			return a.adminResult(http.StatusOK, storeErr(err))
+		}
+		return http.StatusOK, entries, nil
+	}
 	// The whole tenant.
 	if len(sub) == 0 {
 		switch method {
@@ -171,13 +209,13 @@ func (a *App) handleAdmin(method string, segs []string, body []byte) (int, any, 
 			}
 			return http.StatusOK, t.Config, nil
 		case http.MethodDelete:
-			return a.adminResult(http.StatusOK, a.Delete(name))
+			return a.adminResult(http.StatusOK, a.DeleteBy(name, who))
 		case http.MethodPut:
 			tc, err := ParseTenant(body)
 			if err != nil {
 				return http.StatusBadRequest, nil, err
 			}
-			created, err := a.Put(name, tc)
+			created, err := a.PutBy(name, tc, who)
 			if created {
 				return a.adminResult(http.StatusCreated, err)
 			}
@@ -293,7 +331,9 @@ func (a *App) handleAdmin(method string, segs []string, body []byte) (int, any, 
 	case http.MethodGet:
 		return http.StatusOK, get, nil
 	case http.MethodPut, http.MethodDelete:
-		_, err := a.Put(name, tc)
+		// A change to a part rewrites the whole tenant from this copy: only
+		// if nobody changed the tenant meanwhile.
+		err := a.PutIfUnchanged(name, t.Config, tc, who)
 		return a.adminResult(status, err)
 	}
 	return http.StatusMethodNotAllowed, nil, errors.New("method not allowed")
@@ -306,8 +346,10 @@ func (a *App) adminResult(okStatus int, err error) (int, any, error) {
 		return okStatus, nil, nil
 	case errors.Is(err, ErrNotFound):
 		return http.StatusNotFound, nil, err
-	case errors.Is(err, ErrReadOnly):
+	case errors.Is(err, ErrReadOnly), errors.Is(err, ErrConflict):
 		return http.StatusConflict, nil, err
+	case errors.Is(err, ErrStoreUnavailable):
+		return http.StatusServiceUnavailable, nil, err
 	case strings.HasPrefix(err.Error(), "store:"):
 		return http.StatusInternalServerError, nil, err
 	}

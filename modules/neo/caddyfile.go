@@ -2,8 +2,10 @@ package neo
 
 import (
 	"strconv"
+	"strings"
 
 	"encoding/json"
+	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -41,6 +43,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	    runtime_domain   <domain>
 //	    stages           <first> ... <production>
 //	    store file       [<dir>]
+//	    store nats       { ... }   (see neo.stores.nats)
 //	    metrics_no_tenant_label
 //	    service <name> <path-prefix> {
 //	        replica <host:port> [<zone>]
@@ -130,7 +133,20 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			if mod != "file" {
-				return d.Errf("neo: unknown store %q (known: file)", mod)
+				// Other stores (nats) parse their own arguments and block.
+				if _, err := caddy.GetModule("neo.stores." + mod); err != nil {
+					known := []string{}
+					for _, m := range caddy.GetModules("neo.stores") {
+						known = append(known, m.ID.Name())
+					}
+					return d.Errf("neo: unknown store %q (known: %s)", mod, strings.Join(known, ", "))
+				}
+				unm, err := caddyfile.UnmarshalModule(d, "neo.stores."+mod)
+				if err != nil {
+					return d.Errf("neo: store %s: %v", mod, err)
+				}
+				a.StoreRaw = caddyconfig.JSONModuleObject(unm, "module", mod, nil)
+				continue
 			}
 			fs := FileStore{}
 			if d.NextArg() {

@@ -20,6 +20,9 @@ import (
 //	caddy_neo_registry_tenants / _domains            registry size
 //	caddy_neo_admin_changes_total{method,code}       admin API changes
 //	caddy_neo_admin_change_duration_seconds{method}  their latency (validate, store, publish)
+//	caddy_neo_store_changes_total{result}            changes seen by a shared store's watch:
+//	                                                 applied, deleted, unchanged, skipped
+//	caddy_neo_store_watch_restarts_total             watches of a shared store restarted after an error
 var (
 	mRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "neo", Name: "requests_total",
@@ -54,6 +57,14 @@ var (
 		Help:    "Latency of registry changes through the admin API.",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 	}, []string{"method"})
+	mStoreChanges = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "neo", Name: "store_changes_total",
+		Help: "Tenant changes seen by the watch of a shared store, by result (applied, deleted, unchanged, skipped).",
+	}, []string{"result"})
+	mWatchRestarts = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "neo", Name: "store_watch_restarts_total",
+		Help: "Watches of a shared tenant store restarted after an error.",
+	})
 )
 
 type metrics struct {
@@ -79,7 +90,7 @@ func newMetrics(ctx caddy.Context, noTenant bool) *metrics {
 	} else {
 		register(reg, mRequests)
 	}
-	for _, c := range []prometheus.Collector{mPlatform, mUnrouted, mTenants, mDomains, mAdminChanges, mAdminLatency} {
+	for _, c := range []prometheus.Collector{mPlatform, mUnrouted, mTenants, mDomains, mAdminChanges, mAdminLatency, mStoreChanges, mWatchRestarts} {
 		register(reg, c)
 	}
 	return &metrics{noTenant: noTenant}
@@ -125,4 +136,11 @@ func (m *metrics) adminChange(method string, status int, err error, d time.Durat
 	if err == nil {
 		mAdminLatency.WithLabelValues(method).Observe(d.Seconds())
 	}
+}
+
+func (m *metrics) storeChange(result string) {
+	if m == nil {
+		return
+	}
+	mStoreChanges.WithLabelValues(result).Inc()
 }

@@ -17,6 +17,11 @@
 //   - admin.api.neo: tenants as REST resources under /neo/ (AdminAPI);
 //   - neo.stores.file: run-time tenants as JSON files (FileStore).
 //
+// A store shared between nodes (neo.stores.nats in modules/natskv) also
+// implements Watcher: the app watches it from Start to Stop and applies
+// every change any node makes (shared.go); AuthoredStore and Historian add
+// the audit trail served at /neo/tenants/{t}/history.
+//
 // Go API for other modules (upstream selection, NATS transport):
 //   - RouteFromRequest(r) returns the *Route neo_route resolved: tenant,
 //     stage, app or service, zone, the replicas and the snapshot used;
@@ -29,6 +34,7 @@ package neo
 import (
 	"github.com/projectneo/caddy-neo/modules/zonelb"
 
+	"context"
 	"encoding/json"
 	"fmt"
 	"sync/atomic"
@@ -82,6 +88,11 @@ type App struct {
 	logger  *zap.Logger
 	metrics *metrics
 	seq     uint64 // storeSeq when the store was loaded
+
+	ctx         context.Context
+	ws          *watchState // nil unless watching a shared store
+	watchCancel context.CancelFunc
+	watchDone   chan struct{}
 }
 
 // CaddyModule returns the Caddy module information.
@@ -108,6 +119,7 @@ func (a *App) Registry() *Registry { return a.reg }
 // Provision fills defaults, loads the store and builds the first snapshot.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	a.ctx = ctx
 	a.reg = new(Registry)
 	if a.PlatformDomain == "" {
 		a.PlatformDomain = "platform.localhost"
@@ -135,6 +147,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("store: %w", err)
 	}
 	a.store = mod.(Store)
+	if _, ok := a.store.(Watcher); ok {
+		a.ws = new(watchState)
+	}
 	a.metrics = newMetrics(ctx, a.MetricsNoTenantLabel)
 	snap, err := a.load()
 	if err != nil {
@@ -167,25 +182,53 @@ func (a *App) Start() error {
 		a.reg.cur.Store(snap)
 	}
 	current.Store(a)
+	a.startWatch()
 	a.logger.Info("tenant registry ready", zap.Int("tenants", a.reg.Snapshot().Len()), zap.String("zone", a.Zone))
 	return nil
 }
 
-// Stop stops being the current app.
+// Stop stops being the current app and stops watching a shared store.
 func (a *App) Stop() error {
 	current.CompareAndSwap(a, nil)
+	a.stopWatch()
+	return nil
+}
+
+// Cleanup stops the store watcher if Stop did not run (failed start).
+func (a *App) Cleanup() error {
+	a.stopWatch()
 	return nil
 }
 
 // Put creates or replaces a run-time tenant: it validates tc, writes it to
 // the store, then publishes a new snapshot. Config tenants are read-only.
 func (a *App) Put(name string, tc *TenantConfig) (created bool, err error) {
+	return a.PutBy(name, tc, Author{})
+}
+
+// PutBy is Put recording who makes the change (for stores with an audit trail).
+func (a *App) PutBy(name string, tc *TenantConfig, who Author) (created bool, err error) {
+	return a.put(name, tc, nil, who)
+}
+
+// PutIfUnchanged is PutBy for a change made on a copy of the tenant, prev:
+// it fails with ErrConflict if the tenant is no longer prev, here or (with
+// a ConditionalStore) in the store.
+func (a *App) PutIfUnchanged(name string, prev, tc *TenantConfig, who Author) error {
+	_, err := a.put(name, tc, prev, who)
+	return err
+}
+
+func (a *App) put(name string, tc, prev *TenantConfig, who Author) (created bool, err error) {
 	a.reg.mu.Lock()
 	defer a.reg.mu.Unlock()
 	cur := a.reg.Snapshot()
 	old, exists := cur.Tenant(name)
 	if exists && old.Source == SourceConfig {
 		return false, fmt.Errorf("tenant %q: %w", name, ErrReadOnly)
+	}
+	if prev != nil && (!exists || !sameConfig(old.Config, prev)) {
+		return false, fmt.Errorf("tenant %q: %w", name, ErrConflict)
 	}
 	t, err := a.g.compileTenant(name, SourceStore, tc)
 	if err != nil {
@@ -196,8 +239,16 @@ func (a *App) Put(name string, tc *TenantConfig) (created bool, err error) {
 		return false, err
 	}
 	storeSeq.Add(1)
-	if err := a.store.Put(name, tc); err != nil {
-		return false, fmt.Errorf("store: %w", err)
+	who.Zone = a.Zone
+	if cs, ok := a.store.(ConditionalStore); ok && prev != nil {
+		err = cs.PutIfUnchanged(name, prev, tc, who)
+	} else if as, ok := a.store.(AuthoredStore); ok {
+		err = as.PutBy(name, tc, who)
+	} else {
+		err = a.store.Put(name, tc)
+	}
+	if err != nil {
+		return false, storeErr(err)
 	}
 	a.reg.cur.Store(next)
 	a.metrics.size(next)
@@ -209,6 +260,11 @@ func (a *App) Put(name string, tc *TenantConfig) (created bool, err error) {
 
 // Delete removes a run-time tenant.
 func (a *App) Delete(name string) error {
+	return a.DeleteBy(name, Author{})
+}
+
+// DeleteBy is Delete recording who makes the change.
+func (a *App) DeleteBy(name string, who Author) error {
 	a.reg.mu.Lock()
 	defer a.reg.mu.Unlock()
 	cur := a.reg.Snapshot()
@@ -220,8 +276,15 @@ func (a *App) Delete(name string) error {
 		return fmt.Errorf("tenant %q: %w", name, ErrReadOnly)
 	}
 	storeSeq.Add(1)
-	if err := a.store.Delete(name); err != nil {
-		return fmt.Errorf("store: %w", err)
+	var err error
+	if as, ok := a.store.(AuthoredStore); ok {
+		who.Zone = a.Zone
+		err = as.DeleteBy(name, who)
+	} else {
+		err = a.store.Delete(name)
+	}
+	if err != nil {
+		return storeErr(err)
 	}
 	next := cur.remove(name)
 	a.reg.cur.Store(next)
@@ -232,6 +295,7 @@ func (a *App) Delete(name string) error {
 
 // Interface guards
 var (
-	_ caddy.App         = (*App)(nil)
-	_ caddy.Provisioner = (*App)(nil)
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
 )

@@ -21,7 +21,7 @@ func init() {
 // tenants of the Caddy config are not in it. Implementations must make Put and
 // Delete durable before returning: the registry publishes a change only after
 // the store accepted it. Modules implementing Store live in the `neo.stores`
-// namespace (a NATS JetStream store comes later).
+// namespace (`neo.stores.file` here, `neo.stores.nats` in modules/natskv).
 type Store interface {
 	// Load returns every stored tenant by name.
 	Load() (map[string]*TenantConfig, error)

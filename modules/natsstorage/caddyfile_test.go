@@ -1,0 +1,27 @@
+package natsstorage
+
+import (
+	"testing"
+
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/projectneo/caddy-neo/internal/adapttest"
+	_ "github.com/projectneo/caddy-neo/modules/nats"
+)
+
+func TestCaddyfileAdapt(t *testing.T) {
+	adapttest.RunDir(t, "testdata/caddyfile_adapt")
+}
+
+func TestCaddyfileErrors(t *testing.T) {
+	for _, c := range []struct{ name, in, want string }{
+		{"unknown", "{\n storage nats {\n nope 1\n }\n}\n", `unknown subdirective "nope"`},
+		{"duplicate", "{\n storage nats {\n bucket a\n bucket b\n }\n}\n", "specified more than once"},
+		{"argument", "{\n storage nats extra\n}\n", "wrong argument count"},
+		{"missing value", "{\n storage nats {\n bucket\n }\n}\n", "wrong argument count"},
+		{"replicas", "{\n storage nats {\n replicas three\n }\n}\n", "replicas"},
+		{"lock_ttl", "{\n storage nats {\n lock_ttl soon\n }\n}\n", "lock_ttl"},
+		{"inline_max", "{\n storage nats {\n inline_max lots\n }\n}\n", "inline_max"},
+	} {
+		t.Run(c.name, func(t *testing.T) { adapttest.ExpectError(t, c.in, c.want) })
+	}
+}

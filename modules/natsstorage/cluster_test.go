@@ -1,0 +1,132 @@
+package natsstorage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// startCluster runs a three-node nats-server cluster with JetStream on
+// loopback, as production runs one node per zone.
+func startCluster(t *testing.T) []*server.Server {
+	t.Helper()
+	var ls []net.Listener
+	var routes []*url.URL
+	for range 3 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		routes = append(routes, &url.URL{Scheme: "nats-route", Host: l.Addr().String()})
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	var srvs []*server.Server
+	for i := range 3 {
+		s, err := server.NewServer(&server.Options{
+			ServerName: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1", Port: -1,
+			JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+			JetStreamMaxMemory: 64 << 20, JetStreamMaxStore: 256 << 20,
+			Cluster: server.ClusterOpts{Name: "storage-test", Host: "127.0.0.1", Port: portOf(routes[i])},
+			Routes:  routes,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Start()
+		t.Cleanup(s.Shutdown)
+		srvs = append(srvs, s)
+	}
+	for _, s := range srvs {
+		if !s.ReadyForConnections(10 * time.Second) {
+			t.Fatal("nats server not ready")
+		}
+	}
+	return srvs
+}
+
+func portOf(u *url.URL) int {
+	var p int
+	fmt.Sscanf(u.Port(), "%d", &p)
+	return p
+}
+
+// On a three-replica cluster (where JetStream reports compare-and-set
+// conflicts with other error codes than on one server) the storage and its
+// locks behave the same, with edges connected to different nodes.
+func TestStorageOnClusterR3(t *testing.T) {
+	srvs := startCluster(t)
+	set := Settings{Replicas: 3, LockTTL: 2 * time.Second}
+	a, b := newEdge(t, srvs[0], set), newEdge(t, srvs[2], set)
+	ctx := ctxT(t)
+	// the meta group forms in a few seconds: wait for the first store
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := a.Store(sctx, "certificates/x/x.crt", []byte("r3"))
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no R3 bucket after 30s: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	js, _ := jetstream.New(a.nc)
+	for _, name := range []string{"neo_certs", "neo_certs_locks"} {
+		kv, err := js.KeyValue(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, _ := kv.Status(ctx)
+		if st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config.Replicas != 3 {
+			t.Errorf("%s: replicas %d; want 3", name, st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config.Replicas)
+		}
+	}
+	if got, err := b.Load(ctx, "certificates/x/x.crt"); string(got) != "r3" {
+		t.Fatalf("Load on another node = %q, %v", got, err)
+	}
+	// locks: exclusive, conflicts recognised, release and expiry
+	if err := a.Lock(ctx, "l"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := b.TryLock(ctx, "l"); ok || err != nil {
+		t.Fatalf("TryLock of a held lock on R3 = %v, %v; want false, nil", ok, err)
+	}
+	if err := b.Unlock(ctx, "l"); !errors.Is(err, ErrLockNotHeld) {
+		t.Fatalf("Unlock by a non-holder: %v", err)
+	}
+	if err := a.RenewLockLease(ctx, "l", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Unlock(ctx, "l"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Lock(ctx, "l"); err != nil {
+		t.Fatal(err)
+	}
+	b.nc.Close() // b dies holding it
+	died := time.Now()
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := a.Lock(wctx, "l"); err != nil {
+		t.Fatalf("lock of a dead holder on R3 not free after %v: %v", time.Since(died), err)
+	}
+	t.Logf("R3: dead holder's lock acquired after %v (ttl 2s)", time.Since(died))
+	if err := a.Unlock(ctx, "l"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Delete(ctx, "certificates"); err != nil || a.Exists(ctx, "certificates") {
+		t.Fatalf("Delete on R3: %v", err)
+	}
+}
