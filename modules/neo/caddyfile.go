@@ -62,6 +62,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	            mode     blocking|detection_only
 //	            paranoia <1-4>
 //	        }
+//	        rate_limit_tier <tier>
 //	    }
 //	}
 //
@@ -295,6 +296,13 @@ func parseTenantBlock(d *caddyfile.Dispenser, tn string) (*TenantConfig, error) 
 				}
 			}
 			tc.Domains[host] = dc
+		case "rate_limit_tier":
+			if tc.RateLimitTier != "" {
+				return nil, d.Errf("neo: tenant %s: rate_limit_tier given twice", tn)
+			}
+			if !d.Args(&tc.RateLimitTier) || d.NextArg() {
+				return nil, d.ArgErr()
+			}
 		case "waf":
 			if d.NextArg() {
 				return nil, d.ArgErr()

@@ -27,6 +27,8 @@ func TestCaddyfileErrors(t *testing.T) {
 		"permission arg":      {"{\n on_demand_tls {\n  permission neo x\n }\n}\n:80", "wrong argument count"},
 		"stages without args": {"{\n neo {\n  stages\n }\n}\n:80", "wrong argument count"},
 		"waf sub":             {"{\n neo {\n  tenant acme {\n   waf {\n    colour\n   }\n  }\n }\n}\n:80", `waf: unknown subdirective "colour"`},
+		"tier args":           {"{\n neo {\n  tenant acme {\n   rate_limit_tier\n  }\n }\n}\n:80", "wrong argument count"},
+		"tier matcher args":   {":80 {\n @t neo_rate_tier\n respond @t 1\n}", "wrong argument count"},
 		"waf twice":           {"{\n neo {\n  tenant acme {\n   waf\n   waf\n  }\n }\n}\n:80", "waf defined twice"},
 		"waf paranoia":        {"{\n neo {\n  tenant acme {\n   waf {\n    paranoia high\n   }\n  }\n }\n}\n:80", `paranoia: "high" is not a number`},
 	} {

@@ -23,6 +23,10 @@ type TenantConfig struct {
 	// host of the tenant: Runtime, Platform and custom domains). Default: the
 	// edge's policy.
 	WAF *WAFPolicy `json:"waf,omitempty"`
+	// RateLimitTier names the edge's rate-limit tier for this tenant's hosts
+	// (a DNS label, for example "large"): the edge's zones match tiers with
+	// the `neo_rate_tier` request matcher. Default: "" (the default tier).
+	RateLimitTier string `json:"rate_limit_tier,omitempty"`
 }
 
 // WAFPolicy is a tenant's WAF override. The edge keeps one compiled WAF for
@@ -236,6 +240,11 @@ func (t *TenantConfig) Validate(field string, stages *stageSet) error {
 	}
 	if t.WAF != nil {
 		if err := t.WAF.validate(field + ".waf"); err != nil {
+			return err
+		}
+	}
+	if t.RateLimitTier != "" {
+		if err := checkLabel(field+".rate_limit_tier", t.RateLimitTier); err != nil {
 			return err
 		}
 	}

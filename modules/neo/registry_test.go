@@ -3,6 +3,7 @@ package neo
 import (
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
@@ -195,6 +196,7 @@ func TestConfigValidation(t *testing.T) {
 		"domain app":     {map[string]*TenantConfig{"acme": {Domains: map[string]*DomainConfig{"shop.example.com": {Stage: "prod", DefaultApp: "x"}}}}, "default_app"},
 		"domain in apps": {map[string]*TenantConfig{"acme": {Domains: map[string]*DomainConfig{"evil.apps.localhost": {Stage: "prod"}}}}, "must not be apps.localhost or under it"},
 		"waf mode":       {map[string]*TenantConfig{"acme": {WAF: &WAFPolicy{Mode: "off"}}}, "tenants.acme.waf.mode: must be blocking or detection_only"},
+		"rate tier":      {map[string]*TenantConfig{"acme": {RateLimitTier: "Large"}}, "tenants.acme.rate_limit_tier"},
 		"waf paranoia":   {map[string]*TenantConfig{"acme": {WAF: &WAFPolicy{Paranoia: 5}}}, "tenants.acme.waf.paranoia: want 1 to 4"},
 		"domain twice": {map[string]*TenantConfig{
 			"acme":   {Domains: map[string]*DomainConfig{"shop.example.com": {Stage: "prod"}}},
@@ -249,6 +251,30 @@ func TestTenantForHost(t *testing.T) {
 		} else if want != "" {
 			t.Errorf("%q: no tenant, want %q", host, want)
 		}
+	}
+}
+
+// The rate-limit tier of a host: its tenant's, "default" otherwise, and a
+// change applies to the next lookup.
+func TestTierMatcher(t *testing.T) {
+	a := newTestApp(t, demoTenants())
+	m := TierMatcher{Tiers: []string{"large"}, app: a}
+	def := TierMatcher{Tiers: []string{DefaultTier}, app: a}
+	req := func(host string) *http.Request { return &http.Request{Host: host} }
+	if m.Match(req("acme.apps.localhost")) || !def.Match(req("acme.apps.localhost")) || !def.Match(req("nobody.example.com")) {
+		t.Fatal("tenants without a tier must be in the default tier")
+	}
+	nt := &TenantConfig{RateLimitTier: "large", Apps: map[string]*AppConfig{"crm": {Stages: map[string]*StageConfig{"prod": {Replicas: reps("127.0.0.1:9900")}}}}}
+	if _, err := a.Put("initech", nt); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{"initech.apps.localhost", "INITECH-dev.apps.localhost:8443", "initech.platform.localhost"} {
+		if !m.Match(req(h)) || def.Match(req(h)) {
+			t.Fatalf("%s: not in the large tier", h)
+		}
+	}
+	if (TierMatcher{Tiers: []string{"large"}}).Match(req("initech.apps.localhost")) {
+		t.Fatal("without a neo app every host is in the default tier")
 	}
 }
 
