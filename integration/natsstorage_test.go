@@ -17,11 +17,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/projectneo/caddy-neo/integration/harness"
 	"github.com/projectneo/caddy-neo/internal/adapttest"
+	"github.com/projectneo/caddy-neo/internal/natstest"
 	"github.com/projectneo/caddy-neo/modules/natsstorage"
 )
 
@@ -29,15 +29,7 @@ import (
 // port and returns its URL and a storage client on the given bucket.
 func startJetStreamServer(t *testing.T, bucket string) (string, *natsstorage.KV) {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	t.Cleanup(s.Shutdown)
+	s := natstest.Start(t, -1, t.TempDir())
 	nc, err := nats.Connect(s.ClientURL())
 	if err != nil {
 		t.Fatal(err)

@@ -16,22 +16,14 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/projectneo/caddy-neo/integration/harness"
+	"github.com/projectneo/caddy-neo/internal/natstest"
 )
 
 // startJetStream runs a nats-server with JetStream in the test process on
 // 127.0.0.1:port, keeping its data in dir.
 func startJetStream(t *testing.T, port int, dir string) *server.Server {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	t.Cleanup(s.Shutdown)
-	return s
+	return natstest.Start(t, port, dir)
 }
 
 type kvNode struct {

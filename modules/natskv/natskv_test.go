@@ -16,22 +16,14 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/projectneo/caddy-neo/internal/natstest"
 	"github.com/projectneo/caddy-neo/modules/neo"
 )
 
 // startJS runs a real nats-server with JetStream on the given port (-1: random).
 func startJS(t testing.TB, port int, dir string) *server.Server {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	t.Cleanup(s.Shutdown)
-	return s
+	return natstest.Start(t, port, dir)
 }
 
 // newStore connects a Store to url, as Provision would, with an observed logger.

@@ -14,21 +14,14 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/projectneo/caddy-neo/internal/natstest"
 )
 
 // startJetStream runs a real nats-server with JetStream on a random loopback port.
 func startJetStream(t testing.TB) *server.Server {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	t.Cleanup(s.Shutdown)
-	return s
+	return natstest.Start(t, -1, t.TempDir())
 }
 
 // edge is one storage with its own connection, as a Caddy instance has.
