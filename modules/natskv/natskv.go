@@ -377,26 +377,48 @@ func (s *Store) Delete(name string) error {
 	return s.DeleteBy(name, neo.Author{})
 }
 
-// PutBy writes the tenant's record, waiting for JetStream's acknowledgement.
-func (s *Store) PutBy(name string, t *neo.TenantConfig, who neo.Author) error {
+// write is a change ready to send: its encoded record, the bucket and the
+// deadline of the call.
+type write struct {
+	data   []byte
+	kv     jetstream.KeyValue
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// prepare validates the name, stamps and encodes the record, binds the
+// bucket and fails fast when NATS is not connected: a write never waits in
+// the reconnect buffer. The caller must call cancel.
+func (s *Store) prepare(name string, rec *Record) (*write, error) {
 	if !neo.ValidLabel(name) {
-		return fmt.Errorf("invalid tenant name %q", name)
+		return nil, fmt.Errorf("invalid tenant name %q", name)
 	}
-	who.Node = s.Node
-	data, err := EncodeValue(&Record{Op: OpPut, Tenant: t, Who: &who, When: time.Now().UTC()})
+	rec.Who.Node = s.Node
+	rec.When = time.Now().UTC()
+	data, err := EncodeValue(rec)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ctx, cancel := s.timeout()
-	defer cancel()
 	kv, err := s.bucket(ctx)
+	if err == nil {
+		err = s.connected()
+	}
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return &write{data: data, kv: kv, ctx: ctx, cancel: cancel}, nil
+}
+
+// PutBy writes the tenant's record, waiting for JetStream's acknowledgement.
+func (s *Store) PutBy(name string, t *neo.TenantConfig, who neo.Author) error {
+	w, err := s.prepare(name, &Record{Op: OpPut, Tenant: t, Who: &who})
 	if err != nil {
 		return err
 	}
-	if err := s.connected(); err != nil {
-		return err // fail fast: never leave a write in the reconnect buffer
-	}
-	if _, err := kv.Put(ctx, name, data); err != nil {
+	defer w.cancel()
+	if _, err := w.kv.Put(w.ctx, name, w.data); err != nil {
 		return s.unavailable(fmt.Errorf("put %s: %w", name, err))
 	}
 	return nil
@@ -405,23 +427,12 @@ func (s *Store) PutBy(name string, t *neo.TenantConfig, who neo.Author) error {
 // PutIfUnchanged writes the tenant only if the bucket's current value is
 // prev (JetStream's expected-last-sequence check makes it atomic).
 func (s *Store) PutIfUnchanged(name string, prev, t *neo.TenantConfig, who neo.Author) error {
-	if !neo.ValidLabel(name) {
-		return fmt.Errorf("invalid tenant name %q", name)
-	}
-	who.Node = s.Node
-	data, err := EncodeValue(&Record{Op: OpPut, Tenant: t, Who: &who, When: time.Now().UTC()})
+	w, err := s.prepare(name, &Record{Op: OpPut, Tenant: t, Who: &who})
 	if err != nil {
 		return err
 	}
-	ctx, cancel := s.timeout()
-	defer cancel()
-	kv, err := s.bucket(ctx)
-	if err != nil {
-		return err
-	}
-	if err := s.connected(); err != nil {
-		return err
-	}
+	defer w.cancel()
+	ctx, kv, data := w.ctx, w.kv, w.data
 	e, err := kv.Get(ctx, name)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("tenant %q was deleted: %w", name, neo.ErrConflict)
@@ -444,22 +455,12 @@ func (s *Store) PutIfUnchanged(name string, prev, t *neo.TenantConfig, who neo.A
 
 // DeleteBy writes a delete marker carrying who deleted the tenant.
 func (s *Store) DeleteBy(name string, who neo.Author) error {
-	if !neo.ValidLabel(name) {
-		return fmt.Errorf("invalid tenant name %q", name)
-	}
-	who.Node = s.Node
-	data, err := EncodeValue(&Record{Op: OpDelete, Who: &who, When: time.Now().UTC()})
+	w, err := s.prepare(name, &Record{Op: OpDelete, Who: &who})
 	if err != nil {
 		return err
 	}
-	ctx, cancel := s.timeout()
-	defer cancel()
-	if _, err := s.bucket(ctx); err != nil {
-		return err
-	}
-	if err := s.connected(); err != nil {
-		return err
-	}
+	defer w.cancel()
+	ctx, data := w.ctx, w.data
 	// What kv.Delete publishes, with a body: the KV-Operation header makes
 	// it a delete marker for every KV client.
 	m := nats.NewMsg("$KV." + s.Bucket + "." + name)
