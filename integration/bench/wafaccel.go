@@ -9,6 +9,7 @@ import (
 
 	"github.com/projectneo/caddy-neo/integration/harness"
 	"github.com/projectneo/caddy-neo/internal/wafbench"
+	"github.com/projectneo/caddy-neo/modules/wafaccel"
 )
 
 // The wafaccel-* comparisons measure the WAF (coraza_waf with load_owasp_crs,
@@ -86,18 +87,7 @@ http://:%d {
 }
 http://:%d {
 	bind 127.0.0.1
-	coraza_waf {
-		load_owasp_crs
-		directives `+"`"+`
-			Include @coraza.conf-recommended
-			Include @crs-setup.conf.example
-			SecAction "id:900970,phase:1,pass,nolog,neoSkip"
-			SecAction "id:900971,phase:2,pass,nolog,neoSkip"
-			Include @owasp_crs/*.conf
-			SecRuleUpdateActionById 900970-999999 "neoRuleInfo"
-			SecRuleEngine On
-		`+"`"+`
-	}
+	`+wafbench.CorazaWAFBlock(wafaccel.SkipDirectivesBefore, wafaccel.SkipDirectivesAfter)+`
 	reverse_proxy 127.0.0.1:%d
 }
 `, admin, mode, replica, waf, replica)

@@ -80,3 +80,19 @@ func AttackPaths() []string {
 		"/?id=1%20having%201=1",
 	}
 }
+
+// Directives is the benchmarked WAF's Coraza configuration, as caddy-neo runs
+// it: the recommended Coraza config, CRS 4 defaults (paranoia level 1,
+// anomaly scoring), blocking, the CRS rules; before goes just before the CRS
+// rules and after just after them (wafaccel's rule-skipping directives, or
+// "").
+func Directives(before, after string) string {
+	return "Include @coraza.conf-recommended\nInclude @crs-setup.conf.example\nSecRuleEngine On\n" +
+		before + "Include @owasp_crs/*.conf\n" + after
+}
+
+// CorazaWAFBlock is Directives as a Caddyfile coraza_waf directive with the
+// embedded CRS.
+func CorazaWAFBlock(before, after string) string {
+	return "coraza_waf {\n\tload_owasp_crs\n\tdirectives `\n" + Directives(before, after) + "`\n}"
+}

@@ -17,26 +17,13 @@ import (
 	"github.com/projectneo/caddy-neo/internal/wafbench"
 )
 
-// productionDirectives is the WAF as caddy-neo runs it: coraza-caddy with
-// load_owasp_crs, the recommended Coraza config, CRS 4 defaults (paranoia
-// level 1, anomaly scoring) and blocking.
-const productionDirectives = `
-Include @coraza.conf-recommended
-Include @crs-setup.conf.example
-SecRuleEngine On
-`
-
-// newProductionWAF builds the production WAF, with rule skipping when skip
-// is set.
+// newProductionWAF builds the production WAF (wafbench.Directives), with
+// rule skipping when skip is set.
 func newProductionWAF(tb testing.TB, skip bool) coraza.WAF {
 	tb.Helper()
-	d := productionDirectives
+	d := wafbench.Directives("", "")
 	if skip {
-		d += SkipDirectivesBefore
-	}
-	d += "Include @owasp_crs/*.conf\n"
-	if skip {
-		d += SkipDirectivesAfter
+		d = wafbench.Directives(SkipDirectivesBefore, SkipDirectivesAfter)
 	}
 	waf, err := coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(coreruleset.FS).WithDirectives(d))
 	if err != nil {

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/projectneo/caddy-neo/internal/wafbench"
+	"github.com/projectneo/caddy-neo/modules/wafaccel"
 )
 
 const (
@@ -192,18 +193,7 @@ func caddyWAFConfig(off bool) string {
 	order coraza_waf first
 }
 http://%s {
-	coraza_waf {
-		load_owasp_crs
-		directives `+"`"+`
-			Include @coraza.conf-recommended
-			Include @crs-setup.conf.example
-			SecAction "id:900970,phase:1,pass,nolog,neoSkip"
-			SecAction "id:900971,phase:2,pass,nolog,neoSkip"
-			Include @owasp_crs/*.conf
-			SecRuleUpdateActionById 900970-999999 "neoRuleInfo"
-			SecRuleEngine On
-		`+"`"+`
-	}
+	`+wafbench.CorazaWAFBlock(wafaccel.SkipDirectivesBefore, wafaccel.SkipDirectivesAfter)+`
 	reverse_proxy %s
 }
 `, sw, caddyAddr, backendAddr)
