@@ -26,13 +26,46 @@ import (
 //   - character classes become literal alternatives only when they are small
 //     and ASCII-only; anything else (., large classes, *, ?, empty-width
 //     assertions) imposes no requirement.
+//
+// A prefilter also holds restricted variants, one per alphabet of
+// alphabets (see alphabet.go): the necessary condition derived from the
+// expression restricted to inputs whose bytes all belong to that alphabet.
+// On such inputs every character the expression consumes is one of the
+// alphabet's, so classes and literals outside it can be dropped; the
+// evasion-tolerant CRS patterns, whose literals are separated by optional
+// punctuation, then yield whole words as literals.
 type prefilter struct {
 	clauses []*clause
+	// never: no input can match (only in a restricted variant: the
+	// expression needs a character outside the alphabet).
+	never bool
+	// alpha[k]: the variant for inputs within alphabets[k]; nil when there
+	// is none (the unrestricted clauses apply).
+	alpha [numAlphabets]*prefilter
 }
 
 // mayMatch reports whether s can possibly match; false means it certainly
 // cannot.
 func (p *prefilter) mayMatch(s string) bool {
+	return p.mayMatchIn(s, textAlphabet(s))
+}
+
+// mayMatchIn is mayMatch for an input whose bytes all belong to
+// alphabets[k] (k >= numAlphabets: no alphabet is known to hold them).
+func (p *prefilter) mayMatchIn(s string, k int) bool {
+	if k < numAlphabets {
+		if q := p.alpha[k]; q != nil {
+			if q.never {
+				return false
+			}
+			p = q
+		}
+	}
+	return p.check(s)
+}
+
+// check tests the clauses.
+func (p *prefilter) check(s string) bool {
 	ascii := -1 // unknown
 	for _, c := range p.clauses {
 		if c.fold {
@@ -136,10 +169,15 @@ const (
 
 // info describes what a sub-expression matches: when exact is set it matches
 // exactly one of set; clauses are requirements on the text it matches.
+//
+// When ends is set (only for a repetition of an exact set, x+ or x{n,}), every
+// match starts with one of ends and ends with one of ends: the repetition's
+// first and last iterations.
 type info struct {
 	exact   bool
 	set     []lit
 	clauses [][]lit
+	ends    []lit
 }
 
 var unknown = info{}
@@ -163,7 +201,35 @@ func buildPrefilter(pattern string) *prefilter {
 	if err != nil {
 		return nil
 	}
-	return newPrefilter(analyzer{}.analyze(re.Simplify()))
+	re = re.Simplify()
+	base := analyzer{}.analyze(re)
+	var p *prefilter
+	var variants [numAlphabets]*prefilter
+	anyVariant := false
+	for k := range alphabets {
+		r := restrict(re, &alphabets[k])
+		if r == nil {
+			variants[k] = &prefilter{never: true}
+			anyVariant = true
+			continue
+		}
+		// Both the unrestricted requirements and the restricted ones are
+		// necessary on inputs within the alphabet: the best of both.
+		in := analyzer{}.analyze(r)
+		if v := newPrefilter(info{clauses: append(base.all(), in.all()...)}); v != nil {
+			variants[k] = v
+			anyVariant = true
+		}
+	}
+	p = newPrefilter(base)
+	if p == nil {
+		if !anyVariant {
+			return nil
+		}
+		p = &prefilter{}
+	}
+	p.alpha = variants
+	return p
 }
 
 // buildBytePrefilter derives a prefilter for a pattern that Coraza matches
@@ -316,10 +382,10 @@ func (a analyzer) analyze(re *syntax.Regexp) info {
 		}
 		return unknown
 	case syntax.OpPlus:
-		return info{clauses: a.analyze(re.Sub[0]).all()}
+		return repeated(a.analyze(re.Sub[0]))
 	case syntax.OpRepeat:
 		if re.Min >= 1 {
-			return info{clauses: a.analyze(re.Sub[0]).all()}
+			return repeated(a.analyze(re.Sub[0]))
 		}
 		return unknown
 	case syntax.OpConcat:
@@ -329,6 +395,15 @@ func (a analyzer) analyze(re *syntax.Regexp) info {
 	default: // OpNoMatch, OpAnyChar, OpAnyCharNotNL, OpStar, unknown ops
 		return unknown
 	}
+}
+
+// repeated is the analysis of one or more repetitions of sub.
+func repeated(sub info) info {
+	in := info{clauses: sub.all()}
+	if sub.exact {
+		in.ends = sub.set
+	}
+	return in
 }
 
 func (a analyzer) literal(runes []rune, fold bool) info {
@@ -433,6 +508,15 @@ func (a analyzer) concat(subs []*syntax.Regexp) info {
 			continue
 		}
 		flushed = true
+		if si.ends != nil && len(run)*len(si.ends) <= maxExact {
+			// A repetition of an exact set: the text before it is
+			// followed by its first iteration, and its last iteration by
+			// the text after it.
+			clauses = append(clauses, cross(run, si.ends))
+			clauses = append(clauses, si.clauses...)
+			run = si.ends
+			continue
+		}
 		clauses = append(clauses, run)
 		clauses = append(clauses, si.clauses...)
 		if si.exact {

@@ -88,6 +88,11 @@ func FuzzRxAgainstCoraza(f *testing.F) {
 	patterns, payloads := loadCRSCorpus(f)
 	for i, p := range payloads {
 		f.Add(uint16(i*7919), p)
+		// The same payload within each alphabet, where the prefilters'
+		// restricted variants apply (alphabet.go).
+		for k := 0; k < numAlphabets; k++ {
+			f.Add(uint16(i*7919+k+1), project(p, k, i%2 == 0))
+		}
 	}
 	type pair struct{ mine, theirs plugintypes.Operator }
 	ops := make([]pair, len(patterns))

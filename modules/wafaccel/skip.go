@@ -266,7 +266,7 @@ func (a *skipAction) Evaluate(r plugintypes.RuleMetadata, tx plugintypes.Transac
 			}
 			st := base
 			decided := true
-			may := c.multi && c.pf.mayMatch(st.text)
+			may := c.multi && c.pf.mayMatchIn(st.text, st.alpha)
 			for k := 0; k < len(c.steps) && decided && !may; k++ {
 				sp := &c.steps[k]
 				if sp.own == nil {
@@ -288,19 +288,19 @@ func (a *skipAction) Evaluate(r plugintypes.RuleMetadata, tx plugintypes.Transac
 					derived[c.keys[k]] = next
 				}
 				st = next
-				if c.multi && c.pf.mayMatch(st.text) {
+				if c.multi && c.pf.mayMatchIn(st.text, st.alpha) {
 					may = true
 				}
 			}
 			if !decided || may {
 				continue
 			}
-			if c.pf.mayMatch(st.text) {
+			if c.pf.mayMatchIn(st.text, st.alpha) {
 				// The joined text may satisfy the clauses where no single
 				// value does (clauses met by different values, or a literal
 				// holding a NUL). When no value holds a NUL, the NULs are
 				// exactly the value boundaries: check value by value.
-				if nul || c.multi || !noValueMayMatch(c.pf, st.text) {
+				if nul || c.multi || !noValueMayMatch(c.pf, st.text, st.alpha) {
 					continue
 				}
 			}
@@ -313,14 +313,14 @@ func (a *skipAction) Evaluate(r plugintypes.RuleMetadata, tx plugintypes.Transac
 }
 
 // noValueMayMatch reports whether the prefilter rejects every NUL-terminated
-// value of text.
-func noValueMayMatch(pf *prefilter, text string) bool {
+// value of text; every byte of the values belongs to alphabets[alpha].
+func noValueMayMatch(pf *prefilter, text string, alpha int) bool {
 	for text != "" {
 		i := strings.IndexByte(text, 0)
 		if i < 0 {
 			i = len(text)
 		}
-		if pf.mayMatch(text[:i]) {
+		if pf.mayMatchIn(text[:i], alpha) {
 			return false
 		}
 		text = text[min(i+1, len(text)):]
@@ -334,6 +334,7 @@ type stage struct {
 	text    string
 	present byteSet // the bytes that occur in the values
 	dot     bool    // some value is exactly "."
+	alpha   int     // the smallest alphabet holding present (see alphabet.go)
 }
 
 // newStage describes text; nul tells whether a value holds a NUL (the own
@@ -348,6 +349,7 @@ func newStage(text string, nul bool) stage {
 		st.present.add(0)
 	}
 	st.dot = strings.HasPrefix(text, ".\x00") || strings.Contains(text, "\x00.\x00")
+	st.alpha = setAlphabet(st.present)
 	return st
 }
 
