@@ -268,10 +268,12 @@ var transSteps = func() map[string]step {
 		"utf8tounicode":      {active: set("", true)},
 		"replacecomments":    {active: set("*", false)},
 		// filepath.Clean changes a string without '/' only when it is "."
-		"normalizepath":    {active: set("/", false), dot: true},
-		"normalisepath":    {active: set("/", false), dot: true},
-		"normalizepathwin": {active: set(`/.\: `, false)},
-		"normalisepathwin": {active: set(`/.\: `, false)},
+		"normalizepath": {active: set("/", false), dot: true},
+		"normalisepath": {active: set("/", false), dot: true},
+		// without '/', '\' and ':', normalizePathWin changes a value
+		// only when it ends with '.' or ' ' (Windows trims those)
+		"normalizepathwin": {active: set(`/\:`, false), tail: true},
+		"normalisepathwin": {active: set(`/\:`, false), tail: true},
 	}
 }()
 
@@ -350,15 +352,25 @@ func compressASCIISpace(s string) string {
 
 // candidate turns a rule's text into a skip candidate, or refuses.
 func (r ruleText) candidate() (skipCand, []variables.RuleVariable, bool) {
-	if r.neg || !strings.EqualFold(r.opName, "rx") || !r.hasNone {
+	if r.neg || !r.hasNone {
 		return skipCand{}, nil, false
 	}
-	v, ok := rxCache.Load(r.opArg)
-	if !ok {
-		return skipCand{}, nil, false // not a pattern Coraza compiled with our operator
+	c := skipCand{id: r.id, multi: r.multi}
+	switch strings.ToLower(r.opName) {
+	case "rx":
+		v, ok := rxCache.Load(r.opArg)
+		if !ok {
+			return skipCand{}, nil, false // not a pattern Coraza compiled with our operator
+		}
+		c.pf = v.(*compiledRx).pf
+	case "pm":
+		// The phrase list our operator was built with for this argument
+		// (which also validates the reader's extraction).
+		c.pm = lookupPhrases("pm", r.opArg)
+	case "pmfromfile", "pmf":
+		c.pm = lookupPhrases("pmFromFile", r.opArg)
 	}
-	c := skipCand{id: r.id, pf: v.(*compiledRx).pf, multi: r.multi}
-	if c.pf == nil {
+	if c.pf == nil && (c.pm == nil || c.pm.empty) {
 		return skipCand{}, nil, false
 	}
 	key := ""

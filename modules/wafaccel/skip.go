@@ -68,10 +68,11 @@ type skipGroup struct {
 // value of its targets after its transformations.
 type skipCand struct {
 	id    int
-	pf    *prefilter
-	steps []step   // the transformation chain after t:none
-	keys  []string // keys[i]: the chain up to and including steps[i]
-	multi bool     // multiMatch: every intermediate value is evaluated too
+	pf    *prefilter // @rx: the pattern's prefilter
+	pm    *phraseSet // @pm, @pmFromFile: the phrase list (pf is nil)
+	steps []step     // the transformation chain after t:none
+	keys  []string   // keys[i]: the chain up to and including steps[i]
+	multi bool       // multiMatch: every intermediate value is evaluated too
 }
 
 // step is one transformation of a candidate's chain. Either the
@@ -81,7 +82,9 @@ type skipCand struct {
 type step struct {
 	active byteSet
 	dot    bool
-	own    func(string) string
+	// tail: also active when some value ends with '.' or ' '.
+	tail bool
+	own  func(string) string
 	// anyBytes: own is exact on any input, not only on ASCII.
 	anyBytes bool
 }
@@ -101,6 +104,8 @@ var pending sync.Map // plugintypes.RuleMetadata -> *skipTable
 var (
 	skipCalls   atomic.Uint64 // candidate rule decisions (test statistics)
 	skipRemoved atomic.Uint64 // of which removed
+	// skipRemovedPM: of which @pm / @pmFromFile rules
+	skipRemovedPM atomic.Uint64
 )
 
 // ruleInfoAction is the neoRuleInfo metadata action. One instance serves a
@@ -266,11 +271,11 @@ func (a *skipAction) Evaluate(r plugintypes.RuleMetadata, tx plugintypes.Transac
 			}
 			st := base
 			decided := true
-			may := c.multi && c.pf.mayMatchIn(st.text, st.alpha)
+			may := c.multi && c.mayMatch(st)
 			for k := 0; k < len(c.steps) && decided && !may; k++ {
 				sp := &c.steps[k]
 				if sp.own == nil {
-					if sp.active.intersects(st.present) || sp.dot && st.dot {
+					if sp.active.intersects(st.present) || sp.dot && st.dot || sp.tail && st.tail {
 						decided = false
 					}
 					continue
@@ -288,39 +293,51 @@ func (a *skipAction) Evaluate(r plugintypes.RuleMetadata, tx plugintypes.Transac
 					derived[c.keys[k]] = next
 				}
 				st = next
-				if c.multi && c.pf.mayMatchIn(st.text, st.alpha) {
+				if c.multi && c.mayMatch(st) {
 					may = true
 				}
 			}
 			if !decided || may {
 				continue
 			}
-			if c.pf.mayMatchIn(st.text, st.alpha) {
+			if c.mayMatch(st) {
 				// The joined text may satisfy the clauses where no single
 				// value does (clauses met by different values, or a literal
 				// holding a NUL). When no value holds a NUL, the NULs are
 				// exactly the value boundaries: check value by value.
-				if nul || c.multi || !noValueMayMatch(c.pf, st.text, st.alpha) {
+				if c.pf == nil || nul || c.multi || !noValueMayMatch(c.pf, st.text) {
 					continue
 				}
 			}
 			if countStats {
 				skipRemoved.Add(1)
+				if c.pm != nil {
+					skipRemovedPM.Add(1)
+				}
 			}
 			rm.RemoveRuleByID(c.id)
 		}
 	}
 }
 
+// mayMatch reports whether some value of st may match the candidate's
+// operator: the prefilter (or a phrase) is satisfied by the joined values.
+func (c *skipCand) mayMatch(st stage) bool {
+	if c.pm != nil {
+		return c.pm.found(st.text)
+	}
+	return c.pf.mayMatchIn(st.text, st.alpha)
+}
+
 // noValueMayMatch reports whether the prefilter rejects every NUL-terminated
-// value of text; every byte of the values belongs to alphabets[alpha].
-func noValueMayMatch(pf *prefilter, text string, alpha int) bool {
+// value of text.
+func noValueMayMatch(pf *prefilter, text string) bool {
 	for text != "" {
 		i := strings.IndexByte(text, 0)
 		if i < 0 {
 			i = len(text)
 		}
-		if pf.mayMatchIn(text[:i], alpha) {
+		if pf.mayMatch(text[:i]) {
 			return false
 		}
 		text = text[min(i+1, len(text)):]
@@ -334,6 +351,7 @@ type stage struct {
 	text    string
 	present byteSet // the bytes that occur in the values
 	dot     bool    // some value is exactly "."
+	tail    bool    // some value ends with '.' or ' ' (or a value holds a NUL)
 	alpha   int     // the smallest alphabet holding present (see alphabet.go)
 }
 
@@ -349,6 +367,7 @@ func newStage(text string, nul bool) stage {
 		st.present.add(0)
 	}
 	st.dot = strings.HasPrefix(text, ".\x00") || strings.Contains(text, "\x00.\x00")
+	st.tail = nul || strings.Contains(text, ".\x00") || strings.Contains(text, " \x00")
 	st.alpha = setAlphabet(st.present)
 	return st
 }

@@ -103,6 +103,9 @@ func TestTransformationSteps(t *testing.T) {
 			if sp.dot && in == "." {
 				continue
 			}
+			if sp.tail && in != "" && (in[len(in)-1] == '.' || in[len(in)-1] == ' ') {
+				continue // outside the claim: stage.tail reports such values
+			}
 			if got, _, err := fn(in); err != nil || got != in {
 				t.Fatalf("%s(%q) = %q, %v; want it unchanged", name, in, got, err)
 			}
@@ -111,6 +114,11 @@ func TestTransformationSteps(t *testing.T) {
 	// The test can fail: these are not inert.
 	if got, _, _ := corazaTransformations["normalizepath"]("."); got == "." {
 		t.Fatal(`normalizePath(".") unchanged: the dot rule is not needed?`)
+	}
+	for _, in := range []string{"a.", "a ", "x.y. "} {
+		if got, _, _ := corazaTransformations["normalizepathwin"](in); got == in {
+			t.Fatalf("normalizePathWin(%q) unchanged: the tail rule is not needed?", in)
+		}
 	}
 }
 
