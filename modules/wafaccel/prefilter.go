@@ -47,12 +47,13 @@ type prefilter struct {
 // mayMatch reports whether s can possibly match; false means it certainly
 // cannot.
 func (p *prefilter) mayMatch(s string) bool {
-	return p.mayMatchIn(s, textAlphabet(s))
+	return p.mayMatchIn(s, textAlphabet(s), nil)
 }
 
 // mayMatchIn is mayMatch for an input whose bytes all belong to
-// alphabets[k] (k >= numAlphabets: no alphabet is known to hold them).
-func (p *prefilter) mayMatchIn(s string, k int) bool {
+// alphabets[k] (k >= numAlphabets: no alphabet is known to hold them), and
+// whose bigrams are idx (nil: not indexed).
+func (p *prefilter) mayMatchIn(s string, k int, idx *textIndex) bool {
 	if k < numAlphabets {
 		if q := p.alpha[k]; q != nil {
 			if q.never {
@@ -61,11 +62,13 @@ func (p *prefilter) mayMatchIn(s string, k int) bool {
 			p = q
 		}
 	}
-	return p.check(s)
+	return p.checkIndexed(s, idx)
 }
 
 // check tests the clauses.
-func (p *prefilter) check(s string) bool {
+func (p *prefilter) check(s string) bool { return p.checkIndexed(s, nil) }
+
+func (p *prefilter) checkIndexed(s string, idx *textIndex) bool {
 	ascii := -1 // unknown
 	for _, c := range p.clauses {
 		if c.fold {
@@ -81,6 +84,9 @@ func (p *prefilter) check(s string) bool {
 			if ascii == 0 {
 				continue // cannot decide cheaply: this clause is satisfied
 			}
+		}
+		if idx != nil && !c.mayOccur(idx) {
+			return false
 		}
 		if !c.matches(s) {
 			return false
@@ -102,6 +108,9 @@ type clause struct {
 	fold   bool       // some literal is case-folded
 	single string     // set when the clause is one case-sensitive literal
 	first  [256][]int // literal indexes by the input byte a match starts with
+	// grams[i]: the ASCII-lowercased bigrams of lits[i] (for one-byte
+	// literals, the lowercased byte), for textIndex.
+	grams [][]uint16
 }
 
 func newClause(lits []lit) *clause {
@@ -118,6 +127,10 @@ func newClause(lits []lit) *clause {
 	}
 	if len(lits) == 1 && !lits[0].fold {
 		c.single = lits[0].s
+	}
+	c.grams = make([][]uint16, len(lits))
+	for i, l := range lits {
+		c.grams[i] = bigrams(l.s)
 	}
 	return c
 }

@@ -259,14 +259,15 @@ var transSteps = func() map[string]step {
 		"removewhitespace":   {own: removeASCIISpace},
 		"compresswhitespace": {own: compressASCIISpace},
 		"cmdline":            {own: cmdLine, anyBytes: true},
-		"urldecodeuni":       {active: set("%+", false)},
-		"htmlentitydecode":   {active: set("&", false)},
-		"jsdecode":           {active: set(`\`, false)},
-		"cssdecode":          {active: set(`\`, false)},
-		"escapeseqdecode":    {active: set(`\`, false)},
-		"removenulls":        {active: set("\x00", false)},
-		"utf8tounicode":      {active: set("", true)},
-		"replacecomments":    {active: set("*", false)},
+		// without '%', urlDecodeUni only turns '+' into ' '
+		"urldecodeuni":     {active: set("%", false), own: plusToSpace, anyBytes: true},
+		"htmlentitydecode": {active: set("&", false)},
+		"jsdecode":         {active: set(`\`, false)},
+		"cssdecode":        {active: set(`\`, false)},
+		"escapeseqdecode":  {active: set(`\`, false)},
+		"removenulls":      {active: set("\x00", false)},
+		"utf8tounicode":    {active: set("", true)},
+		"replacecomments":  {active: set("*", false)},
 		// filepath.Clean changes a string without '/' only when it is "."
 		"normalizepath": {active: set("/", false), dot: true},
 		"normalisepath": {active: set("/", false), dot: true},
@@ -331,6 +332,49 @@ func cmdLine(s string) string {
 	return string(b)
 }
 
+// plusToSpace is t:urlDecodeUni on input without '%': '+' becomes ' '.
+func plusToSpace(s string) string {
+	if strings.IndexByte(s, '+') < 0 {
+		return s
+	}
+	return strings.ReplaceAll(s, "+", " ")
+}
+
+// parseByteRanges reads the argument of @validateByteRange ("1-255",
+// "9,10,13,32-126,128-255"): comma-separated bytes and ranges. It returns
+// nil for anything else (Coraza would accept a few more spellings, such as
+// spaces around numbers or an empty argument; those rules are not skipped).
+func parseByteRanges(arg string) *byteSet {
+	var b byteSet
+	if arg == "" {
+		return nil
+	}
+	for _, part := range strings.Split(arg, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		l, err1 := strconv.Atoi(lo)
+		h, err2 := l, error(nil)
+		if isRange {
+			h, err2 = strconv.Atoi(hi)
+		}
+		if err1 != nil || err2 != nil || l < 0 || h > 255 || l > h || !digits(lo) || !digits(hi) && isRange {
+			return nil
+		}
+		for c := l; c <= h; c++ {
+			b.add(byte(c))
+		}
+	}
+	return &b
+}
+
+func digits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
 // compressASCIISpace is t:compressWhitespace on ASCII input: every run of
 // white space becomes one space.
 func compressASCIISpace(s string) string {
@@ -369,8 +413,10 @@ func (r ruleText) candidate() (skipCand, []variables.RuleVariable, bool) {
 		c.pm = lookupPhrases("pm", r.opArg)
 	case "pmfromfile", "pmf":
 		c.pm = lookupPhrases("pmFromFile", r.opArg)
+	case "validatebyterange":
+		c.valid = parseByteRanges(r.opArg)
 	}
-	if c.pf == nil && (c.pm == nil || c.pm.empty) {
+	if c.pf == nil && (c.pm == nil || c.pm.empty) && c.valid == nil {
 		return skipCand{}, nil, false
 	}
 	key := ""

@@ -67,18 +67,21 @@ type skipGroup struct {
 // skipCand is a rule that can be skipped when its prefilter rejects every
 // value of its targets after its transformations.
 type skipCand struct {
-	id    int
-	pf    *prefilter // @rx: the pattern's prefilter
-	pm    *phraseSet // @pm, @pmFromFile: the phrase list (pf is nil)
-	steps []step     // the transformation chain after t:none
-	keys  []string   // keys[i]: the chain up to and including steps[i]
-	multi bool       // multiMatch: every intermediate value is evaluated too
+	id int
+	pf *prefilter // @rx: the pattern's prefilter
+	pm *phraseSet // @pm, @pmFromFile: the phrase list (pf is nil)
+	// valid: @validateByteRange: the bytes it accepts (pf and pm are nil)
+	valid *byteSet
+	steps []step   // the transformation chain after t:none
+	keys  []string // keys[i]: the chain up to and including steps[i]
+	multi bool     // multiMatch: every intermediate value is evaluated too
 }
 
 // step is one transformation of a candidate's chain. Either the
 // transformation leaves its input unchanged when none of the active bytes
 // occurs (and, when dot is set, no value is exactly "."), or own is an exact
-// implementation of it on ASCII input.
+// implementation of it on ASCII input (on any input with anyBytes) in which
+// none of the active bytes occurs.
 type step struct {
 	active byteSet
 	dot    bool
@@ -223,6 +226,13 @@ func (a *skipAction) Evaluate(r plugintypes.RuleMetadata, tx plugintypes.Transac
 		text    string
 		nul, ok bool
 	}
+	var idxs []*textIndex
+	defer func() {
+		for _, x := range idxs {
+			x.reset()
+			indexPool.Put(x)
+		}
+	}()
 	cols := make(map[variables.RuleVariable]colText, 16)
 	read := func(v variables.RuleVariable) colText {
 		if ct, ok := cols[v]; ok {
@@ -262,7 +272,7 @@ func (a *skipAction) Evaluate(r plugintypes.RuleMetadata, tx plugintypes.Transac
 			continue
 		}
 		buf := text.String()
-		base := newStage(buf, nul)
+		base := newStage(buf, nul, &idxs)
 		var derived map[string]stage
 		for i := range g.cands {
 			c := &g.cands[i]
@@ -280,13 +290,13 @@ func (a *skipAction) Evaluate(r plugintypes.RuleMetadata, tx plugintypes.Transac
 					}
 					continue
 				}
-				if !sp.anyBytes && st.present.intersects(highBytes) {
+				if !sp.anyBytes && st.present.intersects(highBytes) || sp.active.intersects(st.present) {
 					decided = false
 					continue
 				}
 				next, ok := derived[c.keys[k]]
 				if !ok {
-					next = newStage(sp.own(st.text), nul)
+					next = newStage(sp.own(st.text), nul, &idxs)
 					if derived == nil {
 						derived = map[string]stage{}
 					}
@@ -326,7 +336,12 @@ func (c *skipCand) mayMatch(st stage) bool {
 	if c.pm != nil {
 		return c.pm.found(st.text)
 	}
-	return c.pf.mayMatchIn(st.text, st.alpha)
+	if c.valid != nil {
+		// It matches a value holding a byte it does not accept.
+		v := c.valid
+		return st.present[0]&^v[0]|st.present[1]&^v[1]|st.present[2]&^v[2]|st.present[3]&^v[3] != 0
+	}
+	return c.pf.mayMatchIn(st.text, st.alpha, st.idx)
 }
 
 // noValueMayMatch reports whether the prefilter rejects every NUL-terminated
@@ -353,12 +368,18 @@ type stage struct {
 	dot     bool    // some value is exactly "."
 	tail    bool    // some value ends with '.' or ' ' (or a value holds a NUL)
 	alpha   int     // the smallest alphabet holding present (see alphabet.go)
+	idx     *textIndex
 }
 
 // newStage describes text; nul tells whether a value holds a NUL (the own
 // transformations neither add nor remove NULs).
-func newStage(text string, nul bool) stage {
+func newStage(text string, nul bool, idxs *[]*textIndex) stage {
 	st := stage{text: text}
+	if len(text) >= minIndexed {
+		st.idx = indexPool.Get().(*textIndex)
+		st.idx.build(text)
+		*idxs = append(*idxs, st.idx)
+	}
 	for i := 0; i < len(text); i++ {
 		st.present.add(text[i])
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	_ "unsafe" // go:linkname, for the transformation oracle
@@ -73,6 +74,13 @@ func TestTransformationSteps(t *testing.T) {
 				joined, want := "", ""
 				for k := range vals {
 					vals[k] = gen(!sp.anyBytes)
+					// Own implementations hold when no active byte occurs.
+					vals[k] = strings.Map(func(r rune) rune {
+						if r < 256 && sp.active.has(byte(r)) {
+							return -1
+						}
+						return r
+					}, vals[k])
 					if k > 0 && rng.IntN(4) == 0 {
 						vals[k] = "."
 					}
@@ -391,4 +399,29 @@ func TestSkipConcurrent(t *testing.T) {
 	for e := range errs {
 		t.Error(e)
 	}
+}
+
+// FuzzByteRanges checks the @validateByteRange argument reader against
+// Coraza's own operator: for every argument it accepts, Coraza's operator
+// matches a one-byte value exactly when the byte is outside the set read.
+func FuzzByteRanges(f *testing.F) {
+	for _, a := range []string{"1-255", "9,10,13,32-126,128-255", "38,44-46,48-58,61,65-90,95,97-122", "0", "5-3", " 1", "1,,2", "256", "a-b", "-1"} {
+		f.Add(a)
+	}
+	vbr := corazaOperatorRegistry["validateByteRange"]
+	f.Fuzz(func(t *testing.T, arg string) {
+		set := parseByteRanges(arg)
+		if set == nil {
+			return
+		}
+		op, err := vbr(plugintypes.OperatorOptions{Arguments: arg})
+		if err != nil {
+			t.Fatalf("%q: accepted, Coraza refuses it: %v", arg, err)
+		}
+		for c := 0; c < 256; c++ {
+			if got := op.Evaluate(&fakeTx{}, string([]byte{byte(c)})); got == set.has(byte(c)) {
+				t.Fatalf("%q: byte %d: Coraza matches %v, read as valid %v", arg, c, got, set.has(byte(c)))
+			}
+		}
+	})
 }

@@ -1,0 +1,81 @@
+package wafaccel
+
+import "sync"
+
+// textIndex records which byte pairs (ASCII-lowercased) occur in a text.
+// Rule skipping checks many clauses against the same joined values; a
+// literal whose bigrams do not all occur cannot occur, so most clauses are
+// refuted without scanning the text. (A necessary condition only: a clause
+// that passes is then checked by scanning.)
+type textIndex struct {
+	pairs [1 << 16 / 64]uint64
+	bytes byteSet
+}
+
+// minIndexed is the shortest text worth indexing (indexing costs about as
+// much as one scan, plus clearing the table).
+const minIndexed = 512
+
+var indexPool = sync.Pool{New: func() any { return new(textIndex) }}
+
+func lowerByte(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// build indexes s into x, which must be clear.
+func (x *textIndex) build(s string) {
+	if len(s) == 0 {
+		return
+	}
+	prev := lowerByte(s[0])
+	x.bytes.add(prev)
+	for i := 1; i < len(s); i++ {
+		c := lowerByte(s[i])
+		x.bytes.add(c)
+		k := uint16(prev)<<8 | uint16(c)
+		x.pairs[k>>6] |= 1 << (k & 63)
+		prev = c
+	}
+}
+
+func (x *textIndex) reset() { *x = textIndex{} }
+
+// bigrams returns the lowercased byte pairs of s; for a one-byte s, the
+// lowercased byte (mayOccur tells them apart by the literal's length).
+func bigrams(s string) []uint16 {
+	if len(s) == 1 {
+		return []uint16{uint16(lowerByte(s[0]))}
+	}
+	g := make([]uint16, 0, len(s)-1)
+	for i := 1; i < len(s); i++ {
+		g = append(g, uint16(lowerByte(s[i-1]))<<8|uint16(lowerByte(s[i])))
+	}
+	return g
+}
+
+// mayOccur reports whether some literal of the clause may occur in the
+// indexed text.
+func (c *clause) mayOccur(x *textIndex) bool {
+	for i, g := range c.grams {
+		if len(c.lits[i].s) == 1 {
+			if x.bytes.has(byte(g[0])) {
+				return true
+			}
+			continue
+		}
+		ok := true
+		for _, k := range g {
+			if x.pairs[k>>6]&(1<<(k&63)) == 0 {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
