@@ -1,6 +1,7 @@
 package wafaccel
 
 import (
+	"fmt"
 	"regexp/syntax"
 	"sort"
 	"strings"
@@ -183,14 +184,31 @@ const (
 // info describes what a sub-expression matches: when exact is set it matches
 // exactly one of set; clauses are requirements on the text it matches.
 //
-// When ends is set (only for a repetition of an exact set, x+ or x{n,}), every
-// match starts with one of ends and ends with one of ends: the repetition's
-// first and last iterations.
+// pre and suf, when set, are sets one of which every match starts (ends)
+// with; for an exact info they are its set. They let a concatenation require
+// the text across the boundary of two parts (the suffixes of the left one
+// followed by the prefixes of the right one).
 type info struct {
-	exact   bool
-	set     []lit
-	clauses [][]lit
-	ends    []lit
+	exact    bool
+	set      []lit
+	clauses  [][]lit
+	pre, suf []lit
+}
+
+// prefixes returns the set every match starts with, or nil.
+func (i info) prefixes() []lit {
+	if i.exact {
+		return i.set
+	}
+	return i.pre
+}
+
+// suffixes returns the set every match ends with, or nil.
+func (i info) suffixes() []lit {
+	if i.exact {
+		return i.set
+	}
+	return i.suf
 }
 
 var unknown = info{}
@@ -201,7 +219,13 @@ func exactly(ls ...lit) info { return info{exact: true, set: ls} }
 func (i info) all() [][]lit {
 	out := append([][]lit(nil), i.clauses...)
 	if i.exact {
-		out = append(out, i.set)
+		return append(out, i.set)
+	}
+	if i.pre != nil {
+		out = append(out, i.pre)
+	}
+	if i.suf != nil {
+		out = append(out, i.suf)
 	}
 	return out
 }
@@ -301,9 +325,17 @@ func fromBinary(re *binsyntax.Regexp) (*syntax.Regexp, bool) {
 // newPrefilter keeps the best clauses of an analysis; nil when none is usable.
 func newPrefilter(in info) *prefilter {
 	var cands [][]lit
+	seen := map[string]bool{}
 	for _, cl := range in.all() {
 		if cl = normClause(cl); cl != nil {
-			cands = append(cands, cl)
+			var key strings.Builder
+			for _, l := range cl {
+				fmt.Fprintf(&key, "%v%q", l.fold, l.s)
+			}
+			if !seen[key.String()] {
+				seen[key.String()] = true
+				cands = append(cands, cl)
+			}
 		}
 	}
 	if len(cands) == 0 {
@@ -412,11 +444,7 @@ func (a analyzer) analyze(re *syntax.Regexp) info {
 
 // repeated is the analysis of one or more repetitions of sub.
 func repeated(sub info) info {
-	in := info{clauses: sub.all()}
-	if sub.exact {
-		in.ends = sub.set
-	}
-	return in
+	return info{clauses: sub.all(), pre: sub.prefixes(), suf: sub.suffixes()}
 }
 
 func (a analyzer) literal(runes []rune, fold bool) info {
@@ -511,37 +539,41 @@ func classHas(ranges []rune, r rune) bool {
 }
 
 func (a analyzer) concat(subs []*syntax.Regexp) info {
-	var clauses [][]lit
-	run := []lit{{}}
-	flushed := false
+	acc := exactly(lit{})
 	for _, sub := range subs {
-		si := a.analyze(sub)
-		if si.exact && len(run)*len(si.set) <= maxExact {
-			run = cross(run, si.set)
-			continue
-		}
-		flushed = true
-		if si.ends != nil && len(run)*len(si.ends) <= maxExact {
-			// A repetition of an exact set: the text before it is
-			// followed by its first iteration, and its last iteration by
-			// the text after it.
-			clauses = append(clauses, cross(run, si.ends))
-			clauses = append(clauses, si.clauses...)
-			run = si.ends
-			continue
-		}
-		clauses = append(clauses, run)
-		clauses = append(clauses, si.clauses...)
-		if si.exact {
-			run = si.set
-		} else {
-			run = []lit{{}}
-		}
+		acc = join(acc, a.analyze(sub))
 	}
-	if !flushed {
-		return exactly(run...)
+	return acc
+}
+
+// join is the analysis of x followed by y.
+func join(x, y info) info {
+	if x.exact && y.exact && len(x.set)*len(y.set) <= maxExact {
+		return exactly(cross(x.set, y.set)...)
 	}
-	return info{clauses: append(clauses, run)}
+	out := info{clauses: append(x.all(), y.all()...)}
+	left, right := x.suffixes(), y.prefixes()
+	if left != nil && right != nil && len(left)*len(right) <= maxClause {
+		// The text across the boundary (only a clause: it may be larger).
+		out.clauses = append(out.clauses, cross(left, right))
+	}
+	switch {
+	case !x.exact:
+		out.pre = x.pre
+	case right != nil && len(x.set)*len(right) <= maxExact:
+		out.pre = cross(x.set, right)
+	default:
+		out.pre = x.set
+	}
+	switch {
+	case !y.exact:
+		out.suf = y.suf
+	case left != nil && len(left)*len(y.set) <= maxExact:
+		out.suf = cross(left, y.set)
+	default:
+		out.suf = y.set
+	}
+	return out
 }
 
 func cross(a, b []lit) []lit {
@@ -578,21 +610,50 @@ func (a analyzer) alternate(subs []*syntax.Regexp) info {
 		}
 		return exactly(set...)
 	}
-	// At least one branch matches: the union of each branch's best clause.
-	var union []lit
+	// At least one branch matches: the union of each branch's best clause,
+	// and of their prefixes and suffixes when every branch has them.
+	var pre, suf []lit
+	for k, in := range infos {
+		p, q := in.prefixes(), in.suffixes()
+		if k == 0 || pre != nil {
+			pre = unionSmall(pre, p)
+		}
+		if k == 0 || suf != nil {
+			suf = unionSmall(suf, q)
+		}
+	}
+	// Two unions: of each branch's best clause, and of each branch's
+	// smallest (the first may grow beyond maxClause).
+	var union, small []lit
 	for _, in := range infos {
-		var best []lit
+		var best, least []lit
 		for _, cl := range in.all() {
-			if cl = normClause(cl); cl != nil && (best == nil || score(cl) > score(best)) {
+			if cl = normClause(cl); cl == nil {
+				continue
+			}
+			if best == nil || score(cl) > score(best) {
 				best = cl
+			}
+			if least == nil || len(cl) < len(least) || len(cl) == len(least) && score(cl) > score(least) {
+				least = cl
 			}
 		}
 		if best == nil {
-			return unknown
+			return info{pre: pre, suf: suf}
 		}
 		union = append(union, best...)
+		small = append(small, least...)
 	}
-	return info{clauses: [][]lit{union}}
+	return info{clauses: [][]lit{union, small}, pre: pre, suf: suf}
+}
+
+// unionSmall returns a ∪ b, or nil when either is nil or the union exceeds
+// maxExact.
+func unionSmall(a, b []lit) []lit {
+	if b == nil || len(a)+len(b) > maxExact {
+		return nil
+	}
+	return append(append([]lit(nil), a...), b...)
 }
 
 func asciiLower(s string) string {

@@ -268,6 +268,8 @@ var transSteps = func() map[string]step {
 		"removenulls":      {active: set("\x00", false)},
 		"utf8tounicode":    {active: set("", true)},
 		"replacecomments":  {active: set("*", false)},
+		// "/*", "*/", "<!--", "-->", "--" and "#" are what it removes
+		"removecommentschar": {active: set("*-#", false)},
 		// filepath.Clean changes a string without '/' only when it is "."
 		"normalizepath": {active: set("/", false), dot: true},
 		"normalisepath": {active: set("/", false), dot: true},
