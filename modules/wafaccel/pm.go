@@ -38,14 +38,30 @@ type phraseSet struct {
 	ac     ahocorasick.AhoCorasick
 	minLen int  // length of the shortest phrase
 	empty  bool // some phrase is empty: every value matches
+	// grams[i], lens[i]: the bigrams and length of phrase i (textIndex)
+	grams [][]uint16
+	lens  []int
 }
 
 // found reports whether some phrase occurs in s (ASCII case-insensitive),
 // regardless of the minimum length rule (rule skipping asks it of the joined
-// values of a rule's targets).
-func (p *phraseSet) found(s string) bool {
+// values of a rule's targets). idx, when set, is s's bigram index: when no
+// phrase's bigrams all occur, s is not scanned.
+func (p *phraseSet) found(s string, idx *textIndex) bool {
 	if p.empty {
 		return true
+	}
+	if idx != nil {
+		may := false
+		for i, g := range p.grams {
+			if idx.mayHold(g, p.lens[i]) {
+				may = true
+				break
+			}
+		}
+		if !may {
+			return false
+		}
 	}
 	it := p.ac.Iter(s)
 	return it.Next() != nil
@@ -130,6 +146,9 @@ func buildPhrases(phrases []string, dfa bool) *phraseSet {
 	for i, s := range phrases {
 		if s == "" {
 			p.empty = true
+		} else {
+			p.grams = append(p.grams, bigrams(s))
+			p.lens = append(p.lens, len(s))
 		}
 		if i == 0 || len(s) < p.minLen {
 			p.minLen = len(s)

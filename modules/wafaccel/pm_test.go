@@ -104,7 +104,7 @@ func TestPMRegistry(t *testing.T) {
 	if _, err := newPMOperator(plugintypes.OperatorOptions{Arguments: "Alpha beta"}); err != nil {
 		t.Fatal(err)
 	}
-	if p := lookupPhrases("pm", "Alpha beta"); p == nil || !p.found("xxBETAyy") || p.found("alph") {
+	if p := lookupPhrases("pm", "Alpha beta"); p == nil || !p.found("xxBETAyy", nil) || p.found("alph", nil) {
 		t.Fatalf("@pm list not registered as built: %+v", p)
 	}
 	if p := lookupPhrases("pm", "alpha beta"); p != nil {
@@ -116,7 +116,7 @@ func TestPMRegistry(t *testing.T) {
 	if _, err := newPMFromFileOperator(root("# comment\n\n  One\ntwo  \n")); err != nil {
 		t.Fatal(err)
 	}
-	if p := lookupPhrases("pmFromFile", "neo-test.data"); p == nil || !p.found("ONE") || p.found("# comment") {
+	if p := lookupPhrases("pmFromFile", "neo-test.data"); p == nil || !p.found("ONE", nil) || p.found("# comment", nil) {
 		t.Fatalf("@pmFromFile list not registered as built: %+v", p)
 	}
 	if _, err := newPMFromFileOperator(root("one\ntwo\n")); err != nil {
@@ -131,7 +131,7 @@ func TestPMRegistry(t *testing.T) {
 	if lookupPhrases("pmFromFile", "neo-test.data") != nil {
 		t.Fatal("two different lists under one name: still used for skipping")
 	}
-	if p := buildPhrases([]string{"a", ""}, true); !p.empty || !p.found("zzz") {
+	if p := buildPhrases([]string{"a", ""}, true); !p.empty || !p.found("zzz", nil) {
 		t.Fatal("an empty phrase matches everything")
 	}
 	if r, ok := parseRuleText(`SecRule ARGS "@pm Alpha beta" "id:1,t:none"`); !ok {

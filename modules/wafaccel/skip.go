@@ -334,7 +334,7 @@ func (a *skipAction) Evaluate(r plugintypes.RuleMetadata, tx plugintypes.Transac
 // operator: the prefilter (or a phrase) is satisfied by the joined values.
 func (c *skipCand) mayMatch(st stage) bool {
 	if c.pm != nil {
-		return c.pm.found(st.text)
+		return c.pm.found(st.text, st.idx)
 	}
 	if c.valid != nil {
 		// It matches a value holding a byte it does not accept.
@@ -375,20 +375,48 @@ type stage struct {
 // transformations neither add nor remove NULs).
 func newStage(text string, nul bool, idxs *[]*textIndex) stage {
 	st := stage{text: text}
+	var x *textIndex
 	if len(text) >= minIndexed {
-		st.idx = indexPool.Get().(*textIndex)
-		st.idx.build(text)
-		*idxs = append(*idxs, st.idx)
+		x = indexPool.Get().(*textIndex)
+		*idxs = append(*idxs, x)
+		st.idx = x
 	}
+	// One pass: the bytes present, the bigram index, values that are "."
+	// and values ending in '.' or ' ' (every value is followed by a NUL).
+	var present byteSet
+	var p1, p2 byte = 0, 0 // the two previous bytes (a NUL before the first value)
+	var lp byte            // the previous byte lowercased
 	for i := 0; i < len(text); i++ {
-		st.present.add(text[i])
+		c := text[i]
+		present[c>>6] |= 1 << (c & 63)
+		if c == 0 {
+			switch p1 {
+			case '.':
+				st.tail = true
+				if p2 == 0 && i > 0 {
+					st.dot = true
+				}
+			case ' ':
+				st.tail = true
+			}
+		}
+		if x != nil {
+			l := lowerByte(c)
+			x.bytes[l>>6] |= 1 << (l & 63)
+			if i > 0 {
+				k := uint16(lp)<<8 | uint16(l)
+				x.pairs[k>>6] |= 1 << (k & 63)
+			}
+			lp = l
+		}
+		p2, p1 = p1, c
 	}
-	st.present[0] &^= 1
+	present[0] &^= 1
 	if nul {
-		st.present.add(0)
+		present.add(0)
+		st.tail = true
 	}
-	st.dot = strings.HasPrefix(text, ".\x00") || strings.Contains(text, "\x00.\x00")
-	st.tail = nul || strings.Contains(text, ".\x00") || strings.Contains(text, " \x00")
+	st.present = present
 	st.alpha = setAlphabet(st.present)
 	return st
 }

@@ -60,22 +60,23 @@ func bigrams(s string) []uint16 {
 // indexed text.
 func (c *clause) mayOccur(x *textIndex) bool {
 	for i, g := range c.grams {
-		if len(c.lits[i].s) == 1 {
-			if x.bytes.has(byte(g[0])) {
-				return true
-			}
-			continue
-		}
-		ok := true
-		for _, k := range g {
-			if x.pairs[k>>6]&(1<<(k&63)) == 0 {
-				ok = false
-				break
-			}
-		}
-		if ok {
+		if x.mayHold(g, len(c.lits[i].s)) {
 			return true
 		}
 	}
 	return false
+}
+
+// mayHold reports whether a literal of n bytes whose bigrams are g may occur
+// in the indexed text.
+func (x *textIndex) mayHold(g []uint16, n int) bool {
+	if n == 1 {
+		return x.bytes.has(byte(g[0]))
+	}
+	for _, k := range g {
+		if x.pairs[k>>6]&(1<<(k&63)) == 0 {
+			return false
+		}
+	}
+	return true
 }

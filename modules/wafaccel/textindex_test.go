@@ -55,3 +55,66 @@ func TestTextIndexRefutes(t *testing.T) {
 		}
 	}
 }
+
+// FuzzNewStage checks the one-pass stage description against the plain
+// definitions: bytes present, a value that is ".", a value ending in '.' or
+// ' ', and the bigram index.
+func FuzzNewStage(f *testing.F) {
+	f.Add(".\x00a.\x00", false)
+	f.Add(strings.Repeat("abc \x00", 200)+".\x00", false)
+	f.Add("x\x00y", true)
+	f.Fuzz(func(t *testing.T, text string, nul bool) {
+		if len(text) < minIndexed && len(text) > 0 && text[0] == 'L' {
+			text = strings.Repeat(text, minIndexed/len(text)+1)
+		}
+		var idxs []*textIndex
+		st := newStage(text, nul, &idxs)
+		var present byteSet
+		for i := 0; i < len(text); i++ {
+			present.add(text[i])
+		}
+		present[0] &^= 1
+		if nul {
+			present.add(0)
+		}
+		dot := strings.HasPrefix(text, ".\x00") || strings.Contains(text, "\x00.\x00")
+		tail := nul || strings.Contains(text, ".\x00") || strings.Contains(text, " \x00")
+		if st.present != present || st.dot != dot || st.tail != tail || st.alpha != setAlphabet(present) {
+			t.Fatalf("%q: stage %+v, want present %v dot %v tail %v", text, st, present, dot, tail)
+		}
+		if (st.idx != nil) != (len(text) >= minIndexed) {
+			t.Fatalf("%q: index %v", text, st.idx != nil)
+		}
+		if st.idx != nil {
+			want := new(textIndex)
+			want.build(text)
+			if *st.idx != *want {
+				t.Fatalf("%q: index differs from build", text)
+			}
+		}
+	})
+}
+
+// FuzzPhraseIndex checks that the bigram index never hides a phrase the
+// Aho-Corasick scan finds.
+func FuzzPhraseIndex(f *testing.F) {
+	f.Add("etc/passwd\x00/bin/sh\x00a", "GET /ETC/PASSWD")
+	f.Add("x\x00yz", "ZYX")
+	f.Fuzz(func(t *testing.T, list, text string) {
+		var phrases []string
+		for _, p := range strings.Split(list, "\x00") {
+			if p != "" {
+				phrases = append(phrases, strings.ToLower(p))
+			}
+		}
+		if len(phrases) == 0 {
+			return
+		}
+		p := buildPhrases(phrases, false)
+		x := new(textIndex)
+		x.build(text)
+		if p.found(text, nil) && !p.found(text, x) {
+			t.Fatalf("phrases %q in %q: hidden by the index", phrases, text)
+		}
+	})
+}
