@@ -221,11 +221,11 @@ func (a *skipAction) Evaluate(r plugintypes.RuleMetadata, tx plugintypes.Transac
 	}
 	// Each collection is read once: its values, each followed by a NUL (a
 	// literal found across a boundary only makes the check more
-	// permissive); ok=false when it is too large to be worth scanning.
-	type colText struct {
-		text    string
-		nul, ok bool
-	}
+	// permissive). A candidate is decided collection by collection: it
+	// cannot match when no value of any of its collections can (which is
+	// also more precise than checking their values joined together), and
+	// the stages of a collection's text along transformation chains are
+	// shared by every candidate.
 	var idxs []*textIndex
 	defer func() {
 		for _, x := range idxs {
@@ -233,91 +233,46 @@ func (a *skipAction) Evaluate(r plugintypes.RuleMetadata, tx plugintypes.Transac
 			indexPool.Put(x)
 		}
 	}()
-	cols := make(map[variables.RuleVariable]colText, 16)
-	read := func(v variables.RuleVariable) colText {
-		if ct, ok := cols[v]; ok {
-			return ct
+	cols := make(map[variables.RuleVariable]*colState, 16)
+	read := func(v variables.RuleVariable) *colState {
+		if cs := cols[v]; cs != nil {
+			return cs
 		}
-		ct := colText{ok: true}
+		cs := &colState{ok: true}
+		var b []byte
 		if col := tx.Collection(v); col != nil {
-			var b []byte
 			for _, md := range col.FindAll() {
 				val := md.Value()
-				ct.nul = ct.nul || strings.IndexByte(val, 0) >= 0
+				cs.nul = cs.nul || strings.IndexByte(val, 0) >= 0
 				b = append(b, val...)
 				b = append(b, 0)
 				if len(b) > maxGroupText {
-					ct.ok = false
+					cs.ok = false
 					break
 				}
 			}
-			ct.text = string(b)
 		}
-		cols[v] = ct
-		return ct
+		if cs.ok {
+			cs.base = newStage(string(b), cs.nul, &idxs)
+		}
+		cols[v] = cs
+		return cs
 	}
 	for _, g := range t.groups {
-		var text strings.Builder
-		too, nul := false, false
-		for _, v := range g.vars {
-			ct := read(v)
-			if !ct.ok || text.Len()+len(ct.text) > maxGroupText {
-				too = true
-				break
-			}
-			text.WriteString(ct.text)
-			nul = nul || ct.nul
-		}
-		if too {
-			continue
-		}
-		buf := text.String()
-		base := newStage(buf, nul, &idxs)
-		var derived map[string]stage
 		for i := range g.cands {
 			c := &g.cands[i]
 			if countStats {
 				skipCalls.Add(1)
 			}
-			st := base
-			decided := true
-			may := c.multi && c.mayMatch(st)
-			for k := 0; k < len(c.steps) && decided && !may; k++ {
-				sp := &c.steps[k]
-				if sp.own == nil {
-					if sp.active.intersects(st.present) || sp.dot && st.dot || sp.tail && st.tail {
-						decided = false
-					}
-					continue
-				}
-				if !sp.anyBytes && st.present.intersects(highBytes) || sp.active.intersects(st.present) {
-					decided = false
-					continue
-				}
-				next, ok := derived[c.keys[k]]
-				if !ok {
-					next = newStage(sp.own(st.text), nul, &idxs)
-					if derived == nil {
-						derived = map[string]stage{}
-					}
-					derived[c.keys[k]] = next
-				}
-				st = next
-				if c.multi && c.mayMatch(st) {
-					may = true
+			keep := false
+			for _, v := range g.vars {
+				if cs := read(v); !cs.ok || cs.base.text != "" && c.mayMatchValues(cs, &idxs) {
+					keep = true
+					break
 				}
 			}
-			if !decided || may {
+			if keep {
 				continue
-			}
-			if c.mayMatch(st) {
-				// The joined text may satisfy the clauses where no single
-				// value does (clauses met by different values, or a literal
-				// holding a NUL). When no value holds a NUL, the NULs are
-				// exactly the value boundaries: check value by value.
-				if c.pf == nil || nul || c.multi || !noValueMayMatch(c.pf, st.text) {
-					continue
-				}
 			}
 			if countStats {
 				skipRemoved.Add(1)
@@ -328,6 +283,56 @@ func (a *skipAction) Evaluate(r plugintypes.RuleMetadata, tx plugintypes.Transac
 			rm.RemoveRuleByID(c.id)
 		}
 	}
+}
+
+// colState is one collection's values in a transaction: the joined text,
+// and its stages along the transformation chain prefixes candidates use.
+type colState struct {
+	ok      bool // small enough to be scanned
+	nul     bool // a value holds a NUL
+	base    stage
+	derived map[string]stage // by chain prefix (skipCand.keys)
+}
+
+// mayMatchValues reports whether the candidate may match some value of the
+// collection (true when it cannot tell).
+func (c *skipCand) mayMatchValues(cs *colState, idxs *[]*textIndex) bool {
+	st := cs.base
+	if c.multi && c.mayMatch(st) {
+		return true
+	}
+	for k := range c.steps {
+		sp := &c.steps[k]
+		if sp.own == nil {
+			if sp.active.intersects(st.present) || sp.dot && st.dot || sp.tail && st.tail {
+				return true // the transformation may change the values
+			}
+			continue
+		}
+		if !sp.anyBytes && st.present.intersects(highBytes) || sp.active.intersects(st.present) {
+			return true
+		}
+		next, ok := cs.derived[c.keys[k]]
+		if !ok {
+			next = newStage(sp.own(st.text), cs.nul, idxs)
+			if cs.derived == nil {
+				cs.derived = map[string]stage{}
+			}
+			cs.derived[c.keys[k]] = next
+		}
+		st = next
+		if c.multi && c.mayMatch(st) {
+			return true
+		}
+	}
+	if !c.mayMatch(st) {
+		return false
+	}
+	// The joined text may satisfy the clauses where no single value does
+	// (clauses met by different values, or a literal holding a NUL). When
+	// no value holds a NUL, the NULs are exactly the value boundaries:
+	// check value by value.
+	return c.pf == nil || cs.nul || c.multi || !noValueMayMatch(c.pf, st.text)
 }
 
 // mayMatch reports whether some value of st may match the candidate's
