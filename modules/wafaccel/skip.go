@@ -57,6 +57,7 @@ type skipTable struct {
 	groups []*skipGroup
 	byKey  map[string]*skipGroup
 	n      int
+	slots  map[string]int // chain prefix keys, numbered
 }
 
 type skipGroup struct {
@@ -74,6 +75,7 @@ type skipCand struct {
 	valid *byteSet
 	steps []step   // the transformation chain after t:none
 	keys  []string // keys[i]: the chain up to and including steps[i]
+	slots []int    // slots[i]: keys[i] numbered within the table
 	multi bool     // multiMatch: every intermediate value is evaluated too
 }
 
@@ -168,6 +170,18 @@ func (t *skipTable) add(vars []variables.RuleVariable, c skipCand) {
 		g = &skipGroup{vars: vars}
 		t.byKey[key.String()] = g
 		t.groups = append(t.groups, g)
+	}
+	if t.slots == nil {
+		t.slots = map[string]int{}
+	}
+	c.slots = make([]int, len(c.keys))
+	for i, k := range c.keys {
+		n, ok := t.slots[k]
+		if !ok {
+			n = len(t.slots)
+			t.slots[k] = n
+		}
+		c.slots[i] = n
 	}
 	g.cands = append(g.cands, c)
 	t.n++
@@ -291,7 +305,12 @@ type colState struct {
 	ok      bool // small enough to be scanned
 	nul     bool // a value holds a NUL
 	base    stage
-	derived map[string]stage // by chain prefix (skipCand.keys)
+	derived []slotStage // by chain prefix (skipCand.slots); a few at most
+}
+
+type slotStage struct {
+	slot int
+	st   stage
 }
 
 // mayMatchValues reports whether the candidate may match some value of the
@@ -312,15 +331,17 @@ func (c *skipCand) mayMatchValues(cs *colState, idxs *[]*textIndex) bool {
 		if !sp.anyBytes && st.present.intersects(highBytes) || sp.active.intersects(st.present) {
 			return true
 		}
-		next, ok := cs.derived[c.keys[k]]
-		if !ok {
-			next = newStage(sp.own(st.text), cs.nul, idxs)
-			if cs.derived == nil {
-				cs.derived = map[string]stage{}
+		slot, found := c.slots[k], false
+		for i := range cs.derived {
+			if cs.derived[i].slot == slot {
+				st, found = cs.derived[i].st, true
+				break
 			}
-			cs.derived[c.keys[k]] = next
 		}
-		st = next
+		if !found {
+			st = newStage(sp.own(st.text), cs.nul, idxs)
+			cs.derived = append(cs.derived, slotStage{slot, st})
+		}
 		if c.multi && c.mayMatch(st) {
 			return true
 		}
@@ -409,7 +430,7 @@ func newStage(text string, nul bool, idxs *[]*textIndex) stage {
 			l := lowerByte(c)
 			x.bytes[l>>6] |= 1 << (l & 63)
 			if i > 0 {
-				k := uint16(lp)<<8 | uint16(l)
+				k := pairSlot(uint16(lp)<<8 | uint16(l))
 				x.pairs[k>>6] |= 1 << (k & 63)
 			}
 			lp = l

@@ -8,13 +8,22 @@ import "sync"
 // refuted without scanning the text. (A necessary condition only: a clause
 // that passes is then checked by scanning.)
 type textIndex struct {
-	pairs [1 << 16 / 64]uint64
+	pairs [pairBits / 64]uint64 // hashed bigrams (see pairSlot)
 	bytes byteSet
 }
 
+// pairBits is the size of the hashed bigram table: small enough to clear
+// cheaply, large enough that the few hundred distinct bigrams of benign
+// text leave most slots empty.
+const pairBits = 1 << 14
+
+// pairSlot maps a bigram to its slot (several bigrams may share one: the
+// index then only says "may occur" more often).
+func pairSlot(k uint16) uint32 { return uint32(k) * 0x9E3779B1 >> (32 - 14) }
+
 // minIndexed is the shortest text worth indexing (indexing costs about as
 // much as one scan, plus clearing the table).
-const minIndexed = 512
+const minIndexed = 64
 
 var indexPool = sync.Pool{New: func() any { return new(textIndex) }}
 
@@ -35,7 +44,7 @@ func (x *textIndex) build(s string) {
 	for i := 1; i < len(s); i++ {
 		c := lowerByte(s[i])
 		x.bytes.add(c)
-		k := uint16(prev)<<8 | uint16(c)
+		k := pairSlot(uint16(prev)<<8 | uint16(c))
 		x.pairs[k>>6] |= 1 << (k & 63)
 		prev = c
 	}
@@ -43,15 +52,16 @@ func (x *textIndex) build(s string) {
 
 func (x *textIndex) reset() { *x = textIndex{} }
 
-// bigrams returns the lowercased byte pairs of s; for a one-byte s, the
-// lowercased byte (mayOccur tells them apart by the literal's length).
+// bigrams returns the slots of the lowercased byte pairs of s; for a
+// one-byte s, the lowercased byte (mayHold tells them apart by the
+// literal's length).
 func bigrams(s string) []uint16 {
 	if len(s) == 1 {
 		return []uint16{uint16(lowerByte(s[0]))}
 	}
 	g := make([]uint16, 0, len(s)-1)
 	for i := 1; i < len(s); i++ {
-		g = append(g, uint16(lowerByte(s[i-1]))<<8|uint16(lowerByte(s[i])))
+		g = append(g, uint16(pairSlot(uint16(lowerByte(s[i-1]))<<8|uint16(lowerByte(s[i])))))
 	}
 	return g
 }
