@@ -45,6 +45,8 @@ type TenantApp struct {
 	pools []*zonelb.Pool
 	// deployed[i] reports whether the app has a deployment in stage i.
 	deployed []bool
+	// stats[i] caches the metric series of pools[i].
+	stats []*poolStats
 }
 
 // Service is a compiled platform service.
@@ -53,7 +55,8 @@ type Service struct {
 	Path     string
 	Replicas []Replica
 	// Pool is the zone-aware rotation over Replicas (same order).
-	Pool *zonelb.Pool
+	Pool  *zonelb.Pool
+	stats *poolStats
 }
 
 type domainEntry struct {
@@ -230,6 +233,7 @@ func (g *globals) setLB(o zonelb.Options) error {
 			return fmt.Errorf("services.%s: %w", s.Name, err)
 		}
 		s.Pool = p
+		s.stats = newPoolStats(p)
 	}
 	return nil
 }
@@ -274,7 +278,8 @@ func (g *globals) compileTenant(name string, src Source, tc *TenantConfig) (*Ten
 	t := &Tenant{Name: name, Source: src, Config: tc, apps: make(map[string]*TenantApp, len(tc.Apps))}
 	for an, ac := range tc.Apps {
 		a := &TenantApp{Name: an, Public: ac.Public, stages: make([][]Replica, len(g.stages.names)),
-			pools: make([]*zonelb.Pool, len(g.stages.names)), deployed: make([]bool, len(g.stages.names))}
+			pools: make([]*zonelb.Pool, len(g.stages.names)), deployed: make([]bool, len(g.stages.names)),
+			stats: make([]*poolStats, len(g.stages.names))}
 		for sn, sc := range ac.Stages {
 			i := g.stages.index[sn]
 			a.stages[i] = withZone(sc.Replicas, g.zone)
@@ -283,6 +288,7 @@ func (g *globals) compileTenant(name string, src Source, tc *TenantConfig) (*Ten
 				return nil, fmt.Errorf("apps.%s.stages.%s: %w", an, sn, err)
 			}
 			a.pools[i] = p
+			a.stats[i] = newPoolStats(p)
 			a.deployed[i] = true
 		}
 		t.apps[an] = a

@@ -265,6 +265,17 @@ func (r *Result) Pool() *zonelb.Pool {
 	return nil
 }
 
+// stats returns the metric cache of the resolved pool, or nil.
+func (r *Result) stats() *poolStats {
+	switch {
+	case r.App != nil:
+		return r.App.stats[r.StageIndex]
+	case r.Service != nil:
+		return r.Service.stats
+	}
+	return nil
+}
+
 // Replicas returns the resolved app's replicas in the resolved stage, or the
 // service's replicas. Do not modify the slice.
 func (r *Result) Replicas() []Replica {
