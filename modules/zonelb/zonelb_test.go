@@ -153,8 +153,20 @@ func FuzzSelect(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// SelectBits, on a twin pool with the same health as a bit set,
+		// must choose exactly as SelectFrom does.
+		twin, _ := NewPool(members, o)
+		var bits uint64
+		for i, ok := range h {
+			if ok {
+				bits |= 1 << uint(i)
+			}
+		}
 		for range 20 {
 			i, out := p.Select(h)
+			if bi, bout := twin.SelectBits(bits, 0); bi != i || bout != out {
+				t.Fatalf("SelectBits gave %d %v, SelectFrom %d %v", bi, bout, i, out)
+			}
 			switch {
 			case n == 0:
 				if i != -1 || out != None {
