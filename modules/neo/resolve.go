@@ -255,35 +255,20 @@ func (s *Snapshot) app(m hostMatch, name string) (Result, string) {
 
 // Pool returns the zone-aware rotation of the resolved app in the resolved
 // stage, or of the service; nil when there is none.
-func (r *Result) Pool() *zonelb.Pool {
-	switch {
-	case r.App != nil:
-		return r.App.pools[r.StageIndex]
-	case r.Service != nil:
-		return r.Service.Pool
-	}
-	return nil
-}
-
-// stats returns the metric cache of the resolved pool, or nil.
-func (r *Result) stats() *poolStats {
-	switch {
-	case r.App != nil:
-		return r.App.stats[r.StageIndex]
-	case r.Service != nil:
-		return r.Service.stats
-	}
-	return nil
-}
+func (r *Result) Pool() *zonelb.Pool { _, p, _ := r.target(); return p }
 
 // Replicas returns the resolved app's replicas in the resolved stage, or the
 // service's replicas. Do not modify the slice.
-func (r *Result) Replicas() []Replica {
+func (r *Result) Replicas() []Replica { reps, _, _ := r.target(); return reps }
+
+// target returns the resolved pool's replicas, rotation and metric cache:
+// the app's in the resolved stage, or the service's; all nil for neither.
+func (r *Result) target() ([]Replica, *zonelb.Pool, *poolStats) {
 	switch {
 	case r.App != nil:
-		return r.App.stages[r.StageIndex]
+		return r.App.stages[r.StageIndex], r.App.pools[r.StageIndex], r.App.stats[r.StageIndex]
 	case r.Service != nil:
-		return r.Service.Replicas
+		return r.Service.Replicas, r.Service.Pool, r.Service.stats
 	}
-	return nil
+	return nil, nil, nil
 }

@@ -200,7 +200,8 @@ func (h *RouteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 		return h.miss(r, host, miss, tenant)
 	}
 	if res.Redirect != "" {
-		h.app.metrics.request(res.stats(), res.Tenant.Name, res.Stage, res.App.Name, "")
+		_, _, st := res.target()
+		h.app.metrics.request(st, res.Tenant.Name, res.Stage, res.App.Name, "")
 		w.Header().Set("Location", res.Redirect)
 		w.WriteHeader(http.StatusMovedPermanently)
 		return nil
@@ -214,7 +215,8 @@ func (h *RouteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 		r.URL.RawPath = ""
 		r.RequestURI = r.URL.RequestURI()
 	}
-	rt := &Route{Host: host, Tenant: res.Tenant.Name, Stage: res.Stage, Zone: snap.g.zone, Replicas: res.Replicas(), Pool: res.Pool(), Snapshot: snap, stats: res.stats()}
+	reps, pool, st := res.target()
+	rt := &Route{Host: host, Tenant: res.Tenant.Name, Stage: res.Stage, Zone: snap.g.zone, Replicas: reps, Pool: pool, Snapshot: snap, stats: st}
 	// One backing array for the trusted headers; each value slice is capped
 	// so that an append by a later handler cannot write into its neighbour.
 	vals := make([]string, 3)
