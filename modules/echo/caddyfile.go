@@ -6,6 +6,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/projectneo/caddy-neo/internal/cfblock"
 )
 
 func init() {
@@ -37,19 +39,10 @@ func (e *Echo) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	seen := map[string]bool{}
-	for d.NextBlock(0) {
-		name := d.Val()
-		if seen[name] {
-			return d.Errf("neo_echo: duplicate subdirective %q", name)
-		}
-		seen[name] = true
-		var val string
-		if !d.Args(&val) {
-			return d.ArgErr()
-		}
-		if d.NextArg() {
-			return d.ArgErr()
+	return cfblock.Walk(d, "neo_echo", func(name string) error {
+		val, err := cfblock.One(d)
+		if err != nil {
+			return err
 		}
 		switch name {
 		case "tenant":
@@ -71,10 +64,10 @@ func (e *Echo) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			e.MaxResponseBytes = n
 		default:
-			return d.Errf("neo_echo: unknown subdirective %q", name)
+			return cfblock.Unknown(d, "neo_echo", name)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // Interface guards
