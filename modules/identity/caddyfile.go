@@ -4,6 +4,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/projectneo/caddy-neo/internal/cfblock"
 )
 
 func init() {
@@ -32,16 +34,10 @@ func (b *Binding) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	seen := map[string]bool{}
-	for d.NextBlock(0) {
-		name := d.Val()
-		if seen[name] {
-			return d.Errf("neo_identity: duplicate subdirective %q", name)
-		}
-		seen[name] = true
-		var v string
-		if !d.Args(&v) || d.NextArg() {
-			return d.ArgErr()
+	return cfblock.Walk(d, "neo_identity", func(name string) error {
+		v, err := cfblock.One(d)
+		if err != nil {
+			return err
 		}
 		switch name {
 		case "tenant":
@@ -57,10 +53,10 @@ func (b *Binding) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "platform_role":
 			b.PlatformRole = v
 		default:
-			return d.Errf("neo_identity: unknown subdirective %q", name)
+			return cfblock.Unknown(d, "neo_identity", name)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // Interface guards
