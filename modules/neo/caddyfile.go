@@ -11,6 +11,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/projectneo/caddy-neo/internal/cfblock"
 )
 
 func init() {
@@ -354,21 +356,13 @@ func (h *RouteHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	for d.NextBlock(0) {
-		switch d.Val() {
-		case "trust_forwarded_host":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			if h.TrustForwardedHost {
-				return d.Errf("neo_route: duplicate subdirective %q", d.Val())
-			}
-			h.TrustForwardedHost = true
-		default:
-			return d.Errf("neo_route: unknown subdirective %q", d.Val())
+	return cfblock.Walk(d, "neo_route", func(name string) error {
+		if name != "trust_forwarded_host" {
+			return cfblock.Unknown(d, "neo_route", name)
 		}
-	}
-	return nil
+		h.TrustForwardedHost = true
+		return cfblock.Flag(d)
+	})
 }
 
 // Interface guards

@@ -9,6 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/projectneo/caddy-neo/internal/cfblock"
 	"github.com/projectneo/caddy-neo/modules/zonelb"
 )
 
@@ -174,23 +175,14 @@ func (s *ZoneSelection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	seen := map[string]bool{}
-	for d.NextBlock(0) {
-		name := d.Val()
-		if seen[name] {
-			return d.Errf("neo_zone: %s given twice", name)
-		}
-		seen[name] = true
+	return cfblock.Walk(d, "neo_zone", func(name string) error {
 		if name == "zone_header" {
-			if d.NextArg() {
-				return d.ArgErr()
-			}
 			s.ZoneHeader = true
-			continue
+			return cfblock.Flag(d)
 		}
-		var v string
-		if !d.Args(&v) || d.NextArg() {
-			return d.ArgErr()
+		v, err := cfblock.One(d)
+		if err != nil {
+			return err
 		}
 		switch name {
 		case "zone":
@@ -221,10 +213,10 @@ func (s *ZoneSelection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				s.HealthChecks.Passes = n
 			}
 		default:
-			return d.Errf("neo_zone: unknown subdirective %q", name)
+			return cfblock.Unknown(d, "neo_zone", name)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // Interface guards
