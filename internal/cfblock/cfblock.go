@@ -9,19 +9,23 @@
 //	if d.NextArg() {
 //		return d.ArgErr()
 //	}
-//	return cfblock.Walk(d, "neo_echo", func(name string) error {
-//		v, err := cfblock.One(d)
-//		if err != nil {
-//			return err
-//		}
+//	return cfblock.Walk(d, "neo_egress", func(name string) error {
+//		var err error
 //		switch name {
 //		case "zone":
-//			e.Zone = v
+//			g.Zone, err = cfblock.One(d)
+//		case "caller":
+//			var args []string
+//			args, err = cfblock.Args(d, 2, 4)
+//			...
 //		default:
-//			return cfblock.Unknown(d, "neo_echo", name)
+//			return cfblock.Unknown(d, "neo_egress", name)
 //		}
-//		return nil
-//	})
+//		return err
+//	}, "caller") // caller may repeat
+//
+// Values is the shorter form for blocks whose subdirectives all take one
+// argument.
 package cfblock
 
 import (
@@ -54,6 +58,20 @@ func Walk(d *caddyfile.Dispenser, directive string, each func(name string) error
 		}
 	}
 	return nil
+}
+
+// Values is Walk for a block whose every subdirective takes exactly one
+// argument (`name value`): each receives the name and the value. No
+// subdirective repeats. The argument count is checked before each is called,
+// so a bad count is reported even for a name each does not know.
+func Values(d *caddyfile.Dispenser, directive string, each func(name, value string) error) error {
+	return Walk(d, directive, func(name string) error {
+		v, err := One(d)
+		if err != nil {
+			return err
+		}
+		return each(name, v)
+	})
 }
 
 // One returns the single argument of the current subdirective. Missing or

@@ -116,6 +116,36 @@ func TestWalkStopsAtFirstError(t *testing.T) {
 	}
 }
 
+func TestValues(t *testing.T) {
+	run := func(in string) ([]string, error) {
+		d := caddyfile.NewTestDispenser(in)
+		d.Next()
+		var got []string
+		err := Values(d, "dir", func(name, v string) error {
+			if name == "bad" {
+				return Unknown(d, "dir", name)
+			}
+			got = append(got, name+"="+v)
+			return nil
+		})
+		return got, err
+	}
+	got, err := run("dir {\n a 1\n b 2\n}")
+	if want := []string{"a=1", "b=2"}; err != nil || !slices.Equal(got, want) {
+		t.Errorf("got %q, %v; want %q", got, err, want)
+	}
+	for in, want := range map[string]string{
+		"dir {\n a 1\n a 2\n}":   `dir: duplicate subdirective "a", at Testfile:3`,
+		"dir {\n a\n}":           "a: wrong argument count or unexpected line ending after 'a', at Testfile:2",
+		"dir {\n bad 1 2\n}":     "bad: wrong argument count or unexpected line ending after '2', at Testfile:2",
+		"dir {\n a 1\n bad 1\n}": `dir: unknown subdirective "bad", at Testfile:3`,
+	} {
+		if _, err := run(in); err == nil || err.Error() != want {
+			t.Errorf("%q: error = %v, want %q", in, err, want)
+		}
+	}
+}
+
 // sub returns a dispenser on the first subdirective of `dir {\n <line>\n}`.
 func sub(line string) *caddyfile.Dispenser {
 	d := caddyfile.NewTestDispenser("dir {\n " + line + "\n}")
