@@ -39,11 +39,7 @@ func (e *Echo) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	return cfblock.Walk(d, "neo_echo", func(name string) error {
-		val, err := cfblock.One(d)
-		if err != nil {
-			return err
-		}
+	return cfblock.Values(d, "neo_echo", func(name, val string) error {
 		switch name {
 		case "tenant":
 			e.Tenant = val
