@@ -34,11 +34,7 @@ func (b *Binding) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	return cfblock.Walk(d, "neo_identity", func(name string) error {
-		v, err := cfblock.One(d)
-		if err != nil {
-			return err
-		}
+	return cfblock.Values(d, "neo_identity", func(name, v string) error {
 		switch name {
 		case "tenant":
 			b.Tenant = v
