@@ -25,11 +25,7 @@ func (s *Store) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	return cfblock.Walk(d, "store nats", func(name string) error {
-		v, err := cfblock.One(d)
-		if err != nil {
-			return err
-		}
+	return cfblock.Values(d, "store nats", func(name, v string) error {
 		switch name {
 		case "connection":
 			s.Connection = v
