@@ -25,11 +25,7 @@ func (n *NATS) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	return cfblock.Walk(d, "storage nats", func(opt string) error {
-		arg, err := cfblock.One(d)
-		if err != nil {
-			return err
-		}
+	return cfblock.Values(d, "storage nats", func(opt, arg string) error {
 		switch opt {
 		case "connection":
 			n.Connection = arg
