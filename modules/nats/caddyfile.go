@@ -100,11 +100,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 }
 
 func (e *Embedded) unmarshal(d *caddyfile.Dispenser) error {
-	return cfblock.Walk(d, "nats: embedded", func(name string) error {
-		val, err := cfblock.One(d)
-		if err != nil {
-			return err
-		}
+	return cfblock.Values(d, "nats: embedded", func(name, val string) error {
 		switch name {
 		case "monitor":
 			e.Monitor = val
