@@ -5,20 +5,13 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/projectneo/caddy-neo/internal/cfblock"
 )
 
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("neo_echo", parseCaddyfile)
+	httpcaddyfile.RegisterHandlerDirective("neo_echo", cfblock.Handler[Echo])
 	httpcaddyfile.RegisterDirectiveOrder("neo_echo", httpcaddyfile.Before, "respond")
-}
-
-func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	e := new(Echo)
-	err := e.UnmarshalCaddyfile(h.Dispenser)
-	return e, err
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
