@@ -3,20 +3,13 @@ package identity
 import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/projectneo/caddy-neo/internal/cfblock"
 )
 
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("neo_identity", parseCaddyfile)
+	httpcaddyfile.RegisterHandlerDirective("neo_identity", cfblock.Handler[Binding])
 	httpcaddyfile.RegisterDirectiveOrder("neo_identity", httpcaddyfile.After, "basic_auth")
-}
-
-func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	b := new(Binding)
-	err := b.UnmarshalCaddyfile(h.Dispenser)
-	return b, err
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
