@@ -3,21 +3,14 @@ package bruteforce
 import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
 
 	"github.com/projectneo/caddy-neo/internal/cfblock"
 )
 
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("neo_login_user", parseCaddyfile)
+	httpcaddyfile.RegisterHandlerDirective("neo_login_user", cfblock.Handler[LoginUser])
 	httpcaddyfile.RegisterDirectiveOrder("neo_login_user", httpcaddyfile.Before, "request_body")
-}
-
-func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	l := new(LoginUser)
-	err := l.UnmarshalCaddyfile(h.Dispenser)
-	return l, err
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
