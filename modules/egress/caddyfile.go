@@ -7,23 +7,16 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
 
 	"github.com/projectneo/caddy-neo/internal/cfblock"
 )
 
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("neo_egress", parseCaddyfile)
+	httpcaddyfile.RegisterHandlerDirective("neo_egress", cfblock.Handler[Gateway])
 	// Early, so that path-matched directives (respond /healthz, ...) never see
 	// proxy requests, whose path is the destination's.
 	httpcaddyfile.RegisterDirectiveOrder("neo_egress", httpcaddyfile.Before, "redir")
-}
-
-func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	g := new(Gateway)
-	err := g.UnmarshalCaddyfile(h.Dispenser)
-	return g, err
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
