@@ -10,14 +10,13 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/projectneo/caddy-neo/internal/cfblock"
 )
 
 func init() {
 	httpcaddyfile.RegisterGlobalOption("neo", parseGlobalOption)
-	httpcaddyfile.RegisterHandlerDirective("neo_route", parseRoute)
+	httpcaddyfile.RegisterHandlerDirective("neo_route", cfblock.Handler[RouteHandler])
 	httpcaddyfile.RegisterDirectiveOrder("neo_route", httpcaddyfile.Before, "map")
 }
 
@@ -338,12 +337,6 @@ func parseTenantBlock(d *caddyfile.Dispenser, tn string) (*TenantConfig, error) 
 		}
 	}
 	return tc, nil
-}
-
-func parseRoute(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	rh := new(RouteHandler)
-	err := rh.UnmarshalCaddyfile(h.Dispenser)
-	return rh, err
 }
 
 // UnmarshalCaddyfile sets up the handler:
