@@ -208,3 +208,41 @@ func TestUnknown(t *testing.T) {
 		t.Errorf("Unknown = %q, want %q", got, want)
 	}
 }
+
+// FuzzWalk: on any input Walk does not panic, calls each at most once per
+// name except for the repeatable one, and a nested walk leaves the outer
+// walk in step.
+func FuzzWalk(f *testing.F) {
+	for _, s := range []string{
+		"dir {\n a 1\n b 2 3\n}",
+		"dir {\n a 1\n a 2\n}",
+		"dir {\n r 1\n r 2\n n x {\n a 1\n }\n}",
+		"dir {\n n {\n n {\n a\n }\n }\n}",
+		"dir {\n}",
+		"dir a b {\n c {\n}",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		d := caddyfile.NewTestDispenser(in)
+		d.Next()
+		d.RemainingArgs()
+		count := map[string]int{}
+		var each func(name string) error
+		each = func(name string) error {
+			count[name]++
+			if name != "r" && count[name] > 1 {
+				t.Fatalf("%q walked %d times in %q", name, count[name], in)
+			}
+			d.RemainingArgs()
+			if name == "n" {
+				return Walk(d, "dir: n", func(string) error {
+					d.RemainingArgs()
+					return nil
+				})
+			}
+			return nil
+		}
+		_ = Walk(d, "dir", each, "r")
+	})
+}
