@@ -200,7 +200,7 @@ func (h *RouteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 		return h.miss(r, host, miss, tenant)
 	}
 	if res.Redirect != "" {
-		_, _, st := res.target()
+		_, _, st := res.target(true)
 		h.app.metrics.request(st, res.Tenant.Name, res.Stage, res.App.Name, "")
 		w.Header().Set("Location", res.Redirect)
 		w.WriteHeader(http.StatusMovedPermanently)
@@ -215,7 +215,7 @@ func (h *RouteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 		r.URL.RawPath = ""
 		r.RequestURI = r.URL.RequestURI()
 	}
-	reps, pool, st := res.target()
+	reps, pool, st := res.target(true)
 	rt := &Route{Host: host, Tenant: res.Tenant.Name, Stage: res.Stage, Zone: snap.g.zone, Replicas: reps, Pool: pool, Snapshot: snap, stats: st}
 	// One backing array for the trusted headers; each value slice is capped
 	// so that an append by a later handler cannot write into its neighbour.
