@@ -77,6 +77,10 @@ func siteRoutes(n int, replica string) []any {
 	return routes
 }
 
+// replicaBody is the replica's answer: about the size of a small JSON API
+// response.
+var replicaBody = `{"id":42,"name":"item 42","price":{"amount":1999,"currency":"EUR"},"tags":["a","b","c"],"stock":{"az-a":12,"az-b":7},"updated":"2026-11-30T10:00:00Z","links":{"self":"/web/items/42"}}`
+
 // hostTargets returns requests to random tenant hosts of a fleet of n.
 func hostTargets(port, n int) []vegeta.Target {
 	rng := rand.New(rand.NewPCG(uint64(n), 1))
@@ -100,7 +104,11 @@ func setupRegistry(context.Context) ([]Variant, func(), error) {
 	admin1, admin2, echoPort, plain1, neoBig, plainSites, neoSmall := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], ports[6]
 	replica := fmt.Sprintf("127.0.0.1:%d", echoPort)
 	big := registryConfig(admin1, map[string]any{"neo": neoApp(10000, replica)}, map[string]any{
-		"echo":   httpServer(echoPort, map[string]any{"handle": []any{map[string]any{"handler": "neo_echo", "replica": "bench-1"}}}),
+		// The replica answers the same fixed body to every variant, so that
+		// the variants differ only in the proxy's work (an echo replica
+		// would report neo's extra Neo-* headers and do more work for it).
+		"echo": httpServer(echoPort, map[string]any{"handle": []any{map[string]any{"handler": "static_response", "status_code": 200,
+			"headers": map[string]any{"Content-Type": []string{"application/json"}}, "body": replicaBody}}}),
 		"plain1": httpServer(plain1, map[string]any{"handle": []any{proxyTo(replica)}}),
 		"neo":    httpServer(neoBig, neoRoute),
 		"sites":  httpServer(plainSites, siteRoutes(1000, replica)...),
@@ -122,7 +130,8 @@ func setupRegistry(context.Context) ([]Variant, func(), error) {
 		return nil, nil, err
 	}
 	return []Variant{
-			{Name: "caddy reverse_proxy, 1 site", Targets: []vegeta.Target{{Method: "GET", URL: fmt.Sprintf("http://127.0.0.1:%d/web/items?id=42", plain1)}}},
+			// The same requests (hosts, paths) for every variant.
+			{Name: "caddy reverse_proxy, 1 site", Targets: hostTargets(plain1, 10)},
 			{Name: "neo_route, 10 tenants", Targets: hostTargets(neoSmall, 10)},
 			{Name: "neo_route, 10,000 tenants", Targets: hostTargets(neoBig, 10000)},
 			{Name: "caddy, 1,000 site blocks", Targets: hostTargets(plainSites, 1000)},

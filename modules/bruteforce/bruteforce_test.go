@@ -21,6 +21,9 @@ func TestCaddyfileErrors(t *testing.T) {
 	adapttest.ExpectError(t, ":9000 {\n neo_login_user {\n  color x\n }\n}", `unknown subdirective "color"`)
 	adapttest.ExpectError(t, ":9000 {\n neo_login_user {\n  max_body lots\n }\n}", "max_body")
 	adapttest.ExpectError(t, ":9000 {\n neo_login_user a {\n  fields b\n }\n}", "inline and in the block")
+	adapttest.ExpectError(t, ":9000 {\n neo_login_user {\n  max_body 1KiB\n  max_body 2KiB\n }\n}", `neo_login_user: duplicate subdirective "max_body"`)
+	adapttest.ExpectError(t, ":9000 {\n neo_login_user {\n  fields\n }\n}", "fields: wrong argument count")
+	adapttest.ExpectError(t, ":9000 {\n neo_login_user {\n  max_body\n }\n}", "max_body: wrong argument count")
 }
 
 func TestUserFromBody(t *testing.T) {

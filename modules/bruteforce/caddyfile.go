@@ -3,19 +3,14 @@ package bruteforce
 import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+
+	"github.com/projectneo/caddy-neo/internal/cfblock"
 )
 
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("neo_login_user", parseCaddyfile)
+	httpcaddyfile.RegisterHandlerDirective("neo_login_user", cfblock.Handler[LoginUser])
 	httpcaddyfile.RegisterDirectiveOrder("neo_login_user", httpcaddyfile.Before, "request_body")
-}
-
-func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	l := new(LoginUser)
-	err := l.UnmarshalCaddyfile(h.Dispenser)
-	return l, err
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -29,26 +24,21 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 func (l *LoginUser) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	l.Fields = d.RemainingArgs()
-	seen := map[string]bool{}
-	for d.NextBlock(0) {
-		name := d.Val()
-		if seen[name] {
-			return d.Errf("neo_login_user: duplicate subdirective %q", name)
-		}
-		seen[name] = true
+	return cfblock.Walk(d, "neo_login_user", func(name string) error {
 		switch name {
 		case "fields":
 			if len(l.Fields) > 0 {
 				return d.Errf("neo_login_user: fields given inline and in the block")
 			}
-			l.Fields = d.RemainingArgs()
-			if len(l.Fields) == 0 {
-				return d.ArgErr()
+			fields, err := cfblock.Args(d, 1, -1)
+			if err != nil {
+				return err
 			}
+			l.Fields = fields
 		case "max_body":
-			var v string
-			if !d.Args(&v) || d.NextArg() {
-				return d.ArgErr()
+			v, err := cfblock.One(d)
+			if err != nil {
+				return err
 			}
 			n, err := humanize.ParseBytes(v)
 			if err != nil || n == 0 || n > 16<<20 {
@@ -56,10 +46,10 @@ func (l *LoginUser) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			l.MaxBody = int64(n)
 		default:
-			return d.Errf("neo_login_user: unknown subdirective %q", name)
+			return cfblock.Unknown(d, "neo_login_user", name)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // Interface guards

@@ -5,18 +5,13 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/projectneo/caddy-neo/internal/cfblock"
 )
 
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("neo_echo", parseCaddyfile)
+	httpcaddyfile.RegisterHandlerDirective("neo_echo", cfblock.Handler[Echo])
 	httpcaddyfile.RegisterDirectiveOrder("neo_echo", httpcaddyfile.Before, "respond")
-}
-
-func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	e := new(Echo)
-	err := e.UnmarshalCaddyfile(h.Dispenser)
-	return e, err
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -37,20 +32,7 @@ func (e *Echo) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	seen := map[string]bool{}
-	for d.NextBlock(0) {
-		name := d.Val()
-		if seen[name] {
-			return d.Errf("neo_echo: duplicate subdirective %q", name)
-		}
-		seen[name] = true
-		var val string
-		if !d.Args(&val) {
-			return d.ArgErr()
-		}
-		if d.NextArg() {
-			return d.ArgErr()
-		}
+	return cfblock.Values(d, "neo_echo", func(name, val string) error {
 		switch name {
 		case "tenant":
 			e.Tenant = val
@@ -71,10 +53,10 @@ func (e *Echo) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			e.MaxResponseBytes = n
 		default:
-			return d.Errf("neo_echo: unknown subdirective %q", name)
+			return cfblock.Unknown(d, "neo_echo", name)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // Interface guards

@@ -5,18 +5,13 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/projectneo/caddy-neo/internal/cfblock"
 )
 
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("neo_waf", parseCaddyfile)
+	httpcaddyfile.RegisterHandlerDirective("neo_waf", cfblock.Handler[Handler])
 	httpcaddyfile.RegisterDirectiveOrder("neo_waf", httpcaddyfile.Before, "basic_auth")
-}
-
-func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	w := new(Handler)
-	err := w.UnmarshalCaddyfile(h.Dispenser)
-	return w, err
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Its block is

@@ -1,26 +1,22 @@
 package egress
 
 import (
+	"fmt"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+
+	"github.com/projectneo/caddy-neo/internal/cfblock"
 )
 
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("neo_egress", parseCaddyfile)
+	httpcaddyfile.RegisterHandlerDirective("neo_egress", cfblock.Handler[Gateway])
 	// Early, so that path-matched directives (respond /healthz, ...) never see
 	// proxy requests, whose path is the destination's.
 	httpcaddyfile.RegisterDirectiveOrder("neo_egress", httpcaddyfile.Before, "redir")
-}
-
-func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	g := new(Gateway)
-	err := g.UnmarshalCaddyfile(h.Dispenser)
-	return g, err
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -56,37 +52,19 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	seen := map[string]bool{}
-	once := func(name string) error {
-		if seen[name] {
-			return d.Errf("neo_egress: duplicate subdirective %q", name)
-		}
-		seen[name] = true
-		return nil
-	}
-	for d.NextBlock(0) {
-		name := d.Val()
+	return cfblock.Walk(d, "neo_egress", func(name string) error {
+		var err error
 		switch name {
-		case "zone", "source_address", "caller_source":
-			if err := once(name); err != nil {
-				return err
-			}
-			var v string
-			if !d.Args(&v) || d.NextArg() {
-				return d.ArgErr()
-			}
-			switch name {
-			case "zone":
-				g.Zone = v
-			case "source_address":
-				g.SourceAddress = v
-			case "caller_source":
-				g.CallerSource = v
-			}
+		case "zone":
+			g.Zone, err = cfblock.One(d)
+		case "source_address":
+			g.SourceAddress, err = cfblock.One(d)
+		case "caller_source":
+			g.CallerSource, err = cfblock.One(d)
 		case "caller":
-			args := d.RemainingArgs()
-			if len(args) < 2 || len(args) > 4 {
-				return d.ArgErr()
+			args, err := cfblock.Args(d, 2, 4)
+			if err != nil {
+				return err
 			}
 			c := CallerAddress{Address: args[0], Tenant: args[1]}
 			if len(args) > 2 {
@@ -97,9 +75,9 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			g.Callers = append(g.Callers, c)
 		case "credential":
-			args := d.RemainingArgs()
-			if len(args) < 3 || len(args) > 5 {
-				return d.ArgErr()
+			args, err := cfblock.Args(d, 3, 5)
+			if err != nil {
+				return err
 			}
 			c := Credential{Username: args[0], SecretHash: args[1], Tenant: args[2]}
 			if len(args) > 3 {
@@ -110,13 +88,11 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			g.Credentials = append(g.Credentials, c)
 		case "tenant":
-			if err := g.unmarshalTenant(d); err != nil {
-				return err
-			}
+			err = g.unmarshalTenant(d)
 		case "internal_ranges", "treat_as_external":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.ArgErr()
+			args, err := cfblock.Args(d, 1, -1)
+			if err != nil {
+				return err
 			}
 			if name == "internal_ranges" {
 				g.InternalRanges = append(g.InternalRanges, args...)
@@ -124,9 +100,9 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				g.TreatAsExternal = append(g.TreatAsExternal, args...)
 			}
 		case "static_host":
-			args := d.RemainingArgs()
-			if len(args) < 2 {
-				return d.ArgErr()
+			args, err := cfblock.Args(d, 2, -1)
+			if err != nil {
+				return err
 			}
 			if g.StaticHosts == nil {
 				g.StaticHosts = map[string][]string{}
@@ -136,30 +112,13 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			g.StaticHosts[args[0]] = args[1:]
 		case "max_conns_per_tenant":
-			if err := once(name); err != nil {
-				return err
-			}
-			n, err := intArg(d)
-			if err != nil {
-				return err
-			}
-			g.MaxConnsPerTenant = n
+			g.MaxConnsPerTenant, err = intArg(d)
 		case "bytes_per_second_per_tenant":
-			if err := once(name); err != nil {
-				return err
-			}
-			n, err := sizeArg(d)
+			g.BytesPerSecondPerTenant, err = sizeArg(d)
+		case "connect_timeout", "idle_timeout":
+			v, err := cfblock.One(d)
 			if err != nil {
 				return err
-			}
-			g.BytesPerSecondPerTenant = n
-		case "connect_timeout", "idle_timeout":
-			if err := once(name); err != nil {
-				return err
-			}
-			var v string
-			if !d.Args(&v) || d.NextArg() {
-				return d.ArgErr()
 			}
 			dur, err := caddy.ParseDuration(v)
 			if err != nil || dur <= 0 {
@@ -171,78 +130,67 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				g.IdleTimeout = caddy.Duration(dur)
 			}
 		default:
-			return d.Errf("neo_egress: unknown subdirective %q", name)
+			return cfblock.Unknown(d, "neo_egress", name)
 		}
-	}
-	return nil
+		return err
+	}, "caller", "credential", "tenant", "internal_ranges", "treat_as_external", "static_host")
 }
 
+// unmarshalTenant reads `tenant <name> { ... }`: the tenant's policy, then
+// one policy per app block.
 func (g *Gateway) unmarshalTenant(d *caddyfile.Dispenser) error {
-	var tenant string
-	if !d.Args(&tenant) || d.NextArg() {
-		return d.ArgErr()
+	tenant, err := cfblock.One(d)
+	if err != nil {
+		return err
 	}
 	for _, p := range g.Policies {
 		if p.Tenant == tenant && p.App == "" {
 			return d.Errf("neo_egress: tenant %q listed twice", tenant)
 		}
 	}
+	directive := fmt.Sprintf("neo_egress: tenant %q", tenant)
 	p := Policy{Tenant: tenant}
 	var apps []Policy
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		name := d.Val()
+	appSeen := map[string]bool{}
+	err = cfblock.Walk(d, directive, func(name string) error {
+		var err error
 		switch name {
 		case "allow":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.ArgErr()
+			var args []string
+			if args, err = cfblock.Args(d, 1, -1); err == nil {
+				p.Allow = append(p.Allow, args...)
 			}
-			p.Allow = append(p.Allow, args...)
 		case "max_conns":
-			if seen[name] {
-				return d.Errf("neo_egress: tenant %q: duplicate %q", tenant, name)
-			}
-			seen[name] = true
-			n, err := intArg(d)
-			if err != nil {
-				return err
-			}
-			p.MaxConns = n
+			p.MaxConns, err = intArg(d)
 		case "bytes_per_second":
-			if seen[name] {
-				return d.Errf("neo_egress: tenant %q: duplicate %q", tenant, name)
-			}
-			seen[name] = true
-			n, err := sizeArg(d)
-			if err != nil {
-				return err
-			}
-			p.BytesPerSecond = n
+			p.BytesPerSecond, err = sizeArg(d)
 		case "app":
 			var app string
-			if !d.Args(&app) || d.NextArg() {
-				return d.ArgErr()
+			if app, err = cfblock.One(d); err != nil {
+				return err
 			}
-			if seen["app "+app] {
-				return d.Errf("neo_egress: tenant %q: app %q listed twice", tenant, app)
+			if appSeen[app] {
+				return d.Errf("%s: app %q listed twice", directive, app)
 			}
-			seen["app "+app] = true
+			appSeen[app] = true
 			ap := Policy{Tenant: tenant, App: app, Allow: []string{}}
-			for n2 := d.Nesting(); d.NextBlock(n2); {
-				if d.Val() != "allow" {
-					return d.Errf("neo_egress: tenant %q app %q: unknown subdirective %q (only allow)", tenant, app, d.Val())
+			appDirective := fmt.Sprintf("%s app %q", directive, app)
+			err = cfblock.Walk(d, appDirective, func(name string) error {
+				if name != "allow" {
+					return cfblock.Unknown(d, appDirective, name)
 				}
-				args := d.RemainingArgs()
-				if len(args) == 0 {
-					return d.ArgErr()
-				}
+				args, err := cfblock.Args(d, 1, -1)
 				ap.Allow = append(ap.Allow, args...)
-			}
+				return err
+			}, "allow")
 			apps = append(apps, ap)
 		default:
-			return d.Errf("neo_egress: tenant %q: unknown subdirective %q", tenant, name)
+			return cfblock.Unknown(d, directive, name)
 		}
+		return err
+	}, "allow", "app")
+	if err != nil {
+		return err
 	}
 	g.Policies = append(g.Policies, p)
 	g.Policies = append(g.Policies, apps...)
@@ -251,9 +199,9 @@ func (g *Gateway) unmarshalTenant(d *caddyfile.Dispenser) error {
 
 func intArg(d *caddyfile.Dispenser) (int, error) {
 	name := d.Val()
-	var v string
-	if !d.Args(&v) || d.NextArg() {
-		return 0, d.ArgErr()
+	v, err := cfblock.One(d)
+	if err != nil {
+		return 0, err
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 0 {
@@ -264,9 +212,9 @@ func intArg(d *caddyfile.Dispenser) (int, error) {
 
 func sizeArg(d *caddyfile.Dispenser) (int64, error) {
 	name := d.Val()
-	var v string
-	if !d.Args(&v) || d.NextArg() {
-		return 0, d.ArgErr()
+	v, err := cfblock.One(d)
+	if err != nil {
+		return 0, err
 	}
 	n, err := humanize.ParseBytes(v)
 	if err != nil || n > 1<<50 {

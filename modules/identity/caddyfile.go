@@ -3,18 +3,13 @@ package identity
 import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/projectneo/caddy-neo/internal/cfblock"
 )
 
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("neo_identity", parseCaddyfile)
+	httpcaddyfile.RegisterHandlerDirective("neo_identity", cfblock.Handler[Binding])
 	httpcaddyfile.RegisterDirectiveOrder("neo_identity", httpcaddyfile.After, "basic_auth")
-}
-
-func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	b := new(Binding)
-	err := b.UnmarshalCaddyfile(h.Dispenser)
-	return b, err
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -32,17 +27,7 @@ func (b *Binding) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	seen := map[string]bool{}
-	for d.NextBlock(0) {
-		name := d.Val()
-		if seen[name] {
-			return d.Errf("neo_identity: duplicate subdirective %q", name)
-		}
-		seen[name] = true
-		var v string
-		if !d.Args(&v) || d.NextArg() {
-			return d.ArgErr()
-		}
+	return cfblock.Values(d, "neo_identity", func(name, v string) error {
 		switch name {
 		case "tenant":
 			b.Tenant = v
@@ -57,10 +42,10 @@ func (b *Binding) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "platform_role":
 			b.PlatformRole = v
 		default:
-			return d.Errf("neo_identity: unknown subdirective %q", name)
+			return cfblock.Unknown(d, "neo_identity", name)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // Interface guards

@@ -18,7 +18,7 @@ func TestCaddyfileAdapt(t *testing.T) { adapttest.RunDir(t, "testdata/caddyfile_
 
 func TestCaddyfileErrors(t *testing.T) {
 	adapttest.ExpectError(t, ":9000 {\n neo_identity {\n  color x\n }\n}", `unknown subdirective "color"`)
-	adapttest.ExpectError(t, ":9000 {\n neo_identity {\n  tenant a\n  tenant b\n }\n}", "duplicate")
+	adapttest.ExpectError(t, ":9000 {\n neo_identity {\n  tenant a\n  tenant b\n }\n}", `neo_identity: duplicate subdirective "tenant"`)
 }
 
 func TestValidate(t *testing.T) {

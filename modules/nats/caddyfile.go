@@ -9,6 +9,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/dustin/go-humanize"
+
+	"github.com/projectneo/caddy-neo/internal/cfblock"
 )
 
 func init() {
@@ -60,12 +62,9 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	for d.NextBlock(0) {
-		switch d.Val() {
+	return cfblock.Walk(d, "nats", func(name string) error {
+		switch name {
 		case "embedded":
-			if a.Embedded != nil {
-				return d.Err("nats: embedded: given twice")
-			}
 			e := new(Embedded)
 			if d.NextArg() {
 				e.Listen = d.Val()
@@ -73,143 +72,116 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return d.ArgErr()
 			}
-			seen := map[string]bool{}
-			for nesting := d.Nesting(); d.NextBlock(nesting); {
-				name := d.Val()
-				if seen[name] {
-					return d.Errf("nats: embedded: duplicate %q", name)
-				}
-				seen[name] = true
-				var val string
-				if !d.AllArgs(&val) {
-					return d.ArgErr()
-				}
-				switch name {
-				case "monitor":
-					e.Monitor = val
-				case "server_name":
-					e.ServerName = val
-				case "max_payload":
-					n, err := humanize.ParseBytes(val)
-					if err != nil || n > 64<<20 {
-						return d.Errf("nats: embedded: max_payload: want a size up to 64MiB, got %q", val)
-					}
-					e.MaxPayload = int32(n)
-				case "jetstream":
-					e.JetStream, e.StoreDir = true, val
-				default:
-					return d.Errf("nats: embedded: unknown subdirective %q", name)
-				}
+			if err := e.unmarshal(d); err != nil {
+				return err
 			}
 			a.Embedded = e
 		case "connection":
-			var name string
-			if !d.AllArgs(&name) {
-				return d.ArgErr()
+			cname, err := cfblock.One(d)
+			if err != nil {
+				return err
 			}
 			if a.Connections == nil {
 				a.Connections = map[string]*Connection{}
 			}
-			if _, dup := a.Connections[name]; dup {
-				return d.Errf("nats: connection %q: given twice", name)
+			if _, dup := a.Connections[cname]; dup {
+				return d.Errf("nats: connection %q: given twice", cname)
 			}
 			c := new(Connection)
-			if err := c.unmarshal(d); err != nil {
+			if err := c.unmarshal(d, cname); err != nil {
 				return err
 			}
-			a.Connections[name] = c
+			a.Connections[cname] = c
 		default:
-			return d.Errf("nats: unknown subdirective %q", d.Val())
+			return cfblock.Unknown(d, "nats", name)
 		}
-	}
-	return nil
+		return nil
+	}, "connection")
 }
 
-func (c *Connection) unmarshal(d *caddyfile.Dispenser) error {
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		name := d.Val()
-		if seen[name] {
-			return d.Errf("nats: connection: duplicate %q", name)
-		}
-		seen[name] = true
-		args := d.RemainingArgs()
-		want := func(lo, hi int) error {
-			if len(args) < lo || len(args) > hi {
-				return d.ArgErr()
+func (e *Embedded) unmarshal(d *caddyfile.Dispenser) error {
+	return cfblock.Values(d, "nats: embedded", func(name, val string) error {
+		switch name {
+		case "monitor":
+			e.Monitor = val
+		case "server_name":
+			e.ServerName = val
+		case "max_payload":
+			n, err := humanize.ParseBytes(val)
+			if err != nil || n > 64<<20 {
+				return d.Errf("nats: embedded: max_payload: want a size up to 64MiB, got %q", val)
 			}
-			return nil
+			e.MaxPayload = int32(n)
+		case "jetstream":
+			e.JetStream, e.StoreDir = true, val
+		default:
+			return cfblock.Unknown(d, "nats: embedded", name)
 		}
+		return nil
+	})
+}
+
+// unmarshal reads the block of connection cname.
+func (c *Connection) unmarshal(d *caddyfile.Dispenser, cname string) error {
+	directive := "nats: connection " + strconv.Quote(cname)
+	return cfblock.Walk(d, directive, func(name string) error {
 		var err error
+		var args []string
 		switch name {
 		case "servers":
-			if len(args) == 0 {
-				return d.ArgErr()
-			}
-			c.Servers = args
+			c.Servers, err = cfblock.Args(d, 1, -1)
 		case "creds_file":
-			if err = want(1, 1); err == nil {
-				c.CredsFile = args[0]
-			}
+			c.CredsFile, err = cfblock.One(d)
 		case "nkey_seed_file":
-			if err = want(1, 1); err == nil {
-				c.NkeySeedFile = args[0]
-			}
+			c.NkeySeedFile, err = cfblock.One(d)
 		case "user":
-			if err = want(1, 2); err == nil {
+			if args, err = cfblock.Args(d, 1, 2); err == nil {
 				c.User = args[0]
 				if len(args) == 2 {
 					c.Password = args[1]
 				}
 			}
 		case "token":
-			if err = want(1, 1); err == nil {
-				c.Token = args[0]
-			}
+			c.Token, err = cfblock.One(d)
 		case "tls_client_cert":
-			if err = want(2, 2); err == nil {
+			if args, err = cfblock.Args(d, 2, 2); err == nil {
 				if c.TLS == nil {
 					c.TLS = new(ClientTLS)
 				}
 				c.TLS.CertFile, c.TLS.KeyFile = args[0], args[1]
 			}
 		case "tls_ca":
-			if err = want(1, 1); err == nil {
+			var ca string
+			if ca, err = cfblock.One(d); err == nil {
 				if c.TLS == nil {
 					c.TLS = new(ClientTLS)
 				}
-				c.TLS.CAFile = args[0]
+				c.TLS.CAFile = ca
 			}
 		case "inbox_prefix":
-			if err = want(1, 1); err == nil {
-				c.InboxPrefix = args[0]
-			}
+			c.InboxPrefix, err = cfblock.One(d)
 		case "name":
-			if err = want(1, 1); err == nil {
-				c.Name = args[0]
-			}
+			c.Name, err = cfblock.One(d)
 		case "reconnect_wait":
-			if err = want(1, 2); err == nil {
+			if args, err = cfblock.Args(d, 1, 2); err == nil {
 				if c.ReconnectWait, err = parseDur(d, args[0]); err == nil && len(args) == 2 {
 					c.MaxReconnectWait, err = parseDur(d, args[1])
 				}
 			}
 		case "reconnect_buf_size":
-			if err = want(1, 1); err == nil {
-				n, perr := humanize.ParseBytes(args[0])
+			var v string
+			if v, err = cfblock.One(d); err == nil {
+				n, perr := humanize.ParseBytes(v)
 				if perr != nil || n > 1<<30 {
-					return d.Errf("nats: connection: reconnect_buf_size: bad size %q", args[0])
+					return d.Errf("%s: reconnect_buf_size: bad size %q", directive, v)
 				}
 				c.ReconnectBufSize = int(n)
 			}
 		default:
-			return d.Errf("nats: connection: unknown subdirective %q", name)
+			return cfblock.Unknown(d, directive, name)
 		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+		return err
+	})
 }
 
 func parseDur(d *caddyfile.Dispenser, s string) (caddy.Duration, error) {
@@ -278,26 +250,16 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	seen := map[string]bool{}
-	for d.NextBlock(0) {
-		name := d.Val()
-		if seen[name] {
-			return d.Errf("nats_gateway: duplicate %q", name)
-		}
-		seen[name] = true
-		args := d.RemainingArgs()
+	err := cfblock.Walk(d, "nats_gateway", func(name string) error {
 		if name == "subjects" {
-			if len(args) == 0 {
-				return d.ArgErr()
-			}
-			g.Subjects = args
-			continue
+			var err error
+			g.Subjects, err = cfblock.Args(d, 1, -1)
+			return err
 		}
-		if len(args) != 1 {
-			return d.ArgErr()
+		v, err := cfblock.One(d)
+		if err != nil {
+			return err
 		}
-		v := args[0]
-		var err error
 		switch name {
 		case "server":
 			g.Server = v
@@ -324,11 +286,12 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "max_in_flight":
 			g.MaxInFlight, err = parseInt(d, v)
 		default:
-			return d.Errf("nats_gateway: unknown subdirective %q", name)
+			return cfblock.Unknown(d, "nats_gateway", name)
 		}
-		if err != nil {
-			return err
-		}
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	if g.Server == "" {
 		return d.Err("nats_gateway: server is required")
@@ -353,26 +316,16 @@ func (t *Transport) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	seen := map[string]bool{}
-	for d.NextBlock(0) {
-		name := d.Val()
-		if seen[name] {
-			return d.Errf("transport nats: duplicate %q", name)
-		}
-		seen[name] = true
-		args := d.RemainingArgs()
+	return cfblock.Walk(d, "transport nats", func(name string) error {
 		if name == "zones" {
-			if len(args) == 0 {
-				return d.ArgErr()
-			}
-			t.Zones = args
-			continue
+			var err error
+			t.Zones, err = cfblock.Args(d, 1, -1)
+			return err
 		}
-		if len(args) != 1 {
-			return d.ArgErr()
+		v, err := cfblock.One(d)
+		if err != nil {
+			return err
 		}
-		v := args[0]
-		var err error
 		switch name {
 		case "connection":
 			t.Connection = v
@@ -393,13 +346,10 @@ func (t *Transport) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				t.GatewayCheckInterval, err = parseDur(d, v)
 			}
 		default:
-			return d.Errf("transport nats: unknown subdirective %q", name)
+			return cfblock.Unknown(d, "transport nats", name)
 		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+		return err
+	})
 }
 
 // Interface guards

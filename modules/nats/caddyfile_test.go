@@ -19,7 +19,18 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"gateway without server", "{\n nats_gateway {\n stage prod\n zone az-a\n }\n}\n", "server is required"},
 		{"gateway unknown", "{\n nats_gateway {\n server s\n nope 1\n }\n}\n", `unknown subdirective "nope"`},
 		{"transport unknown", ":80 {\n reverse_proxy nats {\n transport nats {\n nope 1\n }\n }\n}\n", `unknown subdirective "nope"`},
-		{"transport dup", ":80 {\n reverse_proxy nats {\n transport nats {\n window 1\n window 2\n }\n }\n}\n", "duplicate"},
+		{"transport dup", ":80 {\n reverse_proxy nats {\n transport nats {\n window 1\n window 2\n }\n }\n}\n", `transport nats: duplicate subdirective "window"`},
+		{"transport zones empty", ":80 {\n reverse_proxy nats {\n transport nats {\n zones\n }\n }\n}\n", "zones: wrong argument count"},
+		{"embedded twice", "{\n nats {\n embedded\n embedded\n }\n}\n", `nats: duplicate subdirective "embedded"`},
+		{"embedded dup", "{\n nats {\n embedded {\n monitor a:1\n monitor a:2\n }\n }\n}\n", `nats: embedded: duplicate subdirective "monitor"`},
+		{"embedded unknown", "{\n nats {\n embedded {\n colour blue\n }\n }\n}\n", `nats: embedded: unknown subdirective "colour"`},
+		{"connection dup", "{\n nats {\n connection a {\n token x\n token y\n }\n }\n}\n", `nats: connection "a": duplicate subdirective "token"`},
+		{"connection unknown", "{\n nats {\n connection a {\n colour blue\n }\n }\n}\n", `nats: connection "a": unknown subdirective "colour"`},
+		{"connection user args", "{\n nats {\n connection a {\n user u p x\n }\n }\n}\n", "user: wrong argument count"},
+		{"connection servers empty", "{\n nats {\n connection a {\n servers\n }\n }\n}\n", "servers: wrong argument count"},
+		{"connection buf size", "{\n nats {\n connection a {\n reconnect_buf_size lots\n }\n }\n}\n", `nats: connection "a": reconnect_buf_size: bad size`},
+		{"gateway dup", "{\n nats_gateway {\n server s\n server t\n }\n}\n", `nats_gateway: duplicate subdirective "server"`},
+		{"gateway subjects empty", "{\n nats_gateway {\n server s\n subjects\n }\n}\n", "subjects: wrong argument count"},
 	} {
 		t.Run(c.name, func(t *testing.T) { adapttest.ExpectError(t, c.in, c.want) })
 	}

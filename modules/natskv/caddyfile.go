@@ -5,6 +5,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/projectneo/caddy-neo/internal/cfblock"
 )
 
 // UnmarshalCaddyfile sets up the store from the `store nats` line of the
@@ -23,17 +25,7 @@ func (s *Store) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	seen := map[string]bool{}
-	for d.NextBlock(0) {
-		name := d.Val()
-		if seen[name] {
-			return d.Errf("store nats: %s given twice", name)
-		}
-		seen[name] = true
-		var v string
-		if !d.Args(&v) || d.NextArg() {
-			return d.ArgErr()
-		}
+	return cfblock.Values(d, "store nats", func(name, v string) error {
 		switch name {
 		case "connection":
 			s.Connection = v
@@ -58,10 +50,10 @@ func (s *Store) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			s.Timeout = caddy.Duration(dur)
 		default:
-			return d.Errf("store nats: unknown subdirective %q", name)
+			return cfblock.Unknown(d, "store nats", name)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // Interface guards

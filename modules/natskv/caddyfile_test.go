@@ -14,7 +14,7 @@ func TestCaddyfileAdapt(t *testing.T) {
 func TestCaddyfileErrors(t *testing.T) {
 	for name, tc := range map[string]struct{ in, want string }{
 		"unknown sub":   {"{\n neo {\n  store nats {\n   colour blue\n  }\n }\n}\n:80", `unknown subdirective "colour"`},
-		"twice":         {"{\n neo {\n  store nats {\n   bucket a\n   bucket b\n  }\n }\n}\n:80", "bucket given twice"},
+		"twice":         {"{\n neo {\n  store nats {\n   bucket a\n   bucket b\n  }\n }\n}\n:80", `store nats: duplicate subdirective "bucket"`},
 		"arg":           {"{\n neo {\n  store nats x\n }\n}\n:80", "wrong argument count"},
 		"replicas":      {"{\n neo {\n  store nats {\n   replicas three\n  }\n }\n}\n:80", "replicas: want a number"},
 		"timeout":       {"{\n neo {\n  store nats {\n   timeout soon\n  }\n }\n}\n:80", "timeout"},

@@ -6,6 +6,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/dustin/go-humanize"
+
+	"github.com/projectneo/caddy-neo/internal/cfblock"
 )
 
 // UnmarshalCaddyfile sets up the storage from Caddyfile tokens, as the
@@ -23,17 +25,7 @@ func (n *NATS) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	seen := map[string]bool{}
-	for d.NextBlock(0) {
-		opt := d.Val()
-		if seen[opt] {
-			return d.Errf("%s: specified more than once", opt)
-		}
-		seen[opt] = true
-		var arg string
-		if !d.Args(&arg) || d.NextArg() {
-			return d.ArgErr()
-		}
+	return cfblock.Values(d, "storage nats", func(opt, arg string) error {
 		switch opt {
 		case "connection":
 			n.Connection = arg
@@ -42,26 +34,26 @@ func (n *NATS) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "replicas":
 			r, err := strconv.Atoi(arg)
 			if err != nil {
-				return d.Errf("replicas: %q: %v", arg, err)
+				return d.Errf("storage nats: replicas: %q: %v", arg, err)
 			}
 			n.Replicas = r
 		case "lock_ttl":
 			ttl, err := caddy.ParseDuration(arg)
 			if err != nil {
-				return d.Errf("lock_ttl: %q: %v", arg, err)
+				return d.Errf("storage nats: lock_ttl: %q: %v", arg, err)
 			}
 			n.LockTTL = caddy.Duration(ttl)
 		case "inline_max":
 			size, err := humanize.ParseBytes(arg)
 			if err != nil || size > 1<<30 {
-				return d.Errf("inline_max: %q: want a size such as 256KiB", arg)
+				return d.Errf("storage nats: inline_max: %q: want a size such as 256KiB", arg)
 			}
 			n.InlineMax = int(size)
 		default:
-			return d.Errf("unknown subdirective %q", opt)
+			return cfblock.Unknown(d, "storage nats", opt)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // Interface guards

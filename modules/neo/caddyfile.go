@@ -10,12 +10,13 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/projectneo/caddy-neo/internal/cfblock"
 )
 
 func init() {
 	httpcaddyfile.RegisterGlobalOption("neo", parseGlobalOption)
-	httpcaddyfile.RegisterHandlerDirective("neo_route", parseRoute)
+	httpcaddyfile.RegisterHandlerDirective("neo_route", cfblock.Handler[RouteHandler])
 	httpcaddyfile.RegisterDirectiveOrder("neo_route", httpcaddyfile.Before, "map")
 }
 
@@ -338,12 +339,6 @@ func parseTenantBlock(d *caddyfile.Dispenser, tn string) (*TenantConfig, error) 
 	return tc, nil
 }
 
-func parseRoute(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	rh := new(RouteHandler)
-	err := rh.UnmarshalCaddyfile(h.Dispenser)
-	return rh, err
-}
-
 // UnmarshalCaddyfile sets up the handler:
 //
 //	neo_route {
@@ -354,21 +349,13 @@ func (h *RouteHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	for d.NextBlock(0) {
-		switch d.Val() {
-		case "trust_forwarded_host":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			if h.TrustForwardedHost {
-				return d.Errf("neo_route: duplicate subdirective %q", d.Val())
-			}
-			h.TrustForwardedHost = true
-		default:
-			return d.Errf("neo_route: unknown subdirective %q", d.Val())
+	return cfblock.Walk(d, "neo_route", func(name string) error {
+		if name != "trust_forwarded_host" {
+			return cfblock.Unknown(d, "neo_route", name)
 		}
-	}
-	return nil
+		h.TrustForwardedHost = true
+		return cfblock.Flag(d)
+	})
 }
 
 // Interface guards

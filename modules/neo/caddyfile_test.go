@@ -30,6 +30,13 @@ func TestCaddyfileErrors(t *testing.T) {
 		"tier args":           {"{\n neo {\n  tenant acme {\n   rate_limit_tier\n  }\n }\n}\n:80", "wrong argument count"},
 		"tier matcher args":   {":80 {\n @t neo_rate_tier\n respond @t 1\n}", "wrong argument count"},
 		"waf twice":           {"{\n neo {\n  tenant acme {\n   waf\n   waf\n  }\n }\n}\n:80", "waf defined twice"},
+		"route twice":         {":80 {\n neo_route {\n  trust_forwarded_host\n  trust_forwarded_host\n }\n}", `neo_route: duplicate subdirective "trust_forwarded_host"`},
+		"route flag arg":      {":80 {\n neo_route {\n  trust_forwarded_host yes\n }\n}", "trust_forwarded_host: wrong argument count"},
+		"zone policy twice":   {":80 {\n reverse_proxy a:1 {\n  lb_policy neo_zone {\n   zone a\n   zone b\n  }\n }\n}", `neo_zone: duplicate subdirective "zone"`},
+		"zone policy sub":     {":80 {\n reverse_proxy a:1 {\n  lb_policy neo_zone {\n   colour blue\n  }\n }\n}", `neo_zone: unknown subdirective "colour"`},
+		"zone policy value":   {":80 {\n reverse_proxy a:1 {\n  lb_policy neo_zone {\n   health_path\n  }\n }\n}", "health_path: wrong argument count"},
+		"zone header arg":     {":80 {\n reverse_proxy a:1 {\n  lb_policy neo_zone {\n   zone_header yes\n  }\n }\n}", "zone_header: wrong argument count"},
+		"zone policy number":  {":80 {\n reverse_proxy a:1 {\n  lb_policy neo_zone {\n   health_fails many\n  }\n }\n}", "neo_zone: health_fails: want a number"},
 		"waf paranoia":        {"{\n neo {\n  tenant acme {\n   waf {\n    paranoia high\n   }\n  }\n }\n}\n:80", `paranoia: "high" is not a number`},
 	} {
 		t.Run(name, func(t *testing.T) { adapttest.ExpectError(t, tc.in, tc.want) })

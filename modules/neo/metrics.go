@@ -4,9 +4,11 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/projectneo/caddy-neo/modules/zonelb"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -96,18 +98,80 @@ func newMetrics(ctx caddy.Context, noTenant bool) *metrics {
 	return &metrics{noTenant: noTenant}
 }
 
-func (m *metrics) request(tenant, stage, app, service string) {
+// request counts a routed request. st, when not nil, is the pool's cache of
+// its counters: the label lookup (hashing every label value, a map lookup in
+// the vector) then happens once per pool instead of once per request.
+func (m *metrics) request(st *poolStats, tenant, stage, app, service string) {
 	if m == nil {
 		return
 	}
+	vec := mRequests
 	switch {
 	case service != "":
-		mPlatform.WithLabelValues(service).Inc()
+		vec = mPlatform
 	case m.noTenant:
-		mRequestsNoTenant.WithLabelValues(stage, app).Inc()
-	default:
-		mRequests.WithLabelValues(tenant, stage, app).Inc()
+		vec = mRequestsNoTenant
 	}
+	var c prometheus.Counter
+	if st != nil {
+		c = st.req.load(vec)
+	}
+	if c == nil {
+		switch {
+		case service != "":
+			c = vec.WithLabelValues(service)
+		case m.noTenant:
+			c = vec.WithLabelValues(stage, app)
+		default:
+			c = vec.WithLabelValues(tenant, stage, app)
+		}
+		if st != nil {
+			st.req.store(vec, c)
+		}
+	}
+	c.Inc()
+}
+
+// poolStats caches the metric series of one pool (a tenant's app in one
+// stage, or a platform service). A pool is compiled into one registry of one
+// neo app, so its labels never change; the vector is checked all the same.
+type poolStats struct {
+	req lazyCounter
+	// sel[(zone+1)*outcomes+outcome]: upstream selections by the chosen
+	// replica's zone (index in the pool; -1 for none) and outcome.
+	sel []lazyCounter
+	// zoneNames[i] is the pool's zone i, boxed once for the replacer.
+	zoneNames []any
+}
+
+// selOutcomes is the number of zonelb.Outcome values.
+const selOutcomes = 5
+
+func newPoolStats(p *zonelb.Pool) *poolStats {
+	st := &poolStats{sel: make([]lazyCounter, (p.Zones()+1)*selOutcomes), zoneNames: make([]any, p.Zones())}
+	for i := range st.zoneNames {
+		st.zoneNames[i] = p.ZoneName(i)
+	}
+	return st
+}
+
+type counterRef struct {
+	vec *prometheus.CounterVec
+	c   prometheus.Counter
+}
+
+// lazyCounter is one metric series, looked up on first use.
+type lazyCounter struct{ p atomic.Pointer[counterRef] }
+
+func (l *lazyCounter) load(vec *prometheus.CounterVec) prometheus.Counter {
+	if r := l.p.Load(); r != nil && r.vec == vec {
+		return r.c
+	}
+	return nil
+}
+
+func (l *lazyCounter) store(vec *prometheus.CounterVec, c prometheus.Counter) {
+	l.p.Store(&counterRef{vec: vec, c: c})
 }
 
 func (m *metrics) miss(reason string) {

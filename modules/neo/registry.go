@@ -39,12 +39,30 @@ type TenantApp struct {
 	// Public is the app's AppConfig.Public.
 	Public bool
 	Name   string
-	stages [][]Replica // nil: not deployed in that stage
-	// pools[i] is the zone-aware rotation over stages[i]: one per tenant,
-	// app and stage, never shared with another tenant.
-	pools []*zonelb.Pool
-	// deployed[i] reports whether the app has a deployment in stage i.
-	deployed []bool
+	// stages[i] is the app in stage i, all a request needs in one place.
+	stages []appStage
+}
+
+// appStage is an app's deployment in one stage.
+type appStage struct {
+	// replicas is nil when the app is not deployed in the stage.
+	replicas []Replica
+	// pool is the zone-aware rotation over replicas: one per tenant, app
+	// and stage, never shared with another tenant.
+	pool *zonelb.Pool
+	// stats caches the pool's metric series; made on the first request,
+	// so that tenants without traffic do not pay for it.
+	stats    atomic.Pointer[poolStats]
+	deployed bool
+}
+
+// poolStats returns the stage's metric cache, making it on first use.
+func (as *appStage) poolStats() *poolStats {
+	if st := as.stats.Load(); st != nil {
+		return st
+	}
+	as.stats.CompareAndSwap(nil, newPoolStats(as.pool))
+	return as.stats.Load()
 }
 
 // Service is a compiled platform service.
@@ -53,7 +71,8 @@ type Service struct {
 	Path     string
 	Replicas []Replica
 	// Pool is the zone-aware rotation over Replicas (same order).
-	Pool *zonelb.Pool
+	Pool  *zonelb.Pool
+	stats *poolStats
 }
 
 type domainEntry struct {
@@ -108,7 +127,8 @@ func (s *Snapshot) ReplicaByIP(ip netip.Addr) (ReplicaOwner, bool) {
 		shared := map[netip.Addr]bool{}
 		s.RangeTenants(func(t *Tenant) bool {
 			for an, a := range t.apps {
-				for si, reps := range a.stages {
+				for si := range a.stages {
+					reps := a.stages[si].replicas
 					for _, r := range reps {
 						host, _, err := net.SplitHostPort(r.Address)
 						if err != nil {
@@ -230,6 +250,7 @@ func (g *globals) setLB(o zonelb.Options) error {
 			return fmt.Errorf("services.%s: %w", s.Name, err)
 		}
 		s.Pool = p
+		s.stats = newPoolStats(p)
 	}
 	return nil
 }
@@ -273,17 +294,15 @@ func (g *globals) compileTenant(name string, src Source, tc *TenantConfig) (*Ten
 	}
 	t := &Tenant{Name: name, Source: src, Config: tc, apps: make(map[string]*TenantApp, len(tc.Apps))}
 	for an, ac := range tc.Apps {
-		a := &TenantApp{Name: an, Public: ac.Public, stages: make([][]Replica, len(g.stages.names)),
-			pools: make([]*zonelb.Pool, len(g.stages.names)), deployed: make([]bool, len(g.stages.names))}
+		a := &TenantApp{Name: an, Public: ac.Public, stages: make([]appStage, len(g.stages.names))}
 		for sn, sc := range ac.Stages {
 			i := g.stages.index[sn]
-			a.stages[i] = withZone(sc.Replicas, g.zone)
-			p, err := zonelb.NewPool(members(a.stages[i]), g.lb)
+			reps := withZone(sc.Replicas, g.zone)
+			p, err := zonelb.NewPool(members(reps), g.lb)
 			if err != nil {
 				return nil, fmt.Errorf("apps.%s.stages.%s: %w", an, sn, err)
 			}
-			a.pools[i] = p
-			a.deployed[i] = true
+			a.stages[i].replicas, a.stages[i].pool, a.stages[i].deployed = reps, p, true
 		}
 		t.apps[an] = a
 	}
@@ -387,10 +406,10 @@ func (s *Snapshot) AppReplicas(tenant, app, stage string) (replicas []Replica, o
 		return nil, false
 	}
 	i, ok := s.g.stages.index[stage]
-	if !ok || !a.deployed[i] {
+	if !ok || !a.stages[i].deployed {
 		return nil, false
 	}
-	return a.stages[i], true
+	return a.stages[i].replicas, true
 }
 
 // ServiceReplicas returns the replicas of a platform service. The slice is

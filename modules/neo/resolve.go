@@ -230,7 +230,7 @@ func (s *Snapshot) Resolve(host, path string) (Result, string) {
 		seg = m.dom.app
 		if m.dom.mode == "redirect" {
 			a, ok := m.t.apps[seg]
-			if !ok || !a.deployed[m.stage] {
+			if !ok || !a.stages[m.stage].deployed {
 				return Result{}, MissStage
 			}
 			return Result{Tenant: m.t, Stage: s.g.stages.names[m.stage], StageIndex: m.stage, App: a, Redirect: "/" + seg + "/"}, ""
@@ -247,7 +247,7 @@ func (s *Snapshot) app(m hostMatch, name string) (Result, string) {
 	if !ok {
 		return Result{}, MissApp
 	}
-	if !a.deployed[m.stage] {
+	if !a.stages[m.stage].deployed {
 		return Result{}, MissStage
 	}
 	return Result{Tenant: m.t, Stage: s.g.stages.names[m.stage], StageIndex: m.stage, App: a}, ""
@@ -255,24 +255,26 @@ func (s *Snapshot) app(m hostMatch, name string) (Result, string) {
 
 // Pool returns the zone-aware rotation of the resolved app in the resolved
 // stage, or of the service; nil when there is none.
-func (r *Result) Pool() *zonelb.Pool {
-	switch {
-	case r.App != nil:
-		return r.App.pools[r.StageIndex]
-	case r.Service != nil:
-		return r.Service.Pool
-	}
-	return nil
-}
+func (r *Result) Pool() *zonelb.Pool { _, p, _ := r.target(false); return p }
 
 // Replicas returns the resolved app's replicas in the resolved stage, or the
 // service's replicas. Do not modify the slice.
-func (r *Result) Replicas() []Replica {
+func (r *Result) Replicas() []Replica { reps, _, _ := r.target(false); return reps }
+
+// target returns the resolved pool's replicas, rotation and (with stats,
+// made on first use) metric cache: the app's in the resolved stage, or the
+// service's; all nil for neither.
+func (r *Result) target(stats bool) ([]Replica, *zonelb.Pool, *poolStats) {
 	switch {
 	case r.App != nil:
-		return r.App.stages[r.StageIndex]
+		as := &r.App.stages[r.StageIndex]
+		var st *poolStats
+		if stats {
+			st = as.poolStats()
+		}
+		return as.replicas, as.pool, st
 	case r.Service != nil:
-		return r.Service.Replicas
+		return r.Service.Replicas, r.Service.Pool, r.Service.stats
 	}
-	return nil
+	return nil, nil, nil
 }

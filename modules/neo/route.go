@@ -100,6 +100,7 @@ type Route struct {
 	// Public: the app is public (anonymous users allowed). Always false for
 	// platform services, which require a signed-in member.
 	Public bool
+	stats  *poolStats
 }
 
 // PoolKey identifies the replica pool of the route: tenant, stage and app, or
@@ -199,7 +200,8 @@ func (h *RouteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 		return h.miss(r, host, miss, tenant)
 	}
 	if res.Redirect != "" {
-		h.app.metrics.request(res.Tenant.Name, res.Stage, res.App.Name, "")
+		_, _, st := res.target(true)
+		h.app.metrics.request(st, res.Tenant.Name, res.Stage, res.App.Name, "")
 		w.Header().Set("Location", res.Redirect)
 		w.WriteHeader(http.StatusMovedPermanently)
 		return nil
@@ -213,7 +215,8 @@ func (h *RouteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 		r.URL.RawPath = ""
 		r.RequestURI = r.URL.RequestURI()
 	}
-	rt := &Route{Host: host, Tenant: res.Tenant.Name, Stage: res.Stage, Zone: snap.g.zone, Replicas: res.Replicas(), Pool: res.Pool(), Snapshot: snap}
+	reps, pool, st := res.target(true)
+	rt := &Route{Host: host, Tenant: res.Tenant.Name, Stage: res.Stage, Zone: snap.g.zone, Replicas: reps, Pool: pool, Snapshot: snap, stats: st}
 	// One backing array for the trusted headers; each value slice is capped
 	// so that an append by a later handler cannot write into its neighbour.
 	vals := make([]string, 3)
@@ -230,7 +233,7 @@ func (h *RouteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 		vals[1] = rt.Service
 		r.Header["Neo-Service"] = vals[1:2:2]
 	}
-	h.app.metrics.request(rt.Tenant, rt.Stage, rt.App, rt.Service)
+	h.app.metrics.request(rt.stats, rt.Tenant, rt.Stage, rt.App, rt.Service)
 	caddyhttp.SetVar(r.Context(), routeVar, rt)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Map(rt.placeholder)

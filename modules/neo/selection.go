@@ -9,6 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/projectneo/caddy-neo/internal/cfblock"
 	"github.com/projectneo/caddy-neo/modules/zonelb"
 )
 
@@ -97,25 +98,64 @@ func (s *ZoneSelection) Select(pool reverseproxy.UpstreamPool, r *http.Request, 
 	if s.Zone != "" && repl != nil {
 		zone = repl.ReplaceAll(s.Zone, "")
 	}
-	h := upstreamHealth{ups: pool, checks: s.checks}
-	i, out := rt.Pool.SelectFrom(&h, rt.Pool.ZoneIndex(zone))
+	var i int
+	var out zonelb.Outcome
+	if len(pool) <= zonelb.MaxBits {
+		var bits uint64
+		for j, u := range pool {
+			if u.Available() && s.checks.Healthy(u.Dial) {
+				bits |= 1 << uint(j)
+			}
+		}
+		i, out = rt.Pool.SelectBits(bits, rt.Pool.ZoneIndex(zone))
+	} else {
+		i, out = rt.Pool.SelectFrom(&upstreamHealth{ups: pool, checks: s.checks}, rt.Pool.ZoneIndex(zone))
+	}
 	app := rt.App
 	if app == "" {
 		app = rt.Service
 	}
+	zi, chosen := -1, ""
+	if i >= 0 {
+		zi, chosen = rt.Pool.MemberZone(i), rt.Pool.Member(i).Zone
+	}
+	countSelection(rt, app, zi, chosen, out)
 	if i < 0 {
-		mSelections.WithLabelValues(rt.Tenant, app, "", out.String()).Inc()
 		return nil
 	}
-	chosen := rt.Pool.Member(i).Zone
-	mSelections.WithLabelValues(rt.Tenant, app, chosen, out.String()).Inc()
 	if repl != nil {
-		repl.Set("neo.upstream.zone", chosen)
+		if rt.stats != nil && zi < len(rt.stats.zoneNames) {
+			repl.Set("neo.upstream.zone", rt.stats.zoneNames[zi]) // boxed once per pool, not per request
+		} else {
+			repl.Set("neo.upstream.zone", chosen)
+		}
 	}
 	if s.ZoneHeader {
 		w.Header().Set("Neo-Upstream-Zone", chosen)
 	}
 	return pool[i]
+}
+
+// countSelection counts a selection in the route's cached series (a label
+// lookup only the first time a pool sees a zone and outcome).
+func countSelection(rt *Route, app string, zone int, zoneName string, out zonelb.Outcome) {
+	var lc *lazyCounter
+	if st := rt.stats; st != nil {
+		if k := (zone+1)*selOutcomes + int(out); k >= 0 && k < len(st.sel) {
+			lc = &st.sel[k]
+		}
+	}
+	var c prometheus.Counter
+	if lc != nil {
+		c = lc.load(mSelections)
+	}
+	if c == nil {
+		c = mSelections.WithLabelValues(rt.Tenant, app, zoneName, out.String())
+		if lc != nil {
+			lc.store(mSelections, c)
+		}
+	}
+	c.Inc()
 }
 
 // UnmarshalCaddyfile sets up the policy. Syntax:
@@ -135,23 +175,14 @@ func (s *ZoneSelection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	seen := map[string]bool{}
-	for d.NextBlock(0) {
-		name := d.Val()
-		if seen[name] {
-			return d.Errf("neo_zone: %s given twice", name)
-		}
-		seen[name] = true
+	return cfblock.Walk(d, "neo_zone", func(name string) error {
 		if name == "zone_header" {
-			if d.NextArg() {
-				return d.ArgErr()
-			}
 			s.ZoneHeader = true
-			continue
+			return cfblock.Flag(d)
 		}
-		var v string
-		if !d.Args(&v) || d.NextArg() {
-			return d.ArgErr()
+		v, err := cfblock.One(d)
+		if err != nil {
+			return err
 		}
 		switch name {
 		case "zone":
@@ -182,10 +213,10 @@ func (s *ZoneSelection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				s.HealthChecks.Passes = n
 			}
 		default:
-			return d.Errf("neo_zone: unknown subdirective %q", name)
+			return cfblock.Unknown(d, "neo_zone", name)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // Interface guards

@@ -114,11 +114,13 @@ type Health interface {
 // service), grouped by zone in preference order. Its rotation state is its own.
 type Pool struct {
 	members []Member
-	zones   []zone // in preference order: the node's zone, then ZoneOrder, then by appearance
-	local   float64
-	panic   float64
-	allPos  atomic.Uint32
-	spill   atomic.Uint64
+	// memberZone[i] is the index in zones of member i's zone.
+	memberZone []uint8
+	zones      []zone // in preference order: the node's zone, then ZoneOrder, then by appearance
+	local      float64
+	panic      float64
+	allPos     atomic.Uint32
+	spill      atomic.Uint64
 }
 
 // ZoneIndex returns the index of the named zone in the pool, or -1.
@@ -139,6 +141,9 @@ type zone struct {
 
 // ErrEmptyAddress is returned for a member without an address.
 var ErrEmptyAddress = errors.New("replica without an address")
+
+// ErrTooManyZones is returned for a pool spread over more than 255 zones.
+var ErrTooManyZones = errors.New("replicas in more than 255 zones")
 
 // NewPool builds a pool. o must have been validated.
 func NewPool(members []Member, o Options) (*Pool, error) {
@@ -162,9 +167,14 @@ func NewPool(members []Member, o Options) (*Pool, error) {
 	for i, z := range order {
 		p.zones[i].name = z
 	}
+	if len(order) > 255 {
+		return nil, ErrTooManyZones
+	}
+	p.memberZone = make([]uint8, len(members))
 	for i, m := range members {
 		z := &p.zones[idx[m.Zone]]
 		z.members = append(z.members, int32(i))
+		p.memberZone[i] = uint8(idx[m.Zone])
 	}
 	return p, nil
 }
@@ -175,6 +185,15 @@ func (p *Pool) Len() int { return len(p.members) }
 // Member returns member i.
 func (p *Pool) Member(i int) Member { return p.members[i] }
 
+// Zones returns the number of zones in the pool.
+func (p *Pool) Zones() int { return len(p.zones) }
+
+// ZoneName returns the name of zone i (0 <= i < Zones()).
+func (p *Pool) ZoneName(i int) string { return p.zones[i].name }
+
+// MemberZone returns the index (as ZoneIndex gives it) of member i's zone.
+func (p *Pool) MemberZone(i int) int { return int(p.memberZone[i]) }
+
 // Select picks a member for a request in the pool's first zone (the node's
 // zone given to NewPool), or returns -1 with None (empty pool) or Unhealthy.
 func (p *Pool) Select(h Health) (int, Outcome) { return p.SelectFrom(h, 0) }
@@ -182,7 +201,24 @@ func (p *Pool) Select(h Health) (int, Outcome) { return p.SelectFrom(h, 0) }
 // SelectFrom picks a member for a request whose local zone is the pool's zone
 // number local (ZoneIndex; -1 when the pool has no replica in that zone):
 // that zone first, then the others in the pool's order.
-func (p *Pool) SelectFrom(h Health, local int) (int, Outcome) {
+func (p *Pool) SelectFrom(h Health, local int) (int, Outcome) { return selectFrom(p, h, local) }
+
+// SelectBits is SelectFrom with the members' health as a bit set (bit i set:
+// member i is healthy), for pools of at most 64 members (MaxBits). Unlike an
+// interface, the bit set never escapes to the heap: a selection does not
+// allocate.
+func (p *Pool) SelectBits(healthy uint64, local int) (int, Outcome) {
+	return selectFrom(p, bitHealth(healthy), local)
+}
+
+// MaxBits is the largest pool SelectBits serves.
+const MaxBits = 64
+
+type bitHealth uint64
+
+func (b bitHealth) Healthy(i int) bool { return i < MaxBits && b>>uint(i)&1 == 1 }
+
+func selectFrom[H Health](p *Pool, h H, local int) (int, Outcome) {
 	n := len(p.members)
 	if n == 0 {
 		return -1, None
@@ -212,14 +248,14 @@ func (p *Pool) SelectFrom(h Health, local int) (int, Outcome) {
 	if locHealthy > 0 {
 		share := float64(locHealthy) / float64(len(loc.members))
 		if share >= p.local {
-			return p.pick(loc, h, locHealthy), Local
+			return pick(loc, h, locHealthy), Local
 		}
 		// Keep share/threshold of the traffic local and spill the rest,
 		// spread evenly (request c stays local when c*keep/1000 steps up).
 		keep := uint64(share / p.local * 1000)
 		c := uint64(p.spill.Add(1) - 1)
 		if (c+1)*keep/1000 != c*keep/1000 {
-			return p.pick(loc, h, locHealthy), Local
+			return pick(loc, h, locHealthy), Local
 		}
 	}
 	for zi := 0; zi < len(p.zones); zi++ {
@@ -234,18 +270,18 @@ func (p *Pool) SelectFrom(h Health, local int) (int, Outcome) {
 			}
 		}
 		if zh > 0 {
-			return p.pick(z, h, zh), Spill
+			return pick(z, h, zh), Spill
 		}
 	}
 	if locHealthy > 0 {
-		return p.pick(loc, h, locHealthy), Local
+		return pick(loc, h, locHealthy), Local
 	}
 	return -1, Unhealthy // unreachable: healthy > 0 means some zone has one
 }
 
 // pick is round robin over the zone's healthy members: the position advances
 // by one per request, and the k-th healthy member is chosen.
-func (p *Pool) pick(z *zone, h Health, healthy int) int {
+func pick[H Health](z *zone, h H, healthy int) int {
 	k := int(z.pos.Add(1)-1) % healthy
 	for _, i := range z.members {
 		if h.Healthy(int(i)) {
