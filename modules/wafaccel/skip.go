@@ -339,7 +339,11 @@ func (c *skipCand) mayMatchValues(cs *colState, idxs *[]*textIndex) bool {
 			}
 		}
 		if !found {
-			st = newStage(sp.own(st.text), cs.nul, idxs)
+			// A transformation that changes nothing keeps the stage (and
+			// its index).
+			if out := sp.own(st.text); out != st.text {
+				st = newStage(out, cs.nul, idxs)
+			}
 			cs.derived = append(cs.derived, slotStage{slot, st})
 		}
 		if c.multi && c.mayMatch(st) {
