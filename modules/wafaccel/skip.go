@@ -22,12 +22,14 @@ import (
 // neoRuleInfo is a metadata action: Coraza initialises it with every rule of
 // the range, in rule order, and does not attach it to any rule (metadata
 // actions are only initialised), so it costs nothing per request. From each
-// rule's own text it learns the candidates: non-negated @rx chain heads whose
-// targets are request collections and whose transformations are understood.
-// neoSkip, run by its SecAction at the start of its phase, collects each
-// candidate's target values once, and removes from the transaction
+// rule's own text it learns the candidates: non-negated @rx, @pm,
+// @pmFromFile, @pmf and @validateByteRange chain heads whose targets are
+// request collections and whose transformations are understood. neoSkip, run
+// by its SecAction at the start of its phase, reads each target collection's
+// values once, and removes from the transaction
 // (Transaction.RemoveRuleByID, what ctl:ruleRemoveById does) every candidate
-// whose prefilter no value can satisfy: such a rule cannot match.
+// that no value can match (prefilter unsatisfied, no phrase present, every
+// byte accepted): such a rule cannot match.
 
 func init() {
 	plugins.RegisterAction("neoskip", func() plugintypes.Action { return &skipAction{} })

@@ -2,7 +2,10 @@
 // request without changing any verdict. It uses only Coraza's public
 // extension points: it registers an @rx operator (plugins.RegisterOperator)
 // whose matching is Coraza's @rx semantics, preceded by a literal prefilter
-// derived from each pattern's syntax tree. Compiled patterns and their
+// derived from each pattern's syntax tree; @pm, @pmFromFile and @pmf
+// operators with Coraza's semantics that record their phrase lists; and two
+// actions (neoSkip, neoRuleInfo) that remove from each transaction the rules
+// no value can match (docs/wafaccel-skip.md). Compiled patterns and their
 // prefilters are shared process-wide by every WAF (tenant) and survive config
 // reloads.
 //
