@@ -85,9 +85,9 @@ func AttackPaths() []string {
 // it: the recommended Coraza config, CRS 4 defaults (paranoia level 1,
 // anomaly scoring), blocking, the CRS rules; before goes just before the CRS
 // rules and after just after them (wafaccel's rule-skipping directives, or
-// "").
+// ""). Coraza's diagnostics are kept to errors, as in the edge snippet.
 func Directives(before, after string) string {
-	return "Include @coraza.conf-recommended\nInclude @crs-setup.conf.example\nSecRuleEngine On\n" +
+	return "Include @coraza.conf-recommended\nInclude @crs-setup.conf.example\nSecRuleEngine On\nSecDebugLogLevel 1\n" +
 		before + "Include @owasp_crs/*.conf\n" + after
 }
 
