@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -57,24 +58,35 @@ func benchSizes() []int {
 	return out
 }
 
-// benchRequests returns k requests to random tenants of a fleet of n, each
-// with its own Caddy request context (replacer, vars), reused across
-// iterations. With hot > 0 the tenants are drawn from the first hot tenants
-// only (they exist in every fleet), so fleets of any size see the very same
-// requests.
-func benchRequests(n, k, hot int) []*http.Request {
+// benchHosts returns the hosts of k requests to random tenants of a fleet of
+// n. With hot > 0 the tenants are drawn from the first hot tenants only (they
+// exist in every fleet), so fleets of any size see the very same requests.
+func benchHosts(n, k, hot int) []string {
 	rng := rand.New(rand.NewPCG(uint64(n), 7))
 	if hot > 0 {
 		rng = rand.New(rand.NewPCG(uint64(hot), 7))
 		n = hot
 	}
-	reqs := make([]*http.Request, k)
-	for i := range reqs {
+	hosts := make([]string, k)
+	for i := range hosts {
 		t := fmt.Sprintf("t%06d", rng.IntN(n))
-		host := t + ".apps.localhost"
+		hosts[i] = t + ".apps.localhost"
 		if rng.IntN(2) == 0 {
-			host = t + "-dev.apps.localhost"
+			hosts[i] = t + "-dev.apps.localhost"
 		}
+	}
+	return hosts
+}
+
+// freshRequests builds one request per host, each with its own Caddy request
+// context (replacer, vars), as a server does for every request. The
+// benchmarks build them anew every round: requests made once at set-up and
+// kept would sit wherever the heap put them among the fleets' set-up
+// garbage, and how scattered they are (not the routing) would then decide
+// which run is faster.
+func freshRequests(hosts []string) []*http.Request {
+	reqs := make([]*http.Request, len(hosts))
+	for i, host := range hosts {
 		u, _ := url.ParseRequestURI("/web/items/42")
 		r := &http.Request{Method: "GET", URL: u, RequestURI: "/web/items/42", Host: host, Header: http.Header{"Accept": {"*/*"}}}
 		ctx := context.WithValue(context.Background(), caddy.ReplacerCtxKey, caddy.NewReplacer())
@@ -83,6 +95,20 @@ func benchRequests(n, k, hot int) []*http.Request {
 	}
 	return reqs
 }
+
+// collect runs a garbage collection outside the timed batches. The
+// side-by-side benchmarks turn the collector's pacing off while they run and
+// collect every 16 rounds instead: a collection marks the whole heap, which
+// here holds every fleet at once, and would otherwise land on whichever
+// batch happens to be running (on 2 cores its mark worker takes one).
+func collect(b *testing.B) {
+	b.StopTimer()
+	runtime.GC()
+	b.StartTimer()
+}
+
+// benchRequests returns fresh requests to k random tenants (benchHosts).
+func benchRequests(n, k, hot int) []*http.Request { return freshRequests(benchHosts(n, k, hot)) }
 
 // The two request mixes of the routing benchmarks:
 //   - same: 1,024 requests over the 10 tenants every fleet has. Only the
@@ -182,11 +208,11 @@ func BenchmarkRoute(b *testing.B) {
 	// that load on the machine falls on all fleets alike.
 	b.Run("neo", func(b *testing.B) {
 		type run struct {
-			name string
-			h    *RouteHandler
-			reqs []*http.Request
-			d    time.Duration
-			min  time.Duration
+			name  string
+			h     *RouteHandler
+			hosts []string
+			d     time.Duration
+			min   time.Duration
 		}
 		var runs []*run
 		for _, mix := range benchMixes {
@@ -194,7 +220,7 @@ func BenchmarkRoute(b *testing.B) {
 				a := benchApp(b, n)
 				a.metrics = &metrics{} // as in production: request metrics on
 				runs = append(runs, &run{name: fmt.Sprintf("neo/mix=%s/tenants=%d", mix.name, n),
-					h: &RouteHandler{app: a, logger: zap.NewNop()}, reqs: benchRequests(n, 1024, mix.hot)})
+					h: &RouteHandler{app: a, logger: zap.NewNop()}, hosts: benchHosts(n, 1024, mix.hot)})
 			}
 		}
 		w := nopWriter{http.Header{}}
@@ -202,18 +228,18 @@ func BenchmarkRoute(b *testing.B) {
 		b.ReportAllocs()
 		b.ResetTimer()
 		rng := rand.New(rand.NewPCG(1, 2))
+		defer debug.SetGCPercent(debug.SetGCPercent(-1))
 		for i := 0; i < b.N; i++ {
+			if i%16 == 0 {
+				collect(b)
+			}
 			// A new order every round: no run always follows the same one
 			// (a run after a cache-cold one would start cold every time).
 			for _, k := range rng.Perm(len(runs)) {
 				r := runs[k]
-				// Fresh replacers, as every real request has (Map adds providers).
-				for j, q := range r.reqs {
-					ctx := context.WithValue(context.Background(), caddy.ReplacerCtxKey, caddy.NewReplacer())
-					r.reqs[j] = q.WithContext(context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{}))
-				}
+				reqs := freshRequests(r.hosts)
 				t0 := time.Now()
-				for _, q := range r.reqs {
+				for _, q := range reqs {
 					if err := r.h.ServeHTTP(w, q, terminal); err != nil {
 						b.Fatal(err)
 					}
@@ -386,11 +412,13 @@ func BenchmarkSelection(b *testing.B) {
 		sizes[1] = max
 	}
 	type run struct {
-		name string
-		reqs []*http.Request
-		ups  [][]*reverseproxy.Upstream
-		d    time.Duration
-		min  time.Duration
+		name  string
+		h     *RouteHandler
+		hosts []string
+		reqs  []*http.Request
+		ups   [][]*reverseproxy.Upstream
+		d     time.Duration
+		min   time.Duration
 	}
 	sel := &ZoneSelection{checks: zonelb.NewCheckerSet(zonelb.CheckConfig{})}
 	w := nopWriter{http.Header{}}
@@ -403,20 +431,24 @@ func BenchmarkSelection(b *testing.B) {
 				sc.Replicas = []Replica{{Address: a + ":8080", Zone: "az-a"}, {Address: a + ":8081", Zone: "az-a"}, {Address: a + ":8082", Zone: "az-b"}}
 			}
 		}
-		a := newTestApp(b, tenants)
-		h := &RouteHandler{app: a, logger: zap.NewNop()}
+		h := &RouteHandler{app: newTestApp(b, tenants), logger: zap.NewNop()}
 		for _, mix := range benchMixes {
-			r := &run{name: fmt.Sprintf("%s/tenants=%d", mix.name, n)}
-			for _, q := range benchRequests(n, 1024, mix.hot) {
-				if err := h.ServeHTTP(w, q, caddyhttp.HandlerFunc(func(_ http.ResponseWriter, q *http.Request) error {
-					ups, _ := Upstreams{}.GetUpstreams(q)
-					r.reqs, r.ups = append(r.reqs, q), append(r.ups, ups)
-					return nil
-				})); err != nil {
-					b.Fatal(err)
-				}
+			runs = append(runs, &run{name: fmt.Sprintf("%s/tenants=%d", mix.name, n), h: h, hosts: benchHosts(n, 1024, mix.hot)})
+		}
+	}
+	// resolve routes fresh requests of r and gives each its upstreams, as
+	// neo_route and `dynamic neo` do before the proxy asks for a replica
+	// (anew every round, like freshRequests and for the same reason).
+	resolve := func(r *run) {
+		r.reqs, r.ups = r.reqs[:0], r.ups[:0]
+		for _, q := range freshRequests(r.hosts) {
+			if err := r.h.ServeHTTP(w, q, caddyhttp.HandlerFunc(func(_ http.ResponseWriter, q *http.Request) error {
+				ups, _ := Upstreams{}.GetUpstreams(q)
+				r.reqs, r.ups = append(r.reqs, q), append(r.ups, ups)
+				return nil
+			})); err != nil {
+				b.Fatal(err)
 			}
-			runs = append(runs, r)
 		}
 	}
 	batch := func(r *run) {
@@ -427,6 +459,7 @@ func BenchmarkSelection(b *testing.B) {
 		}
 	}
 	for _, r := range runs {
+		resolve(r)
 		batch(r) // create the metric series
 		if a := testing.AllocsPerRun(5, func() { batch(r) }); a != 0 {
 			b.Fatalf("%s: %v allocations per batch of %d selections", r.name, a, len(r.reqs))
@@ -435,9 +468,14 @@ func BenchmarkSelection(b *testing.B) {
 	runtime.GC()
 	b.ResetTimer()
 	rng := rand.New(rand.NewPCG(1, 2))
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	for i := 0; i < b.N; i++ {
+		if i%16 == 0 {
+			collect(b)
+		}
 		for _, k := range rng.Perm(len(runs)) { // a new order every round
 			r := runs[k]
+			resolve(r)
 			t0 := time.Now()
 			batch(r)
 			d := time.Since(t0)

@@ -32,15 +32,43 @@ type Tenant struct {
 	// Config is the tenant's configuration as given (do not modify).
 	Config *TenantConfig
 	apps   map[string]*TenantApp
+	// appList holds the same apps for lookups (app): with the few apps a
+	// tenant has, a scan of one small array touches fewer cache lines than
+	// a map (header, group, key) when the tenant's data is not in cache.
+	appList []appRef
 }
+
+type appRef struct {
+	name string
+	app  *TenantApp
+}
+
+// app returns the tenant's app of that name.
+func (t *Tenant) app(name string) (*TenantApp, bool) {
+	if len(t.appList) > maxAppList {
+		a, ok := t.apps[name]
+		return a, ok
+	}
+	for i := range t.appList {
+		if t.appList[i].name == name {
+			return t.appList[i].app, true
+		}
+	}
+	return nil, false
+}
+
+// maxAppList is the number of apps up to which app scans appList.
+const maxAppList = 16
 
 // TenantApp is a compiled app: its replicas per stage, indexed by stage position.
 type TenantApp struct {
 	// Public is the app's AppConfig.Public.
 	Public bool
 	Name   string
-	// stages[i] is the app in stage i, all a request needs in one place.
+	// stages[i] is the app in stage i, all a request needs in one place;
+	// with up to len(inline) stages it is inline, in the same allocation.
 	stages []appStage
+	inline [4]appStage
 }
 
 // appStage is an app's deployment in one stage.
@@ -292,9 +320,14 @@ func (g *globals) compileTenant(name string, src Source, tc *TenantConfig) (*Ten
 			}
 		}
 	}
-	t := &Tenant{Name: name, Source: src, Config: tc, apps: make(map[string]*TenantApp, len(tc.Apps))}
+	t := &Tenant{Name: name, Source: src, Config: tc, apps: make(map[string]*TenantApp, len(tc.Apps)), appList: make([]appRef, 0, len(tc.Apps))}
 	for an, ac := range tc.Apps {
-		a := &TenantApp{Name: an, Public: ac.Public, stages: make([]appStage, len(g.stages.names))}
+		a := &TenantApp{Name: an, Public: ac.Public}
+		if n := len(g.stages.names); n <= len(a.inline) {
+			a.stages = a.inline[:n]
+		} else {
+			a.stages = make([]appStage, n)
+		}
 		for sn, sc := range ac.Stages {
 			i := g.stages.index[sn]
 			reps := withZone(sc.Replicas, g.zone)
@@ -305,6 +338,7 @@ func (g *globals) compileTenant(name string, src Source, tc *TenantConfig) (*Ten
 			a.stages[i].replicas, a.stages[i].pool, a.stages[i].deployed = reps, p, true
 		}
 		t.apps[an] = a
+		t.appList = append(t.appList, appRef{name: an, app: a})
 	}
 	return t, nil
 }
@@ -401,7 +435,7 @@ func (s *Snapshot) AppReplicas(tenant, app, stage string) (replicas []Replica, o
 	if !ok {
 		return nil, false
 	}
-	a, ok := t.apps[app]
+	a, ok := t.app(app)
 	if !ok {
 		return nil, false
 	}
@@ -467,9 +501,10 @@ type hostMatch struct {
 func (s *Snapshot) resolveHost(host string) hostMatch {
 	g := s.g
 	if label, ok := strings.CutSuffix(host, g.runtimeSuffix); ok && label != "" && !strings.Contains(label, ".") {
-		if t, ok := s.tenants.Get(label); ok {
-			return hostMatch{t: t, stage: g.stages.prod(), kind: hostRuntime}
-		}
+		// <tenant>-<stage> first, then <tenant> (production). The order does
+		// not change the answer: a registry where both readings name a
+		// tenant is ambiguous and rejected (stageSet.ambiguity). It saves a request
+		// to a non-production stage one lookup that would miss.
 		for i := 0; i < g.stages.prod(); i++ {
 			st := g.stages.names[i]
 			if len(label) > len(st)+1 && label[len(label)-len(st)-1] == '-' && label[len(label)-len(st):] == st {
@@ -477,6 +512,9 @@ func (s *Snapshot) resolveHost(host string) hostMatch {
 					return hostMatch{t: t, stage: i, kind: hostRuntime}
 				}
 			}
+		}
+		if t, ok := s.tenants.Get(label); ok {
+			return hostMatch{t: t, stage: g.stages.prod(), kind: hostRuntime}
 		}
 		return hostMatch{}
 	}

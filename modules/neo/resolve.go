@@ -229,7 +229,7 @@ func (s *Snapshot) Resolve(host, path string) (Result, string) {
 	if seg == "" && m.kind == hostCustom && m.dom.app != "" {
 		seg = m.dom.app
 		if m.dom.mode == "redirect" {
-			a, ok := m.t.apps[seg]
+			a, ok := m.t.app(seg)
 			if !ok || !a.stages[m.stage].deployed {
 				return Result{}, MissStage
 			}
@@ -243,7 +243,7 @@ func (s *Snapshot) Resolve(host, path string) (Result, string) {
 }
 
 func (s *Snapshot) app(m hostMatch, name string) (Result, string) {
-	a, ok := m.t.apps[name]
+	a, ok := m.t.app(name)
 	if !ok {
 		return Result{}, MissApp
 	}
