@@ -97,27 +97,38 @@ func hostTargets(port, n int) []vegeta.Target {
 }
 
 func setupRegistry(context.Context) ([]Variant, func(), error) {
-	ports, err := harness.FreePorts(7)
+	ports, err := harness.FreePorts(8)
 	if err != nil {
 		return nil, nil, err
 	}
-	admin1, admin2, echoPort, plain1, neoBig, plainSites, neoSmall := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], ports[6]
+	admin0, admin1, admin2, echoPort, plain1, neoBig, plainSites, neoSmall := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], ports[6], ports[7]
 	replica := fmt.Sprintf("127.0.0.1:%d", echoPort)
-	big := registryConfig(admin1, map[string]any{"neo": neoApp(10000, replica)}, map[string]any{
+	// The replica runs in a process of its own, so that every variant has
+	// the same shape: one proxy process, then the replica's process.
+	rep := registryConfig(admin0, map[string]any{}, map[string]any{
 		// The replica answers the same fixed body to every variant, so that
 		// the variants differ only in the proxy's work (an echo replica
 		// would report neo's extra Neo-* headers and do more work for it).
 		"echo": httpServer(echoPort, map[string]any{"handle": []any{map[string]any{"handler": "static_response", "status_code": 200,
 			"headers": map[string]any{"Content-Type": []string{"application/json"}}, "body": replicaBody}}}),
+	})
+	inst0, err := harness.StartProcess(harness.Options{
+		Config: rep, Adapter: "json", Admin: fmt.Sprintf("127.0.0.1:%d", admin0), WaitFor: []string{replica},
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	big := registryConfig(admin1, map[string]any{"neo": neoApp(10000, replica)}, map[string]any{
 		"plain1": httpServer(plain1, map[string]any{"handle": []any{proxyTo(replica)}}),
 		"neo":    httpServer(neoBig, neoRoute),
 		"sites":  httpServer(plainSites, siteRoutes(1000, replica)...),
 	})
 	inst1, err := harness.StartProcess(harness.Options{
 		Config: big, Adapter: "json", Admin: fmt.Sprintf("127.0.0.1:%d", admin1),
-		WaitFor: []string{replica, fmt.Sprintf("127.0.0.1:%d", neoBig), fmt.Sprintf("127.0.0.1:%d", plainSites)},
+		WaitFor: []string{fmt.Sprintf("127.0.0.1:%d", plain1), fmt.Sprintf("127.0.0.1:%d", neoBig), fmt.Sprintf("127.0.0.1:%d", plainSites)},
 	})
 	if err != nil {
+		inst0.Stop()
 		return nil, nil, err
 	}
 	small := registryConfig(admin2, map[string]any{"neo": neoApp(10, replica)}, map[string]any{"neo": httpServer(neoSmall, neoRoute)})
@@ -126,6 +137,7 @@ func setupRegistry(context.Context) ([]Variant, func(), error) {
 		WaitFor: []string{fmt.Sprintf("127.0.0.1:%d", neoSmall)},
 	})
 	if err != nil {
+		inst0.Stop()
 		inst1.Stop()
 		return nil, nil, err
 	}
@@ -136,7 +148,8 @@ func setupRegistry(context.Context) ([]Variant, func(), error) {
 			{Name: "neo_route, 10,000 tenants", Targets: hostTargets(neoBig, 10000)},
 			{Name: "caddy, 1,000 site blocks", Targets: hostTargets(plainSites, 1000)},
 		}, func() {
-			inst1.Stop()
 			inst2.Stop()
+			inst1.Stop()
+			inst0.Stop()
 		}, nil
 }
