@@ -167,6 +167,9 @@ func load(t testing.TB, tp topo) {
 	if err := caddy.Load(tp.json(t), true); err != nil {
 		t.Fatalf("loading config: %v", err)
 	}
+	// A reload closes the old servers' idle keep-alive connections; a
+	// request that picked one of them at that moment would read EOF.
+	http.DefaultClient.CloseIdleConnections()
 }
 
 func newTopo(t testing.TB, s *server.Server) topo {
@@ -178,7 +181,11 @@ func (tp topo) url(path string) string {
 	return fmt.Sprintf("http://127.0.0.1:%d%s", tp.edgePort, path)
 }
 
-func loadRaw(cfg []byte) error { return caddy.Load(cfg, true) }
+func loadRaw(cfg []byte) error {
+	err := caddy.Load(cfg, true)
+	http.DefaultClient.CloseIdleConnections() // as in load
+	return err
+}
 
 func startNATSPort(t testing.TB, port int) *server.Server {
 	t.Helper()
