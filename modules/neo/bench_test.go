@@ -107,6 +107,34 @@ func collect(b *testing.B) {
 	b.StartTimer()
 }
 
+// sideBySide runs b.N rounds of the side-by-side benchmarks: each round runs
+// every one of n runs once, in a new random order (no run always follows the
+// same one: a run after a cache-cold one would start cold every time), with
+// garbage collected every 16 rounds outside the timed work (collect).
+func sideBySide(b *testing.B, n int, run func(k int)) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	for i := 0; i < b.N; i++ {
+		if i%16 == 0 {
+			collect(b)
+		}
+		for _, k := range rng.Perm(n) {
+			run(k)
+		}
+	}
+}
+
+// timed runs f and returns total and fastest with f's duration added.
+func timed(total, fastest time.Duration, f func()) (time.Duration, time.Duration) {
+	t0 := time.Now()
+	f()
+	d := time.Since(t0)
+	if fastest == 0 || d < fastest {
+		fastest = d
+	}
+	return total + d, fastest
+}
+
 // benchRequests returns fresh requests to k random tenants (benchHosts).
 func benchRequests(n, k, hot int) []*http.Request { return freshRequests(benchHosts(n, k, hot)) }
 
@@ -227,30 +255,17 @@ func BenchmarkRoute(b *testing.B) {
 		runtime.GC()
 		b.ReportAllocs()
 		b.ResetTimer()
-		rng := rand.New(rand.NewPCG(1, 2))
-		defer debug.SetGCPercent(debug.SetGCPercent(-1))
-		for i := 0; i < b.N; i++ {
-			if i%16 == 0 {
-				collect(b)
-			}
-			// A new order every round: no run always follows the same one
-			// (a run after a cache-cold one would start cold every time).
-			for _, k := range rng.Perm(len(runs)) {
-				r := runs[k]
-				reqs := freshRequests(r.hosts)
-				t0 := time.Now()
+		sideBySide(b, len(runs), func(k int) {
+			r := runs[k]
+			reqs := freshRequests(r.hosts)
+			r.d, r.min = timed(r.d, r.min, func() {
 				for _, q := range reqs {
 					if err := r.h.ServeHTTP(w, q, terminal); err != nil {
 						b.Fatal(err)
 					}
 				}
-				d := time.Since(t0)
-				r.d += d
-				if r.min == 0 || d < r.min {
-					r.min = d
-				}
-			}
-		}
+			})
+		})
 		if b.N > 1 {
 			fleetMu.Lock()
 			for _, r := range runs {
@@ -467,24 +482,11 @@ func BenchmarkSelection(b *testing.B) {
 	}
 	runtime.GC()
 	b.ResetTimer()
-	rng := rand.New(rand.NewPCG(1, 2))
-	defer debug.SetGCPercent(debug.SetGCPercent(-1))
-	for i := 0; i < b.N; i++ {
-		if i%16 == 0 {
-			collect(b)
-		}
-		for _, k := range rng.Perm(len(runs)) { // a new order every round
-			r := runs[k]
-			resolve(r)
-			t0 := time.Now()
-			batch(r)
-			d := time.Since(t0)
-			r.d += d
-			if r.min == 0 || d < r.min {
-				r.min = d
-			}
-		}
-	}
+	sideBySide(b, len(runs), func(k int) {
+		r := runs[k]
+		resolve(r)
+		r.d, r.min = timed(r.d, r.min, func() { batch(r) })
+	})
 	b.StopTimer()
 	per := func(r *run) float64 { return float64(r.d.Nanoseconds()) / float64(b.N*len(r.reqs)) }
 	// A run's fastest batch: other work on the machine only ever adds time,

@@ -1,8 +1,6 @@
 package wafaccel
 
 import (
-	"encoding/json"
-	"fmt"
 	"math/rand/v2"
 	"net/url"
 	"slices"
@@ -197,17 +195,7 @@ func TestPMSkipDifferential(t *testing.T) {
 		}
 		r := request{method: "GET", uri: "/api/x?" + q.Encode(), version: "HTTP/1.1",
 			headers: [][2]string{{"Host", "example.com"}, {"User-Agent", "Mozilla/5.0 " + pick()}, {"Accept", "*/*"}, {"Cookie", "sid=" + url.QueryEscape(pick())}}}
-		switch rng.IntN(3) {
-		case 1:
-			obj := map[string]any{pick(): pick(), "items": []any{pick(), map[string]any{"k": pick()}}}
-			body, _ := json.Marshal(obj)
-			r.method, r.body = "POST", body
-			r.headers = append(r.headers, [2]string{"Content-Type", "application/json"}, [2]string{"Content-Length", fmt.Sprint(len(body))})
-		case 2:
-			f := url.Values{"a": {pick()}, pick(): {pick()}}
-			r.method, r.body = "POST", []byte(f.Encode())
-			r.headers = append(r.headers, [2]string{"Content-Type", "application/x-www-form-urlencoded"}, [2]string{"Content-Length", fmt.Sprint(len(r.body))})
-		}
+		withRandomBody(rng, &r, pick, pick)
 		want, got := plain.matchedIDs(r), skip.matchedIDs(r)
 		for _, id := range want {
 			if pmRules[id] {
