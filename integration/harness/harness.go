@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -420,16 +421,31 @@ func Client(dialAddr string, roots *x509.CertPool) *http.Client {
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := FreePorts(1)
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports[0], nil
 }
+
+// Ports are drawn at random from below the kernel's ephemeral range (32768
+// and up on Linux), so that no outgoing connection, of this process or of
+// another test package running beside it, can take one between the check
+// and the server's bind (a port from "127.0.0.1:0" is an ephemeral port and
+// could), and this process never hands out a port twice. The range also
+// stays clear of the local topology's fixed ports.
+const portLow, portHigh = 20000, 32000
+
+var (
+	portMu   sync.Mutex
+	portUsed = map[int]bool{}
+	portRand = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(os.Getpid())))
+)
 
 // FreePorts returns n distinct free ports.
 func FreePorts(n int) ([]int, error) {
+	portMu.Lock()
+	defer portMu.Unlock()
 	var ls []net.Listener
 	defer func() {
 		for _, l := range ls {
@@ -437,13 +453,21 @@ func FreePorts(n int) ([]int, error) {
 		}
 	}()
 	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 10000 {
+			return nil, errors.New("no free port found")
+		}
+		p := portLow + portRand.IntN(portHigh-portLow)
+		if portUsed[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
 		if err != nil {
-			return nil, err
+			continue
 		}
 		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		portUsed[p] = true
+		ports = append(ports, p)
 	}
 	return ports, nil
 }
