@@ -367,33 +367,9 @@ func (s *KV) delete(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	// A replica that lags (R3 streams answer reads from any replica) can
-	// list or read a key as absent just after it was written; the pass is
-	// repeated until nothing is left, a few times at most.
-	won := map[string]bool{} // keys written during the delete: those writes stand
-	for pass := 0; ; pass++ {
-		left, err := s.deletePass(ctx, b, key, enc, won)
-		if err != nil || !left {
-			return err
-		}
-		if pass == 4 {
-			return fmt.Errorf("deleting %q: keys still present after %d passes", key, pass+1)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Duration(pass+1) * 50 * time.Millisecond):
-		}
-	}
-}
-
-// deletePass deletes what a listing shows of key and everything under it,
-// and reports whether a fresh look still finds any of it (other than keys in
-// won, rewritten while the delete ran).
-func (s *KV) deletePass(ctx context.Context, b *buckets, key, enc string, won map[string]bool) (bool, error) {
 	under, err := s.keysUnder(ctx, b, enc)
 	if err != nil {
-		return false, fmt.Errorf("deleting %q: listing: %w", key, err)
+		return fmt.Errorf("deleting %q: listing: %w", key, err)
 	}
 	var errs []error
 	for _, k := range append(under, enc) {
@@ -408,7 +384,6 @@ func (s *KV) deletePass(ctx context.Context, b *buckets, key, enc string, won ma
 		if err := b.kv.Purge(ctx, k, jetstream.LastRevision(e.Revision())); err != nil {
 			if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 				// written meanwhile: that write wins, as if it came after the delete
-				won[k] = true
 				continue
 			}
 			errs = append(errs, err)
@@ -421,18 +396,9 @@ func (s *KV) deletePass(ctx context.Context, b *buckets, key, enc string, won ma
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return false, fmt.Errorf("deleting %q: %w", key, err)
+		return fmt.Errorf("deleting %q: %w", key, err)
 	}
-	if _, err := b.kv.Get(ctx, enc); err == nil && !won[enc] {
-		return true, nil
-	}
-	rest, err := s.keysUnder(ctx, b, enc)
-	for _, k := range rest {
-		if !won[k] {
-			return true, err
-		}
-	}
-	return false, err
+	return nil
 }
 
 // Store puts value at key.
