@@ -283,6 +283,11 @@ https://race.storage.localhost {
 		}()
 	}
 	wg.Wait()
+	for _, r := range results {
+		if r.err == nil {
+			t.Cleanup(r.node.Stop) // every started node, also when a check below fails
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	rootPEM, err := store.Load(ctx, "pki/authorities/local/root.crt")
@@ -294,7 +299,6 @@ https://race.storage.localhost {
 	failed := 0
 	for i, r := range results {
 		if r.err == nil {
-			t.Cleanup(r.node.Stop)
 			// started: it serves from the shared root, or it exited just
 			// after its admin API answered
 			c := harness.Client(fmt.Sprintf("127.0.0.1:%d", r.node.https), shared)
