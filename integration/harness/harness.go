@@ -440,7 +440,11 @@ var (
 	portMu   sync.Mutex
 	portUsed = map[int]bool{}
 	portRand = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(os.Getpid())))
+	// one of six blocks of 2,000 ports, chosen per process
+	portBlock = portLow + portRand.IntN((portHigh-portLow)/portBlockSize)*portBlockSize
 )
+
+const portBlockSize = 2000
 
 // FreePorts returns n distinct free ports.
 func FreePorts(n int) ([]int, error) {
@@ -457,7 +461,13 @@ func FreePorts(n int) ([]int, error) {
 		if tries > 10000 {
 			return nil, errors.New("no free port found")
 		}
-		p := portLow + portRand.IntN(portHigh-portLow)
+		// this process's own block first: two test processes running at
+		// once on the machine (two checkouts, or a run beside CI) then draw
+		// from different blocks unless they drew the same one
+		p := portBlock + portRand.IntN(portBlockSize)
+		if tries >= 1000 {
+			p = portLow + portRand.IntN(portHigh-portLow)
+		}
 		if portUsed[p] {
 			continue
 		}
