@@ -65,7 +65,9 @@ type Gateway struct {
 	// Default: 60s.
 	ChunkTimeout caddy.Duration `json:"chunk_timeout,omitempty"`
 	// ChunkSize is the largest response payload per message, further capped
-	// by max_payload. Default: 256 KiB.
+	// by max_payload (less 1 KiB). Default: 1 MiB (so the server's
+	// max_payload decides). The response buffer grows to it only for
+	// responses that fill it.
 	ChunkSize int `json:"chunk_size,omitempty"`
 	// Window is how many request body frames the sender may have in flight.
 	// Default: 8.
@@ -208,7 +210,7 @@ func (g *Gateway) fillDefaults() {
 		g.ChunkTimeout = caddy.Duration(60 * time.Second)
 	}
 	if g.ChunkSize == 0 {
-		g.ChunkSize = 256 << 10
+		g.ChunkSize = 1 << 20
 	}
 	if g.Window == 0 {
 		g.Window = 8

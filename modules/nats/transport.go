@@ -51,7 +51,11 @@ type Transport struct {
 	// either direction. Default: 60s.
 	ChunkTimeout caddy.Duration `json:"chunk_timeout,omitempty"`
 	// ChunkSize is the largest body payload per message; it is further
-	// capped to fit the server's max_payload. Default: 256 KiB.
+	// capped to fit the server's max_payload (less 1 KiB for the frame's
+	// headers). Default: 1 MiB, so the server's max_payload decides (its
+	// default of 1 MiB gives 1023 KiB chunks). Fewer, larger messages move
+	// bulk bodies faster: 1 MiB chunks carried 1 GiB about 15% faster than
+	// 256 KiB chunks (integration/bench/nats).
 	ChunkSize int `json:"chunk_size,omitempty"`
 	// Window is how many body frames may be in flight unacknowledged in each
 	// direction. Default: 8.
@@ -96,7 +100,7 @@ func (t *Transport) Provision(ctx caddy.Context) error {
 		t.ChunkTimeout = caddy.Duration(60 * time.Second)
 	}
 	if t.ChunkSize == 0 {
-		t.ChunkSize = 256 << 10
+		t.ChunkSize = 1 << 20
 	}
 	if t.Window == 0 {
 		t.Window = 8
@@ -463,9 +467,12 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // upload streams the request body after the inline part.
 func (t *Transport) upload(ctx context.Context, st *stream, body io.Reader, trailer http.Header, chunk int, progress chan struct{}) error {
 	snd := &sender{nc: t.nc, st: st, ctx: ctx, timeout: time.Duration(t.ChunkTimeout)}
-	buf := make([]byte, chunk)
+	// the buffer starts small and grows to a chunk only for bodies that
+	// keep it full: a small streamed body does not cost a whole chunk
+	buf := make([]byte, min(chunk, 64<<10))
 	for {
 		n, err := readChunk(body, buf)
+		full := n == len(buf)
 		eof := errors.Is(err, io.EOF)
 		if err != nil && !eof {
 			return fmt.Errorf("reading request body: %w", err)
@@ -488,6 +495,9 @@ func (t *Transport) upload(ctx context.Context, st *stream, body io.Reader, trai
 		}
 		if eof {
 			return nil
+		}
+		if full && len(buf) < chunk {
+			buf = make([]byte, min(2*len(buf), chunk))
 		}
 	}
 }

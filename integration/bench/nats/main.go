@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -168,6 +169,7 @@ func main() {
 	big := flag.Int64("big", 1<<30, "bytes per large transfer (0 skips)")
 	rounds := flag.Int("rounds", 2, "alternating rounds per chain")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of caddy during the first NATS run")
+	bigProfile := flag.String("bigprofile", "", "write CPU profiles of caddy (<prefix>-caddy.prof) and of this program with its nats-server (<prefix>-bench.prof) during the NATS download")
 	flag.Parse()
 
 	ports, err := harness.FreePorts(6)
@@ -240,9 +242,42 @@ func main() {
 				dir = "upload"
 			}
 			h := transfer(httpURL, *big, up, pid)
+			var stopProfile func()
+			if *bigProfile != "" && !up {
+				stopProfile = profileBoth(inst, *bigProfile)
+			}
 			n := transfer(natsURL, *big, up, pid)
+			if stopProfile != nil {
+				stopProfile()
+			}
 			fmt.Printf("  %-8s HTTP %7.1f MiB/s (RSS +%3d MiB, ok %v) | NATS %7.1f MiB/s (RSS +%3d MiB, ok %v) | ratio %.2f× (goal ≥ 0.50, RSS < 64 MiB)\n",
 				dir, h.mibps(), h.rssPeak>>20, h.ok, n.mibps(), n.rssPeak>>20, n.ok, n.mibps()/h.mibps())
 		}
+	}
+}
+
+// profileBoth starts CPU profiles of the caddy process (through its admin
+// pprof endpoint, for up to 30 s) and of this process (load and nats-server);
+// the returned function stops this process's profile and waits for caddy's.
+func profileBoth(inst *harness.Instance, prefix string) func() {
+	f, err := os.Create(prefix + "-bench.prof")
+	if err != nil {
+		panic(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		panic(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, body, err := inst.Admin("GET", "/debug/pprof/profile?seconds=4", nil)
+		if err == nil {
+			_ = os.WriteFile(prefix+"-caddy.prof", body, 0o644)
+		}
+	}()
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		<-done
 	}
 }
