@@ -138,3 +138,62 @@ func TestStorageOnClusterR3(t *testing.T) {
 		}
 	}
 }
+
+// certmagic's Storage contract: Load returns the value of the last Store. On
+// an R3 bucket, edges on three different nodes store and at once load and
+// stat, and every read must see the write that finished before it (KV's
+// direct gets may be answered by a replica that has not applied it yet).
+func TestStorageReadYourWritesR3(t *testing.T) {
+	srvs := startCluster(t)
+	set := Settings{Replicas: 3, LockTTL: 2 * time.Second}
+	edges := []edge{newEdge(t, srvs[0], set), newEdge(t, srvs[1], set), newEdge(t, srvs[2], set)}
+	ctx := ctxT(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := edges[0].Store(sctx, "certificates/ryw/ryw.crt", []byte("start"))
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no R3 bucket after 30s: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	stale := 0
+	const rounds = 300
+	for i := range rounds {
+		w := edges[i%3]
+		want := fmt.Sprintf("v%d", i)
+		if err := w.Store(ctx, "certificates/ryw/ryw.crt", []byte(want)); err != nil {
+			t.Fatal(err)
+		}
+		for j, r := range edges {
+			got, err := r.Load(ctx, "certificates/ryw/ryw.crt")
+			if err != nil || string(got) != want {
+				stale++
+				if stale <= 5 {
+					t.Errorf("round %d: edge %d stored %q, edge %d loaded %q, %v", i, i%3, want, j, got, err)
+				}
+			}
+		}
+		if i%10 == 9 {
+			// a delete is seen at once too
+			if err := w.Delete(ctx, "certificates/ryw/ryw.crt"); err != nil {
+				t.Fatal(err)
+			}
+			for j, r := range edges {
+				if _, err := r.Stat(ctx, "certificates/ryw/ryw.crt"); err == nil {
+					stale++
+					if stale <= 5 {
+						t.Errorf("round %d: edge %d deleted the key, edge %d still stats it", i, i%3, j)
+					}
+				}
+			}
+		}
+	}
+	if stale > 0 {
+		t.Errorf("%d stale reads in %d rounds", stale, rounds)
+	}
+}

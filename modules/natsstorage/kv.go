@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 )
@@ -267,7 +268,7 @@ func (s *KV) storeOnce(ctx context.Context, b *buckets, key, enc string, value [
 	if !errors.Is(err, jetstream.ErrKeyExists) {
 		return fmt.Errorf("storing %q: %w", key, err)
 	}
-	e, gerr := b.kv.Get(ctx, enc)
+	e, gerr := s.leaderGet(ctx, b.kv, enc)
 	if gerr == nil && bytes.Equal(e.Value(), value) {
 		return nil
 	}
@@ -277,7 +278,7 @@ func (s *KV) storeOnce(ctx context.Context, b *buckets, key, enc string, value [
 
 // get returns the entry of a file key, or fs.ErrNotExist.
 func (s *KV) get(ctx context.Context, b *buckets, key, enc string) (jetstream.KeyValueEntry, error) {
-	e, err := b.kv.Get(ctx, enc)
+	e, err := s.leaderGet(ctx, b.kv, enc)
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 		return nil, fmt.Errorf("%q: %w", key, fs.ErrNotExist)
 	}
@@ -373,7 +374,7 @@ func (s *KV) delete(ctx context.Context, key string) error {
 	}
 	var errs []error
 	for _, k := range append(under, enc) {
-		e, err := b.kv.Get(ctx, k)
+		e, err := s.leaderGet(ctx, b.kv, k)
 		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 			continue
 		}
@@ -534,3 +535,100 @@ func (s *KV) list(ctx context.Context, prefix string, recursive bool) ([]string,
 	sort.Strings(out)
 	return out, nil
 }
+
+// leaderGet is KeyValue.Get answered by the bucket stream's leader.
+//
+// KV buckets allow direct gets, which every replica of an R3 bucket answers
+// as soon as it is nearly caught up: a replica that has not applied the
+// latest write yet answers with the value before it. certmagic requires
+// Load to return the value of the last Store, so reads go through
+// $JS.API.STREAM.MSG.GET, which only the leader answers, after every write
+// it acknowledged. (Listings use a consumer and remain eventually
+// consistent.)
+func (s *KV) leaderGet(ctx context.Context, kv jetstream.KeyValue, key string) (jetstream.KeyValueEntry, error) {
+	bucket := kv.Bucket()
+	req, _ := json.Marshal(struct {
+		LastFor string `json:"last_by_subj"`
+	}{"$KV." + bucket + "." + key})
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
+	m, err := s.js.Conn().RequestWithContext(ctx, s.apiPrefix()+"STREAM.MSG.GET.KV_"+bucket, req)
+	if err != nil {
+		return nil, err
+	}
+	var resp struct {
+		Error *struct {
+			Code        int    `json:"code"`
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+		Message *struct {
+			Subject  string    `json:"subject"`
+			Sequence uint64    `json:"seq"`
+			Header   []byte    `json:"hdrs"`
+			Data     []byte    `json:"data"`
+			Time     time.Time `json:"time"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return nil, fmt.Errorf("reading %s: bad response: %w", key, err)
+	}
+	if resp.Error != nil {
+		if resp.Error.ErrCode == int(jetstream.JSErrCodeMessageNotFound) {
+			return nil, jetstream.ErrKeyNotFound
+		}
+		return nil, fmt.Errorf("reading %s: %s (code %d, error code %d)", key, resp.Error.Description, resp.Error.Code, resp.Error.ErrCode)
+	}
+	if resp.Message == nil {
+		return nil, fmt.Errorf("reading %s: %w", key, jetstream.ErrInvalidJetStreamResponse)
+	}
+	e := &entry{bucket: bucket, key: key, value: resp.Message.Data, revision: resp.Message.Sequence, created: resp.Message.Time, op: jetstream.KeyValuePut}
+	if len(resp.Message.Header) > 0 {
+		h, err := nats.DecodeHeadersMsg(resp.Message.Header)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", key, err)
+		}
+		switch {
+		case h.Get("KV-Operation") == "DEL":
+			e.op = jetstream.KeyValueDelete
+		case h.Get("KV-Operation") == "PURGE", h.Get(jetstream.MarkerReasonHeader) != "":
+			e.op = jetstream.KeyValuePurge
+		}
+	}
+	if e.op != jetstream.KeyValuePut {
+		return nil, jetstream.ErrKeyDeleted
+	}
+	return e, nil
+}
+
+// apiPrefix is the JetStream API prefix of s.js, ending in a dot.
+func (s *KV) apiPrefix() string {
+	o := s.js.Options()
+	switch {
+	case o.APIPrefix != "":
+		return strings.TrimSuffix(o.APIPrefix, ".") + "."
+	case o.Domain != "":
+		return "$JS." + o.Domain + ".API."
+	}
+	return "$JS.API."
+}
+
+// entry is a jetstream.KeyValueEntry read by leaderGet.
+type entry struct {
+	bucket, key string
+	value       []byte
+	revision    uint64
+	created     time.Time
+	op          jetstream.KeyValueOp
+}
+
+func (e *entry) Bucket() string                  { return e.bucket }
+func (e *entry) Key() string                     { return e.key }
+func (e *entry) Value() []byte                   { return e.value }
+func (e *entry) Revision() uint64                { return e.revision }
+func (e *entry) Created() time.Time              { return e.created }
+func (e *entry) Delta() uint64                   { return 0 }
+func (e *entry) Operation() jetstream.KeyValueOp { return e.op }

@@ -168,7 +168,8 @@ func main() {
 	dur := flag.Duration("d", 5*time.Second, "duration of each throughput run")
 	big := flag.Int64("big", 1<<30, "bytes per large transfer (0 skips)")
 	rounds := flag.Int("rounds", 2, "alternating rounds per chain")
-	profile := flag.String("cpuprofile", "", "write a CPU profile of caddy during the first NATS run")
+	profile := flag.String("cpuprofile", "", "write CPU profiles of caddy during the first HTTP run (<prefix>-http.prof) and the first NATS run (<prefix>-nats.prof)")
+	ioStats := flag.Bool("iostats", false, "print read and write system calls and CPU time per request of caddy and of this program (load and nats-server) for each run")
 	bigProfile := flag.String("bigprofile", "", "write CPU profiles of caddy (<prefix>-caddy.prof) and of this program with its nats-server (<prefix>-bench.prof) during the NATS download")
 	flag.Parse()
 
@@ -210,16 +211,37 @@ func main() {
 	fmt.Printf("small GET, %d connections, %v per run, %d alternating rounds\n", *conns, *dur, *rounds)
 	var bestN, bestH result
 	for i := 0; i < *rounds; i++ {
-		h := load(httpURL, *conns, *dur)
-		if *profile != "" && i == 0 {
-			go func() {
-				_, body, err := inst.Admin("GET", fmt.Sprintf("/debug/pprof/profile?seconds=%d", max(1, int(dur.Seconds())-1)), nil)
-				if err == nil {
-					_ = os.WriteFile(*profile, body, 0o644)
-				}
-			}()
+		prof := func(name string) {
+			if *profile != "" && i == 0 {
+				go func() {
+					_, body, err := inst.Admin("GET", fmt.Sprintf("/debug/pprof/profile?seconds=%d", max(1, int(dur.Seconds())-1)), nil)
+					if err == nil {
+						_ = os.WriteFile(*profile+"-"+name+".prof", body, 0o644)
+					}
+				}()
+			}
 		}
+		before := snap(pid)
+		prof("http")
+		h := load(httpURL, *conns, *dur)
+		if *ioStats {
+			fmt.Printf("  HTTP run: %s\n", snap(pid).perRequest(before, h.reqs))
+		}
+		before = snap(pid)
+		prof("nats")
+		allocs := func(name string) {
+			if *profile != "" && i == 0 {
+				if _, body, err := inst.Admin("GET", "/debug/pprof/allocs", nil); err == nil {
+					_ = os.WriteFile(*profile+"-allocs-"+name+".prof", body, 0o644)
+				}
+			}
+		}
+		allocs("before")
 		n := load(natsURL, *conns, *dur)
+		allocs("after")
+		if *ioStats {
+			fmt.Printf("  NATS run: %s\n", snap(pid).perRequest(before, n.reqs))
+		}
 		fmt.Printf("  round %d  HTTP %8.0f req/s p50 %-9v p99 %-9v errs %d | NATS %8.0f req/s p50 %-9v p99 %-9v errs %d\n",
 			i+1, h.rps(), h.p50.Round(time.Microsecond), h.p99.Round(time.Microsecond), h.errs,
 			n.rps(), n.p50.Round(time.Microsecond), n.p99.Round(time.Microsecond), n.errs)
@@ -280,4 +302,56 @@ func profileBoth(inst *harness.Instance, prefix string) func() {
 		f.Close()
 		<-done
 	}
+}
+
+// procStats is a process's system call counts and CPU time (from /proc).
+type procStats struct{ syscr, syscw, cpuTicks int64 }
+
+func readProc(pid string) procStats {
+	var ps procStats
+	if b, err := os.ReadFile("/proc/" + pid + "/io"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			f := strings.Fields(l)
+			if len(f) == 2 {
+				v, _ := strconv.ParseInt(f[1], 10, 64)
+				switch f[0] {
+				case "syscr:":
+					ps.syscr = v
+				case "syscw:":
+					ps.syscw = v
+				}
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/" + pid + "/stat"); err == nil {
+		// fields after the command name: utime and stime are the 12th and 13th
+		if i := strings.LastIndexByte(string(b), ')'); i > 0 {
+			f := strings.Fields(string(b[i+1:]))
+			if len(f) > 12 {
+				u, _ := strconv.ParseInt(f[11], 10, 64)
+				st, _ := strconv.ParseInt(f[12], 10, 64)
+				ps.cpuTicks = u + st
+			}
+		}
+	}
+	return ps
+}
+
+type snapshot struct{ caddy, self procStats }
+
+func snap(pid int) snapshot {
+	return snapshot{caddy: readProc(strconv.Itoa(pid)), self: readProc("self")}
+}
+
+// perRequest formats the difference from before, per request.
+func (s snapshot) perRequest(before snapshot, reqs int64) string {
+	if reqs == 0 {
+		return "no requests"
+	}
+	r := float64(reqs)
+	f := func(a, b procStats) string {
+		// 100 clock ticks a second on Linux
+		return fmt.Sprintf("reads %.2f writes %.2f cpu %.0f µs", float64(a.syscr-b.syscr)/r, float64(a.syscw-b.syscw)/r, float64(a.cpuTicks-b.cpuTicks)*1e4/r)
+	}
+	return "caddy " + f(s.caddy, before.caddy) + " | load+nats-server " + f(s.self, before.self)
 }
