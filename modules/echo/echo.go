@@ -22,6 +22,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -106,10 +107,15 @@ type Report struct {
 	BodySHA256 string              `json:"body_sha256"`
 }
 
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 // ServeHTTP answers with the report.
 func (e Echo) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	h := sha256.New()
-	n, err := io.Copy(h, r.Body)
+	// a pooled buffer: io.Copy would allocate 32 KiB for every request
+	buf := copyBufs.Get().(*[]byte)
+	n, err := io.CopyBuffer(h, r.Body, *buf)
+	copyBufs.Put(buf)
 	if err != nil {
 		return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("reading request body: %w", err))
 	}
