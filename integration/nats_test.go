@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/projectneo/caddy-neo/integration/harness"
 	"github.com/projectneo/caddy-neo/internal/adapttest"
+	"github.com/projectneo/caddy-neo/internal/natstest"
 	"github.com/projectneo/caddy-neo/modules/echo"
 )
 
@@ -265,28 +266,7 @@ func TestNATSBinaryFidelity(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
-		var times []time.Time
-		buf := make([]byte, 4096)
-		acc := ""
-		for {
-			n, err := resp.Body.Read(buf)
-			acc += string(buf[:n])
-			for strings.Contains(acc, "\n\n") {
-				_, acc, _ = strings.Cut(acc, "\n\n")
-				times = append(times, time.Now())
-			}
-			if err != nil {
-				break
-			}
-		}
-		if len(times) != 3 {
-			t.Fatalf("%d events", len(times))
-		}
-		for i := 1; i < 3; i++ {
-			if gap := times[i].Sub(times[i-1]); gap < 120*time.Millisecond || gap > 320*time.Millisecond {
-				t.Fatalf("event %d came %v after the previous one", i, gap)
-			}
-		}
+		natstest.EventGaps(t, resp.Body, 3, 200*time.Millisecond)
 	})
 	t.Run("injection", func(t *testing.T) {
 		for _, bad := range []string{"a.b", "*", ">", "a b", "é", ""} {

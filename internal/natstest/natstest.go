@@ -1,9 +1,12 @@
 // Package natstest runs real nats-servers inside test processes (never a
 // mock): one place for the options every test wants (loopback only, no
-// signal handlers, no logs) and for waiting until the server is ready.
+// signal handlers, no logs) and for waiting until the server is ready; and
+// checks of what the HTTP-over-NATS chain delivers.
 package natstest
 
 import (
+	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -28,4 +31,34 @@ func Start(t testing.TB, port int, storeDir string) *server.Server {
 	}
 	t.Cleanup(s.Shutdown)
 	return s
+}
+
+// EventGaps reads a server-sent event stream to its end and checks that it
+// held want events, each arriving about every (between 60% and 160% of it)
+// after the previous one: events must reach the client as produced, not
+// buffered to the end.
+func EventGaps(t testing.TB, body io.Reader, want int, every time.Duration) {
+	t.Helper()
+	var times []time.Time
+	buf := make([]byte, 4096)
+	var acc string
+	for {
+		n, err := body.Read(buf)
+		acc += string(buf[:n])
+		for strings.Contains(acc, "\n\n") {
+			_, acc, _ = strings.Cut(acc, "\n\n")
+			times = append(times, time.Now())
+		}
+		if err != nil {
+			break
+		}
+	}
+	if len(times) != want {
+		t.Fatalf("got %d events, want %d", len(times), want)
+	}
+	for i := 1; i < len(times); i++ {
+		if gap := times[i].Sub(times[i-1]); gap < every*6/10 || gap > every*16/10 {
+			t.Fatalf("event %d arrived %v after the previous one, want about %v", i, gap, every)
+		}
+	}
 }

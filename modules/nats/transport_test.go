@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/projectneo/caddy-neo/internal/natstest"
 	"github.com/projectneo/caddy-neo/modules/echo"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -205,29 +206,7 @@ func TestServerSentEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var times []time.Time
-	buf := make([]byte, 4096)
-	var acc string
-	for {
-		n, err := resp.Body.Read(buf)
-		acc += string(buf[:n])
-		for strings.Contains(acc, "\n\n") {
-			_, acc, _ = strings.Cut(acc, "\n\n")
-			times = append(times, time.Now())
-		}
-		if err != nil {
-			break
-		}
-	}
-	if len(times) != 3 {
-		t.Fatalf("got %d events", len(times))
-	}
-	for i := 1; i < 3; i++ {
-		gap := times[i].Sub(times[i-1])
-		if gap < 120*time.Millisecond || gap > 320*time.Millisecond {
-			t.Fatalf("event %d arrived %v after the previous one, want about 200ms", i, gap)
-		}
-	}
+	natstest.EventGaps(t, resp.Body, 3, 200*time.Millisecond)
 }
 
 func zoneOf(t testing.TB, tp topo) (int, string) {
