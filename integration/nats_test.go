@@ -350,64 +350,25 @@ func TestNATSBinaryServerRestartUnderLoad(t *testing.T) {
 	http.DefaultClient.CloseIdleConnections()
 	time.Sleep(200 * time.Millisecond)
 	before := nt.goroutines()
-	var mu sync.Mutex
-	var worst time.Duration
-	var lastOK time.Time
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 5000; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				req, _ := http.NewRequest("GET", nt.url(nt.edge, "/load"), nil)
-				req.Header.Set("X-Tenant", "acme")
-				req.Header.Set("X-App", "orders")
-				start := time.Now()
-				resp, err := client.Do(req)
-				ok := err == nil && resp.StatusCode == 200
-				if err == nil {
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-				mu.Lock()
-				worst = max(worst, time.Since(start))
-				if ok {
-					lastOK = time.Now()
-				}
-				mu.Unlock()
-				if !ok {
-					time.Sleep(20 * time.Millisecond)
-				}
-			}
-		}()
-	}
+	traffic := natstest.StartLoad(4, 5000, func() (*http.Response, error) {
+		req, _ := http.NewRequest("GET", nt.url(nt.edge, "/load"), nil)
+		req.Header.Set("X-Tenant", "acme")
+		req.Header.Set("X-App", "orders")
+		return client.Do(req)
+	})
 	time.Sleep(300 * time.Millisecond)
 	nt.srv.Shutdown()
 	nt.srv.WaitForShutdown()
 	time.Sleep(time.Second)
 	back := time.Now()
 	nt.srv = startNATSServer(t, nt.natsPort)
-	for {
-		mu.Lock()
-		ok := lastOK.After(back)
-		mu.Unlock()
-		if ok {
-			break
-		}
-		if time.Since(back) > 2*time.Second {
-			t.Fatalf("service did not resume within 2s\n%s", tail(nt.inst.Logs(), 3000))
-		}
-		time.Sleep(10 * time.Millisecond)
+	resumed, ok := traffic.WaitOKAfter(back, 2*time.Second)
+	if !ok {
+		traffic.Stop()
+		t.Fatalf("service did not resume within 2s\n%s", tail(nt.inst.Logs(), 3000))
 	}
-	t.Logf("resumed %v after the nats-server returned", time.Since(back))
-	close(stop)
-	wg.Wait()
+	t.Logf("resumed %v after the nats-server returned", resumed)
+	worst := traffic.Stop()
 	// the transport's head timeout is 2s
 	if worst > 3*time.Second {
 		t.Fatalf("a request waited %v", worst)

@@ -6,7 +6,9 @@ package natstest
 
 import (
 	"io"
+	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -61,4 +63,76 @@ func EventGaps(t testing.TB, body io.Reader, want int, every time.Duration) {
 			t.Fatalf("event %d arrived %v after the previous one, want about %v", i, gap, every)
 		}
 	}
+}
+
+// Load is constant request load for restart tests: workers that each send up
+// to n requests until Stop, recording the slowest request and the time of the
+// last success. A failed request is followed by a 20 ms pause.
+type Load struct {
+	mu     sync.Mutex
+	worst  time.Duration
+	lastOK time.Time
+	stop   chan struct{}
+	wg     sync.WaitGroup
+}
+
+// StartLoad starts workers that call do; a request succeeds with status 200.
+func StartLoad(workers, n int, do func() (*http.Response, error)) *Load {
+	l := &Load{stop: make(chan struct{})}
+	for range workers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for range n {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				start := time.Now()
+				resp, err := do()
+				ok := err == nil && resp.StatusCode == http.StatusOK
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				l.mu.Lock()
+				l.worst = max(l.worst, time.Since(start))
+				if ok {
+					l.lastOK = time.Now()
+				}
+				l.mu.Unlock()
+				if !ok {
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	return l
+}
+
+// WaitOKAfter waits up to within for a request that succeeded after t, and
+// reports how long after t it finished; false when none did in time.
+func (l *Load) WaitOKAfter(t time.Time, within time.Duration) (time.Duration, bool) {
+	for {
+		l.mu.Lock()
+		last := l.lastOK
+		l.mu.Unlock()
+		if last.After(t) {
+			return last.Sub(t), true
+		}
+		if time.Since(t) > within {
+			return 0, false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Stop ends the load, waits for the workers and returns the slowest request.
+func (l *Load) Stop() time.Duration {
+	close(l.stop)
+	l.wg.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.worst
 }

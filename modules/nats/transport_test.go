@@ -479,41 +479,7 @@ func TestNATSRestartUnderLoad(t *testing.T) {
 	before := goroutinesBut("(*workers).loop")
 
 	client := &http.Client{Timeout: 5 * time.Second}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var worst time.Duration
-	var lastOK time.Time
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 2000; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				start := time.Now()
-				resp, err := client.Get(tp.url("/orders/load"))
-				took := time.Since(start)
-				ok := err == nil && resp.StatusCode == 200
-				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-				mu.Lock()
-				worst = max(worst, took)
-				if ok {
-					lastOK = time.Now()
-				}
-				mu.Unlock()
-				if !ok {
-					time.Sleep(20 * time.Millisecond)
-				}
-			}
-		}()
-	}
+	traffic := natstest.StartLoad(4, 2000, func() (*http.Response, error) { return client.Get(tp.url("/orders/load")) })
 	time.Sleep(200 * time.Millisecond)
 	s.Shutdown()
 	s.WaitForShutdown()
@@ -521,34 +487,25 @@ func TestNATSRestartUnderLoad(t *testing.T) {
 	back := time.Now()
 	s2 := startNATSPort(t, port)
 	defer s2.Shutdown()
-	deadline := back.Add(2 * time.Second)
-	for {
-		mu.Lock()
-		ok := lastOK.After(back)
-		mu.Unlock()
-		if ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("service did not resume within 2s of the server's return")
-		}
-		time.Sleep(10 * time.Millisecond)
+	resumed, ok := traffic.WaitOKAfter(back, 2*time.Second)
+	if !ok {
+		traffic.Stop()
+		t.Fatal("service did not resume within 2s of the server's return")
 	}
-	t.Logf("service resumed %v after the server returned", time.Since(back))
+	t.Logf("service resumed %v after the server returned", resumed)
 	if v := testutil.ToFloat64(connReconnects.WithLabelValues("default")); v < 1 {
 		t.Errorf("caddy_neo_nats_reconnects_total = %v after a server restart", v)
 	}
 	if v := testutil.ToFloat64(connUp.WithLabelValues("default")); v != 1 {
 		t.Errorf("caddy_neo_nats_connection_up = %v after reconnecting", v)
 	}
-	close(stop)
-	wg.Wait()
+	worst := traffic.Stop()
 	if worst > 2500*time.Millisecond {
 		t.Fatalf("a request waited %v, longer than its 1s timeout allows", worst)
 	}
 	client.CloseIdleConnections()
 	http.DefaultClient.CloseIdleConnections()
-	deadline = time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(3 * time.Second)
 	for {
 		after := goroutinesBut("(*workers).loop")
 		if after <= before+2 {
