@@ -60,6 +60,25 @@ func portOf(u *url.URL) int {
 	return p
 }
 
+// firstStore stores key on e, retrying while the cluster's meta group forms
+// (a few seconds after start) and the R3 buckets can be made.
+func firstStore(t *testing.T, ctx context.Context, e edge, key, value string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := e.Store(sctx, key, []byte(value))
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no R3 bucket after 30s: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // On a three-replica cluster (where JetStream reports compare-and-set
 // conflicts with other error codes than on one server) the storage and its
 // locks behave the same, with edges connected to different nodes.
@@ -68,20 +87,7 @@ func TestStorageOnClusterR3(t *testing.T) {
 	set := Settings{Replicas: 3, LockTTL: 2 * time.Second}
 	a, b := newEdge(t, srvs[0], set), newEdge(t, srvs[2], set)
 	ctx := ctxT(t)
-	// the meta group forms in a few seconds: wait for the first store
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := a.Store(sctx, "certificates/x/x.crt", []byte("r3"))
-		cancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no R3 bucket after 30s: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	firstStore(t, ctx, a, "certificates/x/x.crt", "r3")
 	js, _ := jetstream.New(a.nc)
 	for _, name := range []string{"neo_certs", "neo_certs_locks"} {
 		kv, err := js.KeyValue(ctx, name)
@@ -148,19 +154,7 @@ func TestStorageReadYourWritesR3(t *testing.T) {
 	set := Settings{Replicas: 3, LockTTL: 2 * time.Second}
 	edges := []edge{newEdge(t, srvs[0], set), newEdge(t, srvs[1], set), newEdge(t, srvs[2], set)}
 	ctx := ctxT(t)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := edges[0].Store(sctx, "certificates/ryw/ryw.crt", []byte("start"))
-		cancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no R3 bucket after 30s: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	firstStore(t, ctx, edges[0], "certificates/ryw/ryw.crt", "start")
 	stale := 0
 	const rounds = 300
 	for i := range rounds {
