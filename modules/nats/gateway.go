@@ -413,9 +413,9 @@ func (g *Gateway) handle(req micro.Request) {
 // respondError answers a request that cannot be served with a complete
 // response.
 func (g *Gateway) respondError(reply string, status int, msg string) {
-	h := newFrame(kindResp)
+	h := newFrame(kindResp, 4)
 	h[hdrStatus] = []string{strconv.Itoa(status)}
-	h[hdrEOF] = []string{"1"}
+	h[hdrEOF] = constValue("1")
 	h[prefixHeader+"Content-Type"] = []string{"text/plain; charset=utf-8"}
 	_ = g.nc.PublishMsg(&nats.Msg{Subject: reply, Header: h, Data: []byte(msg + "\n")})
 }
@@ -677,7 +677,7 @@ func (w *respWriter) announce(credit int) error {
 		return nil
 	}
 	w.inboxSent = true
-	h := newFrame(kindCredit)
+	h := newFrame(kindCredit, 3)
 	h[hdrInbox] = []string{w.inbox}
 	if credit > 0 {
 		h[hdrCredit] = []string{strconv.Itoa(credit)}
@@ -707,8 +707,8 @@ func (w *respWriter) send(eof bool) error {
 	if !w.headWasSent() {
 		w.mu.Lock()
 		defer w.mu.Unlock()
-		h := newFrame(kindResp)
-		h[hdrStatus] = []string{strconv.Itoa(w.status)}
+		h := newFrame(kindResp, 5+len(w.header)+len(trailer))
+		h[hdrStatus] = statusValue(w.status)
 		putHTTPFields(h, w.header, prefixHeader)
 		for k := range h {
 			if strings.HasPrefix(k, prefixHeader+http.TrailerPrefix) {
@@ -723,7 +723,7 @@ func (w *respWriter) send(eof bool) error {
 			w.inboxSent = true
 		}
 		if eof {
-			h[hdrEOF] = []string{"1"}
+			h[hdrEOF] = constValue("1")
 			putHTTPFields(h, trailer, prefixTrailer)
 		}
 		w.headSent = true
@@ -808,7 +808,7 @@ func (s *sender) sendDataTo(to string, data []byte, eof bool, trailer http.Heade
 		return err
 	}
 	s.seq++
-	h := newFrame(kindData)
+	h := newFrame(kindData, 3+len(trailer))
 	h[hdrSeq] = []string{strconv.FormatUint(s.seq, 10)}
 	if eof {
 		h[hdrEOF] = []string{"1"}

@@ -130,7 +130,7 @@ func (mx *mux) deliver(m *nats.Msg) {
 		// a peer asks whether this request is still being served
 		if m.Reply != "" {
 			if s != nil {
-				h := newFrame(kindProbe)
+				h := newFrame(kindProbe, 2)
 				if n := s.sent.Load(); n >= 0 {
 					h[hdrSeq] = []string{strconv.FormatInt(n, 10)}
 				}

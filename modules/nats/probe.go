@@ -53,7 +53,7 @@ func (p *prober) C() <-chan time.Time {
 // send probes the peer (when its inbox is known) and schedules the next probe.
 func (p *prober) send() {
 	if peer := p.st.peerInbox(); peer != "" {
-		_ = p.nc.PublishMsg(&nats.Msg{Subject: peer, Reply: p.st.inbox + probeSuffix, Header: newFrame(kindProbe)})
+		_ = p.nc.PublishMsg(&nats.Msg{Subject: peer, Reply: p.st.inbox + probeSuffix, Header: newFrame(kindProbe, 1)})
 	}
 	p.timer.Reset(p.interval)
 }

@@ -31,7 +31,7 @@ func fakeGateway(t *testing.T, url string, behave func(nc *nats.Conn, m *nats.Ms
 
 // announce tells the edge the request's gateway inbox, as a real gateway does.
 func announce(nc *nats.Conn, reply, inbox string) {
-	h := newFrame(kindCredit)
+	h := newFrame(kindCredit, 2)
 	h[hdrInbox] = []string{inbox}
 	_ = nc.PublishMsg(&nats.Msg{Subject: reply, Header: h})
 }
@@ -130,7 +130,7 @@ func TestGatewayGoneFailsFast(t *testing.T) {
 				return
 			}
 			st := mx.open(8)
-			h := newFrame(kindResp)
+			h := newFrame(kindResp, 4)
 			h[hdrStatus] = []string{"200"}
 			h[hdrInbox] = []string{st.inbox}
 			_ = nc.PublishMsg(&nats.Msg{Subject: m.Reply, Header: h, Data: []byte("first bytes ")})

@@ -33,6 +33,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -232,7 +234,16 @@ func parseReqHead(f *frame) (*reqHead, error) {
 
 // httpFields extracts the HTTP fields carried under prefix.
 func httpFields(h nats.Header, prefix string) (http.Header, error) {
-	out := make(http.Header)
+	n := 0
+	for k := range h {
+		if strings.HasPrefix(k, prefix) {
+			n++
+		}
+	}
+	if n == 0 {
+		return http.Header{}, nil
+	}
+	out := make(http.Header, n)
 	for k, vv := range h {
 		if !strings.HasPrefix(k, prefix) {
 			continue
@@ -247,13 +258,21 @@ func httpFields(h nats.Header, prefix string) (http.Header, error) {
 			}
 		}
 		ck := http.CanonicalHeaderKey(name)
-		out[ck] = append(out[ck], vv...)
+		if prev, ok := out[ck]; ok {
+			out[ck] = append(prev[:len(prev):len(prev)], vv...)
+			continue
+		}
+		// The decoded message is ours alone: its value slices are shared,
+		// capped so that an append copies.
+		out[ck] = vv[:len(vv):len(vv)]
 	}
 	return out, nil
 }
 
 // putHTTPFields copies HTTP fields under prefix, dropping hop-by-hop fields
 // and fields that could not be framed (bad names, CR, LF or NUL in values).
+// dst shares src's value slices (capped, so an append to either copies): it
+// is only read, to encode a message, before src changes.
 func putHTTPFields(dst nats.Header, src http.Header, prefix string) {
 	var conn []string
 	for _, v := range src["Connection"] {
@@ -263,19 +282,56 @@ func putHTTPFields(dst nats.Header, src http.Header, prefix string) {
 	}
 	for k, vv := range src {
 		ck := http.CanonicalHeaderKey(k)
-		if isHopByHop(ck) || contains(conn, ck) || !validHTTPToken(k) {
+		if len(vv) == 0 || isHopByHop(ck) || contains(conn, ck) || !validHTTPToken(k) {
 			continue
 		}
-		var keep []string
-		for _, v := range vv {
-			if validFieldValue(v) {
-				keep = append(keep, v)
+		keep := vv[:len(vv):len(vv)]
+		for i, v := range vv {
+			if !validFieldValue(v) {
+				keep = append([]string(nil), vv[:i]...)
+				for _, v := range vv[i+1:] {
+					if validFieldValue(v) {
+						keep = append(keep, v)
+					}
+				}
+				break
 			}
 		}
-		if len(keep) > 0 {
-			dst[prefix+ck] = append(dst[prefix+ck], keep...)
+		if len(keep) == 0 {
+			continue
+		}
+		key := prefixedKey(prefix, ck)
+		if prev, ok := dst[key]; ok {
+			dst[key] = append(prev[:len(prev):len(prev)], keep...)
+			continue
+		}
+		dst[key] = keep
+	}
+}
+
+// prefixedKeys caches prefix+name for the field names seen, so that
+// framing a request does not build the same strings again. It is bounded:
+// names beyond maxPrefixedKeys (a client can send any) are built each time.
+var (
+	prefixedKeys      sync.Map // prefixedKeyID -> string
+	prefixedKeysCount atomic.Int32
+)
+
+const maxPrefixedKeys = 1024
+
+type prefixedKeyID struct{ prefix, name string }
+
+func prefixedKey(prefix, name string) string {
+	if v, ok := prefixedKeys.Load(prefixedKeyID{prefix, name}); ok {
+		return v.(string)
+	}
+	k := prefix + name
+	if prefixedKeysCount.Load() < maxPrefixedKeys {
+		if _, loaded := prefixedKeys.LoadOrStore(prefixedKeyID{prefix, name}, k); !loaded {
+			prefixedKeysCount.Add(1)
 		}
 	}
+	return k
 }
 
 var hopByHop = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
@@ -313,6 +369,44 @@ func validFieldValue(s string) bool {
 	return !strings.ContainsAny(s, "\r\n\x00")
 }
 
-func newFrame(kind string) nats.Header {
-	return nats.Header{hdrKind: []string{kind}}
+// newFrame starts a frame's header; size is the number of fields expected,
+// so that the map is allocated once.
+func newFrame(kind string, size int) nats.Header {
+	h := make(nats.Header, size)
+	h[hdrKind] = constValue(kind)
+	return h
+}
+
+// constValues are the single-value slices of fixed field values, shared by
+// every frame (capped: an append copies).
+var constValues = func() map[string][]string {
+	m := map[string][]string{}
+	for _, v := range []string{kindHead, kindResp, kindData, kindCredit, kindProbe, kindCancel, kindError, protoVersion, "1", "0",
+		http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions, ""} {
+		m[v] = []string{v}[:1:1]
+	}
+	return m
+}()
+
+// statusValues are the Neo-Nats-Status values 100-599, shared.
+var statusValues = func() (s [500][]string) {
+	for i := range s {
+		s[i] = []string{strconv.Itoa(100 + i)}[:1:1]
+	}
+	return s
+}()
+
+func statusValue(code int) []string {
+	if code >= 100 && code <= 599 {
+		return statusValues[code-100]
+	}
+	return []string{strconv.Itoa(code)}
+}
+
+// constValue is a single-value field slice, shared when v is a fixed value.
+func constValue(v string) []string {
+	if vv, ok := constValues[v]; ok {
+		return vv
+	}
+	return []string{v}
 }

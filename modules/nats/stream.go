@@ -60,10 +60,10 @@ func (s *sender) sendData(data []byte, eof bool, trailer http.Header) error {
 		return err
 	}
 	s.seq++
-	h := newFrame(kindData)
+	h := newFrame(kindData, 3+len(trailer))
 	h[hdrSeq] = []string{strconv.FormatUint(s.seq, 10)}
 	if eof {
-		h[hdrEOF] = []string{"1"}
+		h[hdrEOF] = constValue("1")
 		putHTTPFields(h, trailer, prefixTrailer)
 	}
 	err := s.nc.PublishMsg(&nats.Msg{Subject: s.st.peerInbox(), Header: h, Data: data})
@@ -78,7 +78,7 @@ func sendControl(nc *nats.Conn, to, kind string, credit int, msg string) {
 	if to == "" {
 		return
 	}
-	h := newFrame(kind)
+	h := newFrame(kind, 2)
 	if credit > 0 {
 		h[hdrCredit] = []string{strconv.Itoa(credit)}
 	}

@@ -72,10 +72,12 @@ type Transport struct {
 	// the checks (requests then wait the timeouts). Default: 1s.
 	GatewayCheckInterval caddy.Duration `json:"gateway_check_interval,omitempty"`
 
-	tmpl   *SubjectTemplate
-	nc     *nats.Conn
-	mux    *mux
-	logger *zap.Logger
+	tmpl *SubjectTemplate
+	nc   *nats.Conn
+	mux  *mux
+	// the head's fixed field values, built once
+	windowValue, timeoutValue []string
+	logger                    *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -111,6 +113,8 @@ func (t *Transport) Provision(ctx caddy.Context) error {
 	if err := t.Validate(); err != nil {
 		return err
 	}
+	t.windowValue = []string{strconv.Itoa(t.Window)}[:1:1]
+	t.timeoutValue = []string{strconv.FormatInt(time.Duration(t.ResponseHeaderTimeout).Milliseconds(), 10)}[:1:1]
 	nc, err := Conn(ctx, t.Connection)
 	if err != nil {
 		return fmt.Errorf("connection: %w", err)
@@ -229,9 +233,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	fields = append(fields, zap.String("subject", subjects[0]))
 
 	// the head frame
-	head := newFrame(kindHead)
-	head[hdrVersion] = []string{protoVersion}
-	head[hdrMethod] = []string{req.Method}
+	head := newFrame(kindHead, 11+len(req.Header))
+	head[hdrVersion] = constValue(protoVersion)
+	head[hdrMethod] = constValue(req.Method)
 	head[hdrPath] = []string{req.URL.EscapedPath()}
 	head[hdrQuery] = []string{req.URL.RawQuery}
 	host := req.Host
@@ -239,8 +243,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		host = req.URL.Host
 	}
 	head[hdrHost] = []string{host}
-	head[hdrWindow] = []string{strconv.Itoa(t.Window)}
-	head[hdrTimeout] = []string{strconv.FormatInt(time.Duration(t.ResponseHeaderTimeout).Milliseconds(), 10)}
+	head[hdrWindow] = t.windowValue
+	head[hdrTimeout] = t.timeoutValue
 	putHTTPFields(head, req.Header, prefixHeader)
 	if len(req.Trailer) > 0 {
 		names := make([]string, 0, len(req.Trailer))
@@ -274,9 +278,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if body == nil || body == http.NoBody {
 		length = 0
 	}
-	head[hdrLength] = []string{strconv.FormatInt(length, 10)}
+	if length == 0 {
+		head[hdrLength] = constValue("0")
+	} else {
+		head[hdrLength] = []string{strconv.FormatInt(length, 10)}
+	}
 	if eof {
-		head[hdrEOF] = []string{"1"}
+		head[hdrEOF] = constValue("1")
 	}
 
 	st := t.mux.open(t.Window)
