@@ -5,10 +5,18 @@ import "fmt"
 // NATSChainCaddyfile is the topology the NATS benchmarks compare in one
 // process: an edge sending over NATS (port natsEdge) and an edge sending over
 // HTTP (port httpEdge), both to the same stage server (port stage, also
-// served by a stage gateway for prod/az-a), in front of one echo replica;
-// nats-server listens on natsPort.
-func NATSChainCaddyfile(admin, natsEdge, httpEdge, stage, replica, natsPort int) string {
-	return fmt.Sprintf(natsChain, admin, natsEdge, httpEdge, stage, replica, natsPort)
+// served by a stage gateway for prod/az-a), in front of one echo replica.
+// The HTTP edge sends the stage, zone, tenant and app fields the gateway
+// takes from the NATS subject, so both chains deliver the same request;
+// nats-server listens on natsPort. With inProcess, caddy runs the NATS server
+// itself, without a listener, and its connections reach it without a socket
+// (the local topology's arrangement); natsPort is then unused.
+func NATSChainCaddyfile(admin, natsEdge, httpEdge, stage, replica, natsPort int, inProcess bool) string {
+	servers := fmt.Sprintf("connection default {\n\t\t\tservers nats://127.0.0.1:%d\n\t\t}", natsPort)
+	if inProcess {
+		servers = "embedded"
+	}
+	return fmt.Sprintf(natsChain, admin, natsEdge, httpEdge, stage, replica, servers)
 }
 
 const natsChain = `{
@@ -20,9 +28,7 @@ const natsChain = `{
 		name stage
 	}
 	nats {
-		connection default {
-			servers nats://127.0.0.1:%[6]d
-		}
+		%[6]s
 	}
 	nats_gateway az-a {
 		server stage
@@ -43,7 +49,13 @@ http://:%[2]d {
 
 http://:%[3]d {
 	bind 127.0.0.1
-	reverse_proxy 127.0.0.1:%[4]d
+	# the routing fields the stage gateway receives from the NATS subject
+	reverse_proxy 127.0.0.1:%[4]d {
+		header_up Neo-Stage prod
+		header_up Neo-Zone az-a
+		header_up Neo-Tenant acme
+		header_up Neo-App orders
+	}
 }
 
 http://:%[4]d {

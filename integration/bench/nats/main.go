@@ -168,28 +168,35 @@ func main() {
 	dur := flag.Duration("d", 5*time.Second, "duration of each throughput run")
 	big := flag.Int64("big", 1<<30, "bytes per large transfer (0 skips)")
 	rounds := flag.Int("rounds", 2, "alternating rounds per chain")
-	profile := flag.String("cpuprofile", "", "write CPU profiles of caddy during the first HTTP run (<prefix>-http.prof) and the first NATS run (<prefix>-nats.prof)")
+	profile := flag.String("cpuprofile", "", "write CPU profiles of caddy during the first HTTP run (<prefix>-http.prof) and the first NATS run (<prefix>-nats.prof), and its allocations around each (<prefix>-allocs-{http,nats}-{before,after}.prof)")
 	ioStats := flag.Bool("iostats", false, "print read and write system calls and CPU time per request of caddy and of this program (load and nats-server) for each run")
 	bigProfile := flag.String("bigprofile", "", "write CPU profiles of caddy (<prefix>-caddy.prof) and of this program with its nats-server (<prefix>-bench.prof) during the NATS download")
+	natsMode := flag.String("nats", "external", "where the nats-server runs: external (in this program, over loopback TCP, like a separate NATS cluster) or inprocess (embedded in caddy, connections without a socket, like the local topology)")
 	flag.Parse()
+	if *natsMode != "external" && *natsMode != "inprocess" {
+		fmt.Fprintf(os.Stderr, "-nats: want external or inprocess, got %q\n", *natsMode)
+		os.Exit(2)
+	}
 
 	ports, err := harness.FreePorts(6)
 	if err != nil {
 		panic(err)
 	}
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: ports[5], NoSigs: true, NoLog: true})
-	if err != nil {
-		panic(err)
-	}
-	ns.Start()
-	defer ns.Shutdown()
-	if !ns.ReadyForConnections(5 * time.Second) {
-		panic("nats-server not ready")
+	if *natsMode == "external" {
+		ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: ports[5], NoSigs: true, NoLog: true})
+		if err != nil {
+			panic(err)
+		}
+		ns.Start()
+		defer ns.Shutdown()
+		if !ns.ReadyForConnections(5 * time.Second) {
+			panic("nats-server not ready")
+		}
 	}
 	dir, _ := os.MkdirTemp("", "neo-nats-bench-")
 	defer os.RemoveAll(dir)
 	cfg := filepath.Join(dir, "bench.Caddyfile")
-	if err := os.WriteFile(cfg, []byte(harness.NATSChainCaddyfile(ports[0], ports[1], ports[2], ports[3], ports[4], ports[5])), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(harness.NATSChainCaddyfile(ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], *natsMode == "inprocess")), 0o644); err != nil {
 		panic(err)
 	}
 	inst, err := harness.StartProcess(harness.Options{Config: cfg, Admin: fmt.Sprintf("127.0.0.1:%d", ports[0]),
@@ -208,7 +215,7 @@ func main() {
 		}
 	}
 
-	fmt.Printf("small GET, %d connections, %v per run, %d alternating rounds\n", *conns, *dur, *rounds)
+	fmt.Printf("small GET, %d connections, %v per run, %d alternating rounds, nats-server %s\n", *conns, *dur, *rounds, *natsMode)
 	var bestN, bestH result
 	for i := 0; i < *rounds; i++ {
 		prof := func(name string) {
@@ -221,14 +228,6 @@ func main() {
 				}()
 			}
 		}
-		before := snap(pid)
-		prof("http")
-		h := load(httpURL, *conns, *dur)
-		if *ioStats {
-			fmt.Printf("  HTTP run: %s\n", snap(pid).perRequest(before, h.reqs))
-		}
-		before = snap(pid)
-		prof("nats")
 		allocs := func(name string) {
 			if *profile != "" && i == 0 {
 				if _, body, err := inst.Admin("GET", "/debug/pprof/allocs", nil); err == nil {
@@ -236,9 +235,19 @@ func main() {
 				}
 			}
 		}
-		allocs("before")
+		before := snap(pid)
+		prof("http")
+		allocs("http-before")
+		h := load(httpURL, *conns, *dur)
+		allocs("http-after")
+		if *ioStats {
+			fmt.Printf("  HTTP run: %s\n", snap(pid).perRequest(before, h.reqs))
+		}
+		before = snap(pid)
+		prof("nats")
+		allocs("nats-before")
 		n := load(natsURL, *conns, *dur)
-		allocs("after")
+		allocs("nats-after")
 		if *ioStats {
 			fmt.Printf("  NATS run: %s\n", snap(pid).perRequest(before, n.reqs))
 		}
