@@ -17,6 +17,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"go.uber.org/zap"
+
+	"github.com/projectneo/caddy-neo/modules/neo"
 )
 
 func init() {
@@ -450,6 +452,12 @@ func (g *Gateway) serve(m *nats.Msg) {
 	st.setPeer(m.Reply)
 	st.addCredit(rh.window)
 
+	reqCtx := ctx
+	if len(toks) == len(subjectHeaders) && toks[0] == "neo" && toks[1] == "rt" {
+		// neo_route (when the gateway's routes use it) serves the request
+		// only if it resolves to the subject's tenant, stage and app.
+		reqCtx = neo.WithSubjectRoute(ctx, neo.SubjectRoute{Stage: toks[2], Tenant: toks[4], App: toks[5]})
+	}
 	u := &url.URL{Path: "/", RawQuery: rh.query}
 	if p, err := url.PathUnescape(rh.path); err == nil {
 		u.Path = p
@@ -461,7 +469,7 @@ func (g *Gateway) serve(m *nats.Msg) {
 		Method: rh.method, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: rh.header, Host: rh.host, RequestURI: rh.path,
 		ContentLength: rh.length, RemoteAddr: "127.0.0.1:0",
-	}).WithContext(ctx)
+	}).WithContext(reqCtx)
 	if rh.query != "" {
 		r.RequestURI += "?" + rh.query
 	}

@@ -205,6 +205,9 @@ const (
 	MissApp     = "unknown_app"
 	MissStage   = "app_not_in_stage"
 	MissService = "unknown_service"
+	// MissSubject: a request that came through a stage gateway resolves to
+	// another tenant, stage or app than its NATS subject names.
+	MissSubject = "subject_mismatch"
 )
 
 // Resolve resolves a normalised host and a canonical path. It costs a bounded

@@ -37,6 +37,9 @@ func init() {
 // Headers: every client-sent header whose name begins with `Neo-` or `Neo_`
 // (any case) is removed; the trusted `Neo-Tenant`, `Neo-Stage` and
 // `Neo-App` (Runtime) or `Neo-Tenant` and `Neo-Service` (Platform) are set.
+// Behind a stage gateway (SubjectRoute), `Neo-Caller` is kept, and the
+// request is served only if it resolves to its subject's tenant, stage and
+// app (else 404, reason subject_mismatch, logged as a warning).
 //
 // Placeholders: `{neo.tenant}`, `{neo.stage}`, `{neo.app}`, `{neo.service}`,
 // `{neo.zone}` (this node's zone), `{neo.host}` (the normalised host) and
@@ -168,7 +171,17 @@ func stripNeoHeaders(h http.Header) {
 
 // ServeHTTP resolves the request and calls next.
 func (h *RouteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	sr, viaGateway := SubjectRouteFrom(r.Context())
+	var caller []string
+	if viaGateway {
+		// Neo-Caller was set by the sender (the edge strips clients' Neo-*
+		// headers; the platform listener sets it): it is kept.
+		caller = r.Header["Neo-Caller"]
+	}
 	stripNeoHeaders(r.Header)
+	if len(caller) > 0 {
+		r.Header["Neo-Caller"] = caller
+	}
 	rawHost := r.Host
 	if h.TrustForwardedHost {
 		if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted {
@@ -198,6 +211,19 @@ func (h *RouteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 			tenant = m.t.Name
 		}
 		return h.miss(r, host, miss, tenant)
+	}
+	if viaGateway && !sr.matches(res) {
+		h.app.metrics.miss(MissSubject)
+		resolved := res.Tenant.Name + "/" + res.Stage + "/"
+		if res.App != nil {
+			resolved += res.App.Name
+		} else if res.Service != nil {
+			resolved += "service:" + res.Service.Name
+		}
+		h.logger.Warn("request refused: its host and path name another route than its NATS subject",
+			zap.String("tenant", sr.Tenant), zap.String("stage", sr.Stage), zap.String("app", sr.App),
+			zap.String("host", host), zap.String("resolved", resolved), zap.String("reason", MissSubject))
+		return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("neo: not routed (%s)", MissSubject))
 	}
 	if res.Redirect != "" {
 		_, _, st := res.target(true)

@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // serve runs neo_route on a request built from a raw request target and
@@ -223,6 +224,95 @@ func TestCanonicalPathRule(t *testing.T) {
 	} {
 		if got := cleanPath(in); got != want {
 			t.Errorf("cleanPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestSubjectRoute: a request that came through a stage gateway is served
+// only when its host and path resolve to the tenant, stage and app of its
+// NATS subject; another tenant's host (or app, stage, or a platform host)
+// is a 404 with reason subject_mismatch, logged with the subject's tenant.
+func TestSubjectRoute(t *testing.T) {
+	core, logs := observer.New(zap.WarnLevel)
+	h := &RouteHandler{app: newTestApp(t, demoTenants()), logger: zap.New(core)}
+	acmeProdOrders := SubjectRoute{Stage: "prod", Tenant: "acme", App: "orders"}
+	for _, c := range []struct {
+		name, host, target string
+		sr                 *SubjectRoute
+		want               int
+		tenant             string
+	}{
+		{"no subject", "globex.apps.localhost", "/billing/x", nil, 200, "globex"},
+		{"matching", "acme.apps.localhost", "/orders/x", &acmeProdOrders, 200, "acme"},
+		{"matching custom domain", "shop.acme.localhost", "/orders/x", &acmeProdOrders, 200, "acme"},
+		{"another tenant's host", "globex.apps.localhost", "/billing/x", &SubjectRoute{Stage: "prod", Tenant: "acme", App: "billing"}, 404, ""},
+		{"another tenant, same app name", "globex.apps.localhost", "/shop/x", &SubjectRoute{Stage: "prod", Tenant: "acme", App: "shop"}, 404, ""},
+		{"another app", "acme.apps.localhost", "/ledger/x", &acmeProdOrders, 404, ""},
+		{"another stage", "acme-dev.apps.localhost", "/orders/x", &acmeProdOrders, 404, ""},
+		{"platform host", "acme.platform.localhost", "/api/build/x", &acmeProdOrders, 404, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			u, _ := url.ParseRequestURI(c.target)
+			r := &http.Request{Method: "GET", URL: u, RequestURI: c.target, Host: c.host, Header: http.Header{}, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
+			ctx := context.WithValue(context.Background(), caddy.ReplacerCtxKey, caddy.NewReplacer())
+			ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{})
+			if c.sr != nil {
+				ctx = WithSubjectRoute(ctx, *c.sr)
+			}
+			var got *Route
+			n := logs.Len()
+			err := h.ServeHTTP(httptest.NewRecorder(), r.WithContext(ctx), caddyhttp.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) error {
+				got, _ = RouteFromRequest(r)
+				return nil
+			}))
+			if status(err) != c.want {
+				t.Fatalf("status %d, want %d (%v)", status(err), c.want, err)
+			}
+			if c.want == 200 {
+				if got == nil || got.Tenant != c.tenant {
+					t.Fatalf("route %+v, want tenant %s", got, c.tenant)
+				}
+				return
+			}
+			if got != nil {
+				t.Fatalf("routed to %+v", got)
+			}
+			if logs.Len() != n+1 {
+				t.Fatalf("%d new log lines, want 1", logs.Len()-n)
+			}
+			e := logs.All()[n]
+			if f := e.ContextMap(); f["tenant"] != c.sr.Tenant || f["reason"] != MissSubject {
+				t.Fatalf("log %q %v", e.Message, f)
+			}
+		})
+	}
+}
+
+// TestSubjectRouteKeepsCaller: Neo-Caller survives neo_route only behind a
+// stage gateway (a client at the edge cannot claim to be the platform).
+func TestSubjectRouteKeepsCaller(t *testing.T) {
+	h := testHandler(t)
+	for _, viaGateway := range []bool{false, true} {
+		u, _ := url.ParseRequestURI("/orders/x")
+		r := &http.Request{Method: "GET", URL: u, RequestURI: "/orders/x", Host: "acme.apps.localhost", Header: http.Header{"Neo-Caller": {"platform"}, "Neo-User": {"x"}}, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
+		ctx := context.WithValue(context.Background(), caddy.ReplacerCtxKey, caddy.NewReplacer())
+		ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{})
+		if viaGateway {
+			ctx = WithSubjectRoute(ctx, SubjectRoute{Stage: "prod", Tenant: "acme", App: "orders"})
+		}
+		var got http.Header
+		err := h.ServeHTTP(httptest.NewRecorder(), r.WithContext(ctx), caddyhttp.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) error {
+			got = r.Header
+			return nil
+		}))
+		if err != nil || got == nil {
+			t.Fatalf("gateway %v: %v", viaGateway, err)
+		}
+		if c := got.Get("Neo-Caller"); (c == "platform") != viaGateway {
+			t.Errorf("gateway %v: Neo-Caller %q", viaGateway, c)
+		}
+		if got.Get("Neo-User") != "" {
+			t.Errorf("gateway %v: Neo-User kept", viaGateway)
 		}
 	}
 }
