@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -304,8 +305,9 @@ func TestNATSBinaryFailoverAndReloads(t *testing.T) {
 	if n := nt.srv.NumClients(); n != 1 {
 		t.Fatalf("after 20 reloads the nats-server has %d clients, want 1", n)
 	}
-	if vz, _ := nt.srv.Varz(nil); vz.TotalConnections != 1 {
-		t.Fatalf("the nats-server saw %d connections over the reloads, want 1", vz.TotalConnections)
+	// two at start (a credential check, then the connection), none since
+	if vz, _ := nt.srv.Varz(nil); vz.TotalConnections != 2 {
+		t.Fatalf("the nats-server saw %d connections in all, want 2: one credential check and the connection, none per reload", vz.TotalConnections)
 	}
 }
 
@@ -432,7 +434,8 @@ func TestNATSMicroLs(t *testing.T) {
 
 // TestPlatformCaddyfile runs caddyfiles/platform.Caddyfile against the stage
 // gateways of a NATS topology: /<stage>/<tenant>/<app>/<path> reaches the app
-// as /<path> over NATS; anything else is 404 without touching NATS.
+// over NATS as the edge would send it (the stage's host, /<app>/<path>);
+// anything else is 404 without touching NATS.
 func TestPlatformCaddyfile(t *testing.T) {
 	nt := startNATSTopo(t)
 	admin, err := harness.FreePort()
@@ -464,7 +467,7 @@ func TestPlatformCaddyfile(t *testing.T) {
 	for {
 		code, rep := get("/prod/acme/orders/api/items?x=1&y=%20")
 		if code == 200 {
-			if rep.Path != "/api/items" || rep.RawQuery != "x=1&y=%20" || rep.NeoHeaders["Neo-Tenant"][0] != "acme" ||
+			if rep.Path != "/orders/api/items" || rep.Host != "acme.apps.localhost" || rep.RawQuery != "x=1&y=%20" || rep.NeoHeaders["Neo-Tenant"][0] != "acme" ||
 				rep.NeoHeaders["Neo-App"][0] != "orders" || rep.NeoHeaders["Neo-Stage"][0] != "prod" || rep.NeoHeaders["Neo-Caller"][0] != "platform" {
 				t.Fatalf("%+v", rep)
 			}
@@ -475,7 +478,7 @@ func TestPlatformCaddyfile(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if code, rep := get("/prod/globex/shop"); code != 200 || rep.Path != "/" {
+	if code, rep := get("/prod/globex/shop"); code != 200 || rep.Path != "/shop" || rep.Host != "globex.apps.localhost" {
 		t.Fatalf("app root: %d %+v", code, rep)
 	}
 	for _, bad := range []string{"/prod/acme", "/PROD/acme/orders/x", "/prod/ac.me/orders/x", "/prod/acme/or%2Eders/x", "/"} {
@@ -486,5 +489,124 @@ func TestPlatformCaddyfile(t *testing.T) {
 	// a stage with no gateway: 503 at once
 	if code, _ := get("/dev/acme/orders/x"); code != 503 {
 		t.Fatalf("stage without gateway: %d, want 503", code)
+	}
+}
+
+// TestRoleCaddyfilesProductionNATS runs caddyfiles/stage.Caddyfile and
+// caddyfiles/platform.Caddyfile, unchanged, against a nats-server with
+// caddyfiles/nats/nats-server.conf: each connects as its own user (gw-prod,
+// platform) and a platform request reaches an app replica of stage prod
+// through the gateway. With the gateway's password wrong, the gateway's
+// config is refused at load (naming the field) and the platform's request
+// finds no responder (503 at once).
+func TestRoleCaddyfilesProductionNATS(t *testing.T) {
+	for _, u := range []string{"edge", "platform", "gw-prod", "gw-dev", "gw-prod-acme", "monitor"} {
+		t.Setenv("NEO_NATS_"+strings.ToUpper(strings.ReplaceAll(u, "-", "_"))+"_PASSWORD", "pw-"+u)
+	}
+	opts, err := server.ProcessConfigFile(harness.RepoRoot() + "/caddyfiles/nats/nats-server.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports, err := harness.FreePorts(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Host, opts.Port, opts.NoSigs, opts.NoLog = "127.0.0.1", ports[0], true, true
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	t.Cleanup(ns.Shutdown)
+	if !ns.ReadyForConnections(5 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	natsURL := fmt.Sprintf("NEO_NATS_URL=nats://127.0.0.1:%d", ports[0])
+
+	// the app replicas of acme/orders in stage prod, zone az-a
+	for _, addr := range []string{"127.0.0.1:9121", "127.0.0.1:9122"} {
+		srv := &http.Server{Addr: addr, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Replica-Tenant", r.Header.Get("Neo-Tenant"))
+			fmt.Fprintf(w, "%s %s", r.Header.Get("Neo-Stage"), r.URL.Path)
+		})}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { _ = srv.Serve(ln) }()
+		t.Cleanup(func() { _ = srv.Close() })
+	}
+
+	startGateway := func(password string) *harness.Instance {
+		admin, err := harness.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return harness.Start(t, harness.Options{
+			Config: "caddyfiles/stage.Caddyfile",
+			Admin:  fmt.Sprintf("127.0.0.1:%d", admin),
+			Env: []string{natsURL, "NEO_STAGE=prod", "NEO_ZONE=az-a", "NEO_NATS_GW_PASSWORD=" + password,
+				fmt.Sprintf("NEO_ADMIN=127.0.0.1:%d", admin), "NEO_STORE_DIR=" + t.TempDir()},
+			WaitFor: []string{"127.0.0.1:9700"},
+		})
+	}
+	gw := startGateway("pw-gw-prod")
+	harness.Start(t, harness.Options{
+		Config:  "caddyfiles/platform.Caddyfile",
+		Admin:   fmt.Sprintf("127.0.0.1:%d", ports[1]),
+		Env:     []string{natsURL, "NEO_NATS_PLATFORM_PASSWORD=pw-platform", fmt.Sprintf("NEO_ADMIN=127.0.0.1:%d", ports[1])},
+		WaitFor: []string{"127.0.0.1:9800"},
+	})
+	get := func() (int, string, http.Header) {
+		resp, err := http.Get("http://127.0.0.1:9800/prod/acme/orders/items")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body), resp.Header
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body, h := get()
+		if code == 200 {
+			if body != "prod /orders/items" || h.Get("Replica-Tenant") != "acme" {
+				t.Fatalf("replica got %q (tenant %q)", body, h.Get("Replica-Tenant"))
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("platform request never reached the replica: %d %q\ngateway:\n%s", code, body, gw.Logs())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// the gateway with a wrong password: the config is refused at load,
+	// naming the field, and nobody answers the platform (503 at once)
+	gw.Stop()
+	admin, err := harness.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, err := harness.StartProcess(harness.Options{
+		Config: "caddyfiles/stage.Caddyfile",
+		Admin:  fmt.Sprintf("127.0.0.1:%d", admin),
+		Env: []string{natsURL, "NEO_STAGE=prod", "NEO_ZONE=az-a", "NEO_NATS_GW_PASSWORD=wrong",
+			fmt.Sprintf("NEO_ADMIN=127.0.0.1:%d", admin), "NEO_STORE_DIR=" + t.TempDir()},
+		WaitFor: []string{"127.0.0.1:9700"},
+	})
+	if err == nil {
+		bad.Stop()
+		t.Fatal("a gateway with a wrong password started")
+	}
+	if !strings.Contains(err.Error(), "user: the server refused the credentials") || !strings.Contains(strings.ToLower(err.Error()), "authorization violation") {
+		t.Errorf("start error does not name the field and the reason: %v", err)
+	}
+	start := time.Now()
+	if code, body, _ := get(); code != http.StatusServiceUnavailable {
+		t.Fatalf("no gateway: %d %q, want 503", code, body)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("503 after %v", d)
 	}
 }

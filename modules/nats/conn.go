@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -134,7 +135,8 @@ func (p *pooledConn) Destruct() error {
 }
 
 // dial opens the connection; it never fails because the server is down (it
-// keeps retrying in the background), only because the configuration is bad.
+// keeps retrying in the background), only because the configuration is bad
+// (including credentials the server refuses).
 func (c *Connection) dial(name string, srv *pooledServer, parent *zap.Logger) (*pooledConn, error) {
 	log := parent.With(zap.String("connection", name))
 	p := &pooledConn{name: name, log: log}
@@ -170,8 +172,16 @@ func (c *Connection) dial(name string, srv *pooledServer, parent *zap.Logger) (*
 			log.Info("nats reconnected", zap.String("server", nc.ConnectedUrlRedacted()))
 		}),
 		nats.ClosedHandler(func(nc *nats.Conn) {
-			log.Info("nats connection closed")
+			if p.done.Load() {
+				log.Info("nats connection closed")
+				return
+			}
+			connUp.WithLabelValues(name).Set(0)
+			log.Error("nats connection closed; it will not reconnect", zap.Error(nc.LastError()))
 		}),
+		// An authorization error (a password or credentials rotated on the
+		// server) is retried like any other: reconnect forever.
+		nats.IgnoreAuthErrorAbort(),
 		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
 			subj := ""
 			if sub != nil {
@@ -180,50 +190,91 @@ func (c *Connection) dial(name string, srv *pooledServer, parent *zap.Logger) (*
 			log.Error("nats async error", zap.String("subject", subj), zap.Error(err))
 		}),
 	}
+	// authOpts: what reaching and authenticating to the server takes
+	var authOpts []nats.Option
 	if c.InboxPrefix != "" {
-		opts = append(opts, nats.CustomInboxPrefix(c.InboxPrefix))
+		authOpts = append(authOpts, nats.CustomInboxPrefix(c.InboxPrefix))
 	}
 	switch {
 	case c.CredsFile != "":
-		opts = append(opts, nats.UserCredentials(c.CredsFile))
+		authOpts = append(authOpts, nats.UserCredentials(c.CredsFile))
 	case c.NkeySeedFile != "":
 		opt, err := nats.NkeyOptionFromSeed(c.NkeySeedFile)
 		if err != nil {
 			return nil, fmt.Errorf("nkey_seed_file: %w", err)
 		}
-		opts = append(opts, opt)
+		authOpts = append(authOpts, opt)
 	case c.User != "":
-		opts = append(opts, nats.UserInfo(c.User, c.Password))
+		authOpts = append(authOpts, nats.UserInfo(c.User, c.Password))
 	case c.Token != "":
-		opts = append(opts, nats.Token(c.Token))
+		authOpts = append(authOpts, nats.Token(c.Token))
 	}
 	if c.TLS != nil {
 		if c.TLS.CertFile != "" {
-			opts = append(opts, nats.ClientCert(c.TLS.CertFile, c.TLS.KeyFile))
+			authOpts = append(authOpts, nats.ClientCert(c.TLS.CertFile, c.TLS.KeyFile))
 		}
 		if c.TLS.CAFile != "" {
 			if _, err := os.Stat(c.TLS.CAFile); err != nil {
 				return nil, fmt.Errorf("tls: ca_file: %w", err)
 			}
-			opts = append(opts, nats.RootCAs(c.TLS.CAFile))
+			authOpts = append(authOpts, nats.RootCAs(c.TLS.CAFile))
 		}
 	}
 	url := strings.Join(c.Servers, ",")
 	if url == "" {
 		if srv != nil {
-			opts = append(opts, nats.InProcessServer(srv.srv))
+			authOpts = append(authOpts, nats.InProcessServer(srv.srv))
 		} else {
 			url = nats.DefaultURL
 		}
 	}
 	connUp.WithLabelValues(name).Set(0)
-	nc, err := nats.Connect(url, opts...)
+	// One plain attempt first: credentials the server refuses are bad
+	// configuration, rejected at load; a server that cannot be reached is
+	// retried in the background.
+	probeOpts := append(slices.Clip(authOpts), nats.Name(c.Name), nats.NoReconnect(), nats.Timeout(time.Second))
+	probeErr := error(nil)
+	if probe, err := nats.Connect(url, probeOpts...); err == nil {
+		probe.Close()
+	} else if isAuthError(err) {
+		return nil, fmt.Errorf("%s: the server refused the credentials: %w", authField(c), err)
+	} else {
+		probeErr = err
+	}
+	nc, err := nats.Connect(url, append(slices.Clip(authOpts), opts...)...)
 	if err != nil {
 		return nil, err
 	}
 	if !nc.IsConnected() {
-		log.Warn("nats server not reachable yet; retrying in the background", zap.String("servers", url))
+		log.Warn("nats server not reachable yet; retrying in the background", zap.String("servers", url), zap.NamedError("reason", probeErr))
 	}
 	p.nc = nc
 	return p, nil
+}
+
+// isAuthError reports whether a connection failed because the server
+// refused the client's credentials.
+func isAuthError(err error) bool {
+	if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) || errors.Is(err, nats.ErrAccountAuthExpired) {
+		return true
+	}
+	s := strings.ToLower(err.Error())
+	return strings.Contains(s, "authorization violation") || strings.Contains(s, "authentication")
+}
+
+// authField names the configuration field that holds the credentials used.
+func authField(c *Connection) string {
+	switch {
+	case c.CredsFile != "":
+		return "creds_file"
+	case c.NkeySeedFile != "":
+		return "nkey_seed_file"
+	case c.User != "":
+		return "user"
+	case c.Token != "":
+		return "token"
+	case c.TLS != nil && c.TLS.CertFile != "":
+		return "tls_client_cert"
+	}
+	return "credentials (none configured)"
 }
