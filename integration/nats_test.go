@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/projectneo/caddy-neo/integration/harness"
 	"github.com/projectneo/caddy-neo/internal/adapttest"
 	"github.com/projectneo/caddy-neo/internal/natstest"
@@ -579,6 +580,27 @@ func TestRoleCaddyfilesProductionNATS(t *testing.T) {
 			t.Fatalf("platform request never reached the replica: %d %q\ngateway:\n%s", code, body, gw.Logs())
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+
+	// A request published on acme's subject with another tenant's host (as a
+	// platform service could before the listener set the host itself): the
+	// gateway's neo_route refuses it (404), it never reaches globex.
+	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", ports[0]), nats.UserInfo("platform", "pw-platform"), nats.CustomInboxPrefix("_PLATFORM"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	head := nats.Header{"Neo-Nats-Kind": {"head"}, "Neo-Nats-Version": {"1"}, "Neo-Nats-Method": {"GET"}, "Neo-Nats-Path": {"/billing/x"},
+		"Neo-Nats-Host": {"globex.apps.localhost"}, "Neo-Nats-Window": {"8"}, "Neo-Nats-Length": {"0"}, "Neo-Nats-Eof": {"1"}}
+	resp, err := nc.RequestMsg(&nats.Msg{Subject: "neo.rt.prod.az-a.acme.orders", Header: head}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := resp.Header.Get("Neo-Nats-Status"); st != "404" {
+		t.Fatalf("acme's subject with globex's host: status %q, want 404\n%s", st, gw.Logs())
+	}
+	if !strings.Contains(gw.Logs(), `"reason":"subject_mismatch"`) || !strings.Contains(gw.Logs(), `"tenant":"acme"`) {
+		t.Errorf("no warning naming the subject's tenant and the reason:\n%s", gw.Logs())
 	}
 
 	// the gateway with a wrong password: the config is refused at load,
