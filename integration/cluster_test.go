@@ -495,16 +495,8 @@ func TestNATSClusterPermissions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts.NoSigs, opts.NoLog = true, true
-	srv, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
+	srv := startNATSServerOpts(t, opts)
 	t.Cleanup(srv.Shutdown)
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
 	connect := func(user, inbox string) jetstream.JetStream {
 		t.Helper()
 		nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(user, "pw-neo_nats_"+strings.ReplaceAll(user, "-", "_")+"_password"), nats.CustomInboxPrefix(inbox))

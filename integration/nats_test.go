@@ -100,12 +100,22 @@ func gatewayBlock(zones ...string) string {
 
 func startNATSServer(t testing.TB, port int) *server.Server {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true})
+	return startNATSServerOpts(t, &server.Options{Host: "127.0.0.1", Port: port})
+}
+
+// startNATSServerOpts runs the real nats-server with opts (signals and its
+// own logging off) and waits until it accepts clients. The caller shuts it
+// down (a test Cleanup, or a restart test).
+func startNATSServerOpts(t testing.TB, opts *server.Options) *server.Server {
+	t.Helper()
+	opts.NoSigs, opts.NoLog = true, true
+	s, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.Start()
-	if !s.ReadyForConnections(5 * time.Second) {
+	if !s.ReadyForConnections(10 * time.Second) {
+		s.Shutdown()
 		t.Fatal("nats-server not ready")
 	}
 	return s
@@ -512,16 +522,9 @@ func TestRoleCaddyfilesProductionNATS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts.Host, opts.Port, opts.NoSigs, opts.NoLog = "127.0.0.1", ports[0], true, true
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
+	opts.Host, opts.Port = "127.0.0.1", ports[0]
+	ns := startNATSServerOpts(t, opts)
 	t.Cleanup(ns.Shutdown)
-	if !ns.ReadyForConnections(5 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
 	natsURL := fmt.Sprintf("NEO_NATS_URL=nats://127.0.0.1:%d", ports[0])
 
 	// the app replicas of acme/orders in stage prod, zone az-a

@@ -258,8 +258,9 @@ func isAuthError(err error) bool {
 	if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) || errors.Is(err, nats.ErrAccountAuthExpired) {
 		return true
 	}
+	// the server's own words, as nats.go passes them on at connect
 	s := strings.ToLower(err.Error())
-	return strings.Contains(s, "authorization violation") || strings.Contains(s, "authentication")
+	return strings.Contains(s, "authorization violation") || strings.Contains(s, "authentication expired") || strings.Contains(s, "authentication revoked")
 }
 
 // authField names the configuration field that holds the credentials used.

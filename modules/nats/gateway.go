@@ -819,7 +819,7 @@ func (s *sender) sendDataTo(to string, data []byte, eof bool, trailer http.Heade
 	h := newFrame(kindData, 3+len(trailer))
 	h[hdrSeq] = []string{strconv.FormatUint(s.seq, 10)}
 	if eof {
-		h[hdrEOF] = []string{"1"}
+		h[hdrEOF] = constValue("1")
 		putHTTPFields(h, trailer, prefixTrailer)
 	}
 	err := s.nc.PublishMsg(&nats.Msg{Subject: to, Header: h, Data: data})

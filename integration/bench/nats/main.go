@@ -235,22 +235,19 @@ func main() {
 				}
 			}
 		}
-		before := snap(pid)
-		prof("http")
-		allocs("http-before")
-		h := load(httpURL, *conns, *dur)
-		allocs("http-after")
-		if *ioStats {
-			fmt.Printf("  HTTP run: %s\n", snap(pid).perRequest(before, h.reqs))
+		run := func(name, label, url string) result {
+			before := snap(pid)
+			prof(name)
+			allocs(name + "-before")
+			r := load(url, *conns, *dur)
+			allocs(name + "-after")
+			if *ioStats {
+				fmt.Printf("  %s run: %s\n", label, snap(pid).perRequest(before, r.reqs))
+			}
+			return r
 		}
-		before = snap(pid)
-		prof("nats")
-		allocs("nats-before")
-		n := load(natsURL, *conns, *dur)
-		allocs("nats-after")
-		if *ioStats {
-			fmt.Printf("  NATS run: %s\n", snap(pid).perRequest(before, n.reqs))
-		}
+		h := run("http", "HTTP", httpURL)
+		n := run("nats", "NATS", natsURL)
 		fmt.Printf("  round %d  HTTP %8.0f req/s p50 %-9v p99 %-9v errs %d | NATS %8.0f req/s p50 %-9v p99 %-9v errs %d\n",
 			i+1, h.rps(), h.p50.Round(time.Microsecond), h.p99.Round(time.Microsecond), h.errs,
 			n.rps(), n.p50.Round(time.Microsecond), n.p99.Round(time.Microsecond), n.errs)
