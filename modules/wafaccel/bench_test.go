@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -196,5 +197,73 @@ func TestPrefilterReachOnJSON(t *testing.T) {
 	t.Logf("%s: %d of %d @rx evaluations decided by the prefilter (%.1f%%)", s.name, skipped, calls, 100*float64(skipped)/float64(calls))
 	if calls < 1000 || skipped*100 < calls*85 {
 		t.Errorf("prefilter decided %d of %d evaluations, want at least 85%%", skipped, calls)
+	}
+}
+
+// variedGET is a benign GET whose query values differ on every request (no
+// two requests share an ARGS, QUERY_STRING or REQUEST_URI text), for the
+// verdict cache's miss path.
+func variedGET() scenario {
+	var n atomic.Uint64
+	words := []string{"blue", "running", "shoes", "red", "jacket", "wool", "summer", "trail", "kids", "size"}
+	return scenario{name: "GET_varied", reqs: func() []*http.Request {
+		i := n.Add(1)
+		q := fmt.Sprintf("/api/search?q=%s+%s+%d&page=%d&sort=price_desc&size=%d",
+			words[i%10], words[(i/10)%10], i, i%7+1, 36+i%12)
+		r := httptest.NewRequest("GET", q, nil)
+		r.Header.Set("User-Agent", wafbench.UserAgent)
+		r.Header.Set("Accept", "application/json")
+		return []*http.Request{r}
+	}, codes: []int{200}}
+}
+
+// BenchmarkSkipVerdictCache runs the workloads through one WAF with rule
+// skipping, with the verdict cache off and on, side by side (two rounds,
+// alternating), and prints the ratios. GET_varied never repeats a query.
+//
+//	go test -run XXX -bench SkipVerdictCache -benchtime 400x ./modules/wafaccel/
+func BenchmarkSkipVerdictCache(b *testing.B) {
+	h := newProductionHandlerSkip(b, true)
+	defer verdictCacheOn.Store(true)
+	var list []scenario
+	for _, s := range scenarios() {
+		if s.name != "multipart_1MiB" {
+			list = append(list, s)
+		}
+	}
+	list = append(list, variedGET())
+	for _, s := range list {
+		cpu := map[bool]float64{}
+		ns := map[bool]float64{}
+		for round := 0; round < 2; round++ {
+			for _, on := range []bool{false, true} {
+				name := s.name + "/cache-off"
+				if on {
+					name = s.name + "/cache-on"
+				}
+				var lastCPU, lastNS float64 // b.Run may call the function more than once: keep the last
+				b.Run(name, func(b *testing.B) {
+					verdictCacheOn.Store(on)
+					n := len(s.reqs())
+					serve(h, s) // warm up
+					b.ResetTimer()
+					c0, t0 := cpuTime(), time.Now()
+					for i := 0; i < b.N; i++ {
+						serve(h, s)
+					}
+					wall, c := time.Since(t0), cpuTime()-c0
+					b.StopTimer()
+					ops := float64(b.N * n)
+					b.ReportMetric(float64(c.Nanoseconds())/ops/1e6, "cpu-ms/req")
+					lastCPU, lastNS = float64(c.Nanoseconds())/ops, float64(wall.Nanoseconds())/ops
+				})
+				cpu[on] += lastCPU
+				ns[on] += lastNS
+			}
+		}
+		if cpu[false] > 0 && cpu[true] > 0 {
+			fmt.Printf("RATIO verdict-cache %-16s off %7.3f ms/req (cpu %7.3f ms)  on %7.3f ms/req (cpu %7.3f ms)  speed-up x%.2f (cpu x%.2f)\n",
+				s.name, ns[false]/2e6, cpu[false]/2e6, ns[true]/2e6, cpu[true]/2e6, ns[false]/ns[true], cpu[false]/cpu[true])
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package wafaccel
 
 import (
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -60,6 +61,7 @@ type skipTable struct {
 	byKey  map[string]*skipGroup
 	n      int
 	slots  map[string]int // chain prefix keys, numbered
+	tableIndex
 }
 
 type skipGroup struct {
@@ -235,13 +237,17 @@ func (a *skipAction) Evaluate(r plugintypes.RuleMetadata, tx plugintypes.Transac
 	if !ok || tx.LastPhase() != t.phase {
 		return
 	}
-	// Each collection is read once: its values, each followed by a NUL (a
-	// literal found across a boundary only makes the check more
-	// permissive). A candidate is decided collection by collection: it
-	// cannot match when no value of any of its collections can (which is
-	// also more precise than checking their values joined together), and
-	// the stages of a collection's text along transformation chains are
-	// shared by every candidate.
+	t.finalize()
+	// Each collection a candidate targets is read once: its values, each
+	// followed by a NUL (a literal found across a boundary only makes the
+	// check more permissive). A candidate is decided collection by
+	// collection: it cannot match when no value of any of its collections
+	// can (which is also more precise than checking their values joined
+	// together), and the stages of a collection's text along
+	// transformation chains are shared by every candidate. What a
+	// collection's text allows is a function of the text alone, so it is
+	// kept in the verdict cache (verdicts.go) for the next transaction with
+	// the same text.
 	var idxs []*textIndex
 	defer func() {
 		for _, x := range idxs {
@@ -249,57 +255,74 @@ func (a *skipAction) Evaluate(r plugintypes.RuleMetadata, tx plugintypes.Transac
 			indexPool.Put(x)
 		}
 	}()
-	cols := make(map[variables.RuleVariable]*colState, 16)
-	read := func(v variables.RuleVariable) *colState {
-		if cs := cols[v]; cs != nil {
-			return cs
-		}
-		cs := &colState{ok: true}
-		var b []byte
-		if col := tx.Collection(v); col != nil {
-			for _, md := range col.FindAll() {
+	var keepArr [8]uint64
+	keep := keepArr[:0]
+	if t.words <= len(keepArr) {
+		keep = keepArr[:t.words]
+	} else {
+		keep = make([]uint64, t.words)
+	}
+	buf := keyPool.Get().(*[]byte)
+	for i := range t.vars {
+		sv := &t.vars[i]
+		b := append((*buf)[:0], t.keyHead[:]...)
+		b = append(b, byte(i), byte(i>>8))
+		nul, ok := false, true
+		if col := tx.Collection(sv.v); col != nil {
+			// In a set order: Coraza's collections are maps, so their
+			// order changes from one transaction to the next, and the
+			// cache key must not.
+			mds := col.FindAll()
+			if len(mds) > 1 {
+				slices.SortFunc(mds, func(x, y types.MatchData) int { return strings.Compare(x.Value(), y.Value()) })
+			}
+			for _, md := range mds {
 				val := md.Value()
-				cs.nul = cs.nul || strings.IndexByte(val, 0) >= 0
+				nul = nul || strings.IndexByte(val, 0) >= 0
 				b = append(b, val...)
 				b = append(b, 0)
-				if len(b) > maxGroupText {
-					cs.ok = false
+				if len(b)-keyHeadLen > maxGroupText {
+					ok = false
 					break
 				}
 			}
 		}
-		if cs.ok {
-			cs.base = newStage(string(b), cs.nul, &idxs)
+		*buf = b
+		switch {
+		case !ok:
+			orInto(keep, sv.mask) // too large to scan: every candidate stays
+		case len(b) == keyHeadLen:
+			// no value: nothing here can match
+		default:
+			b = append(b, boolByte(nul))
+			*buf = b
+			orInto(keep, t.verdict(sv, b, nul, &idxs))
 		}
-		cols[v] = cs
-		return cs
 	}
-	for _, g := range t.groups {
-		for i := range g.cands {
-			c := &g.cands[i]
-			if countStats {
-				skipCalls.Add(1)
-			}
-			keep := false
-			for _, v := range g.vars {
-				if cs := read(v); !cs.ok || cs.base.text != "" && c.mayMatchValues(cs, &idxs) {
-					keep = true
-					break
-				}
-			}
-			if keep {
-				continue
-			}
-			if countStats {
-				skipRemoved.Add(1)
-				if c.pm != nil {
-					skipRemovedPM.Add(1)
-				}
-			}
-			rm.RemoveRuleByID(c.id)
+	keyPool.Put(buf)
+	for n, c := range t.all {
+		if countStats {
+			skipCalls.Add(1)
 		}
+		if keep[n>>6]&(1<<(n&63)) != 0 {
+			continue
+		}
+		if countStats {
+			skipRemoved.Add(1)
+			if c.pm != nil {
+				skipRemovedPM.Add(1)
+			}
+		}
+		if onRemove != nil {
+			onRemove(c.id)
+		}
+		rm.RemoveRuleByID(c.id)
 	}
 }
+
+// onRemove, when set (tests only, no transaction running concurrently),
+// sees every rule skipping removes.
+var onRemove func(id int)
 
 // colState is one collection's values in a transaction: the joined text,
 // and its stages along the transformation chain prefixes candidates use.

@@ -199,15 +199,11 @@ func (w *crsWAF) matchedIDs(r request) []int {
 	return ids
 }
 
-// TestSkipDifferential sends the same random requests, built from the CRS
-// regression payloads and random mutations of them, to two WAFs with the CRS
-// at paranoia level 4 in detection-only mode, one with rule skipping: the
-// set of rules that matched must be identical for every request.
-func TestSkipDifferential(t *testing.T) {
-	n := 600
-	if testing.Short() {
-		n = 150
-	}
+// randomRequests builds n random requests from the CRS regression payloads
+// and random mutations of them (in the query, the path, headers, a cookie
+// and a body).
+func randomRequests(t *testing.T, n int, seed uint64) []request {
+	t.Helper()
 	var pool []string
 	for _, c := range loadCRSTests(t) {
 		for _, st := range c.test.Stages {
@@ -226,11 +222,6 @@ func TestSkipDifferential(t *testing.T) {
 				pool = append(pool, st.Input.Headers[k])
 			}
 		}
-	}
-	plain, skip := newCRSWAF(t), newCRSWAFSkip(t, true)
-	seed := uint64(7)
-	if s := os.Getenv("WAFACCEL_SKIP_SEED"); s != "" {
-		seed, _ = strconv.ParseUint(s, 10, 64)
 	}
 	rng := rand.New(rand.NewPCG(seed, 8))
 	mutate := func(s string) string {
@@ -261,7 +252,7 @@ func TestSkipDifferential(t *testing.T) {
 		}
 		return s
 	}
-	diffs, nondet := 0, 0
+	reqs := make([]request, 0, n)
 	for i := 0; i < n; i++ {
 		q := url.Values{}
 		for k := rng.IntN(4); k > 0; k-- {
@@ -270,6 +261,28 @@ func TestSkipDifferential(t *testing.T) {
 		r := request{method: "GET", uri: "/api/" + url.PathEscape(pick()) + "?" + q.Encode(), version: "HTTP/1.1",
 			headers: [][2]string{{"Host", "example.com"}, {"User-Agent", pick()}, {"Accept", "*/*"}, {"Cookie", "sid=" + url.QueryEscape(pick())}}}
 		withRandomBody(rng, &r, func() string { return "name" }, pick)
+		reqs = append(reqs, r)
+	}
+	return reqs
+}
+
+// TestSkipDifferential sends the same random requests, built from the CRS
+// regression payloads and random mutations of them, to two WAFs with the CRS
+// at paranoia level 4 in detection-only mode, one with rule skipping: the
+// set of rules that matched must be identical for every request.
+func TestSkipDifferential(t *testing.T) {
+	n := 600
+	if testing.Short() {
+		n = 150
+	}
+	seed := uint64(7)
+	if s := os.Getenv("WAFACCEL_SKIP_SEED"); s != "" {
+		seed, _ = strconv.ParseUint(s, 10, 64)
+	}
+	reqs := randomRequests(t, n, seed)
+	plain, skip := newCRSWAF(t), newCRSWAFSkip(t, true)
+	diffs, nondet := 0, 0
+	for i, r := range reqs {
 		want, got := plain.matchedIDs(r), skip.matchedIDs(r)
 		if !slices.Equal(want, got) && plainCanGive(plain, r, got) {
 			// Coraza itself is not deterministic on some requests (JSON

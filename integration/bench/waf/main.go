@@ -5,7 +5,11 @@
 // recommended configuration. Both WAFs reverse-proxy to the same tiny Caddy
 // backend. Every workload runs for a bounded time with wrk against
 // 127.0.0.1 only; throughput (req/s) and server CPU per request (from
-// /proc/<pid>/stat of the WAF's processes) are reported side by side.
+// /proc/<pid>/stat of the WAF's processes) are reported side by side. The
+// three servers run at once (idle but for the one under load) and every
+// round measures each workload on each of them in turn, so that a change in
+// the machine's speed (shared cores) hits all of them alike; the table gives
+// the mean of the rounds and the range of the per-round ratios.
 //
 // It is not part of `go test`. Prerequisites (Debian):
 //
@@ -35,7 +39,8 @@ import (
 
 const (
 	backendAddr = "127.0.0.1:18090"
-	caddyAddr   = "127.0.0.1:18081"
+	caddyAddr   = "127.0.0.1:18081" // accel on
+	caddyOffAdr = "127.0.0.1:18083" // accel off
 	nginxAddr   = "127.0.0.1:18082"
 )
 
@@ -47,6 +52,7 @@ var (
 	duration    = flag.Duration("duration", 10*time.Second, "wrk duration per workload and server (at most 60s)")
 	connections = flag.Int("c", 8, "wrk connections")
 	only        = flag.String("only", "", "comma-separated workloads to run (default: all)")
+	rounds      = flag.Int("rounds", 2, "rounds (each measures every workload on every server in turn; at most 10)")
 )
 
 type workload struct {
@@ -83,57 +89,93 @@ func main() {
 	defer os.RemoveAll(dir)
 
 	wls := writeWorkloads(dir)
-	backend := startCaddy(dir, "backend", fmt.Sprintf("{\n\tadmin off\n\tauto_https off\n}\nhttp://%s {\n\theader Content-Type application/json\n\trespond `{\"ok\":true}` 200\n}\n", backendAddr))
+	backend := startCaddy(dir, "backend", backendAddr, fmt.Sprintf("{\n\tadmin off\n\tauto_https off\n}\nhttp://%s {\n\theader Content-Type application/json\n\trespond `{\"ok\":true}` 200\n}\n", backendAddr))
 	defer stop(backend)
 	waitListening(backendAddr)
 
+	if *rounds < 1 || *rounds > 10 {
+		log.Fatal("-rounds must be 1 to 10")
+	}
 	type row struct {
 		rps, cpuMs float64
 		non2xx     int
 	}
-	results := map[string]map[string]row{}
-	servers := []struct {
-		name  string
-		start func() *server
-	}{
-		{"nginx+modsecurity", func() *server { return startNginx(dir) }},
-		{"caddy-neo accel off", func() *server { return startCaddy(dir, "waf-off", caddyWAFConfig(true)) }},
-		{"caddy-neo accel on", func() *server { return startCaddy(dir, "waf-on", caddyWAFConfig(false)) }},
+	names := []string{"nginx+modsecurity", "caddy-neo accel off", "caddy-neo accel on"}
+	servers := []*server{
+		startNginx(dir),
+		startCaddy(dir, "waf-off", caddyOffAdr, caddyWAFConfig(true, caddyOffAdr)),
+		startCaddy(dir, "waf-on", caddyAddr, caddyWAFConfig(false, caddyAddr)),
 	}
+	defer func() {
+		for _, s := range servers {
+			stop(s)
+		}
+	}()
 	for _, s := range servers {
-		srv := s.start()
-		waitListening(srv.addr)
+		waitListening(s.addr)
+	}
+	// results[workload][server][round]
+	results := map[string][][]row{}
+	for r := 0; r < *rounds; r++ {
 		for _, wl := range wls {
 			if *only != "" && !strings.Contains(","+*only+",", ","+wl.name+",") {
 				continue
 			}
-			// A short warm-up, then the measured run.
-			runWrk(srv.addr, wl, time.Second)
-			cpu0 := procTreeCPU(srv.cmd.Process.Pid)
-			reqs, non2xx, secs := runWrk(srv.addr, wl, *duration)
-			cpu := procTreeCPU(srv.cmd.Process.Pid) - cpu0
 			if results[wl.name] == nil {
-				results[wl.name] = map[string]row{}
+				results[wl.name] = make([][]row, len(servers))
 			}
-			r := row{rps: float64(reqs) / secs, non2xx: non2xx}
-			if reqs > 0 {
-				r.cpuMs = cpu.Seconds() * 1000 / float64(reqs)
+			for i, srv := range servers {
+				// A short warm-up, then the measured run.
+				runWrk(srv.addr, wl, time.Second)
+				cpu0 := procTreeCPU(srv.cmd.Process.Pid)
+				reqs, non2xx, secs := runWrk(srv.addr, wl, *duration)
+				cpu := procTreeCPU(srv.cmd.Process.Pid) - cpu0
+				x := row{rps: float64(reqs) / secs, non2xx: non2xx}
+				if reqs > 0 {
+					x.cpuMs = cpu.Seconds() * 1000 / float64(reqs)
+				}
+				results[wl.name][i] = append(results[wl.name][i], x)
+				log.Printf("round %d %-20s %-16s %8.1f req/s  %7.3f ms CPU/req  %d non-2xx of %d", r+1, names[i], wl.name, x.rps, x.cpuMs, non2xx, reqs)
 			}
-			results[wl.name][s.name] = r
-			log.Printf("%-20s %-16s %8.1f req/s  %7.3f ms CPU/req  %d non-2xx of %d", s.name, wl.name, r.rps, r.cpuMs, non2xx, reqs)
 		}
-		stop(srv)
 	}
 
-	fmt.Printf("\n%-16s %22s %22s %22s %10s %10s\n", "workload", "nginx+modsec req/s (cpu ms)", "caddy off req/s (cpu ms)", "caddy on req/s (cpu ms)", "on/nginx", "on/off")
+	mean := func(rs []row) row {
+		var m row
+		for _, x := range rs {
+			m.rps += x.rps / float64(len(rs))
+			m.cpuMs += x.cpuMs / float64(len(rs))
+		}
+		return m
+	}
+	fmt.Printf("\n%d round(s) of %s per workload and server; mean req/s (CPU ms per request), ratios of the means [range of the per-round ratios]\n", *rounds, *duration)
+	fmt.Printf("%-16s %24s %24s %24s %22s %22s\n", "workload", "nginx+modsec", "caddy-neo accel off", "caddy-neo accel on", "on/nginx", "on/off")
 	for _, wl := range wls {
 		r := results[wl.name]
 		if r == nil {
 			continue
 		}
-		n, off, on := r["nginx+modsecurity"], r["caddy-neo accel off"], r["caddy-neo accel on"]
-		fmt.Printf("%-16s %14.1f (%6.2f) %14.1f (%6.2f) %14.1f (%6.2f) %9.2fx %9.2fx\n",
-			wl.name, n.rps, n.cpuMs, off.rps, off.cpuMs, on.rps, on.cpuMs, ratio(on.rps, n.rps), ratio(on.rps, off.rps))
+		n, off, on := mean(r[0]), mean(r[1]), mean(r[2])
+		lo, hi := 0.0, 0.0
+		lo2, hi2 := 0.0, 0.0
+		for k := range r[0] {
+			q := ratio(r[2][k].rps, r[0][k].rps)
+			q2 := ratio(r[2][k].rps, r[1][k].rps)
+			if k == 0 || q < lo {
+				lo = q
+			}
+			if k == 0 || q > hi {
+				hi = q
+			}
+			if k == 0 || q2 < lo2 {
+				lo2 = q2
+			}
+			if k == 0 || q2 > hi2 {
+				hi2 = q2
+			}
+		}
+		fmt.Printf("%-16s %13.1f (%7.2f) %13.1f (%7.2f) %13.1f (%7.2f) %6.2fx [%4.2f-%4.2f] %6.2fx [%4.2f-%4.2f]\n",
+			wl.name, n.rps, n.cpuMs, off.rps, off.cpuMs, on.rps, on.cpuMs, ratio(on.rps, n.rps), lo, hi, ratio(on.rps, off.rps), lo2, hi2)
 	}
 }
 
@@ -168,6 +210,18 @@ wrk.path = %q
 		{"json_2KB_POST", write("json2k.lua", post(write("json2k.json", wafbench.JSON2KB()), "application/json", "/api/customers"))},
 		{"json_200B_POST", write("json200.lua", post(write("json200.json", wafbench.JSON200B), "application/json", "/api/orders"))},
 		{"GET_query", write("get.lua", fmt.Sprintf("wrk.path = %q\nwrk.headers[\"User-Agent\"] = %q\nwrk.headers[\"Accept\"] = \"application/json\"\n", wafbench.GETQuery, wafbench.UserAgent))},
+		// The same GET with query values that never repeat (rule
+		// skipping's verdict cache cannot answer for them).
+		{"GET_varied", write("getvaried.lua", fmt.Sprintf(`local words = {"blue", "running", "shoes", "red", "jacket", "wool", "summer", "trail", "kids", "size"}
+local i = 0
+wrk.headers["User-Agent"] = %q
+wrk.headers["Accept"] = "application/json"
+request = function()
+  i = i + 1
+  return wrk.format("GET", string.format("/api/search?q=%%s+%%s+%%d&page=%%d&sort=price_desc&size=%%d",
+    words[i %% 10 + 1], words[math.floor(i / 10) %% 10 + 1], i, i %% 7 + 1, 36 + i %% 12))
+end
+`, wafbench.UserAgent))},
 		{"multipart_1MiB", write("multipart.lua", post(write("multipart.bin", string(mp)), mpType, "/upload"))},
 		{"attack_mix_50", write("attacks.lua", fmt.Sprintf(`local paths = {}
 for line in io.lines(%q) do paths[#paths + 1] = line end
@@ -181,7 +235,7 @@ end
 	}
 }
 
-func caddyWAFConfig(off bool) string {
+func caddyWAFConfig(off bool, addr string) string {
 	sw := "on"
 	if off {
 		sw = "off"
@@ -196,10 +250,10 @@ http://%s {
 	`+wafbench.CorazaWAFBlock(wafaccel.SkipDirectivesBefore, wafaccel.SkipDirectivesAfter)+`
 	reverse_proxy %s
 }
-`, sw, caddyAddr, backendAddr)
+`, sw, addr, backendAddr)
 }
 
-func startCaddy(dir, name, caddyfile string) *server {
+func startCaddy(dir, name, addr, caddyfile string) *server {
 	p := filepath.Join(dir, name+".Caddyfile")
 	if err := os.WriteFile(p, []byte(caddyfile), 0o644); err != nil {
 		fatalf("%v", err)
@@ -209,10 +263,6 @@ func startCaddy(dir, name, caddyfile string) *server {
 	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
 	if err := cmd.Start(); err != nil {
 		fatalf("%v", err)
-	}
-	addr := caddyAddr
-	if name == "backend" {
-		addr = backendAddr
 	}
 	s := &server{name: name, addr: addr, cmd: cmd}
 	started = append(started, s)

@@ -1,0 +1,120 @@
+package wafaccel
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestVerdictCache checks that the verdict cache changes nothing: for random
+// requests built from the CRS regression payloads, the rules skipping
+// removes are the same with the cache off, on a first pass with it on
+// (misses) and on a second pass (answers from the cache). Two requests
+// whose argument values join to the same text — one value holding a NUL,
+// and two values — are among them.
+func TestVerdictCache(t *testing.T) {
+	n := 300
+	if testing.Short() {
+		n = 100
+	}
+	reqs := randomRequests(t, n, 11)
+	reqs = append(reqs,
+		request{method: "GET", uri: "/a?x=a%00b", version: "HTTP/1.1", headers: [][2]string{{"Host", "example.com"}}},
+		request{method: "GET", uri: "/a?x=a&x=b", version: "HTTP/1.1", headers: [][2]string{{"Host", "example.com"}}},
+		request{method: "GET", uri: "/a?x=a%00b", version: "HTTP/1.1", headers: [][2]string{{"Host", "example.com"}}},
+	)
+	w := newCRSWAFSkip(t, true)
+	var removed []int
+	onRemove = func(id int) { removed = append(removed, id) }
+	countStats = true
+	defer func() {
+		onRemove = nil
+		countStats = false
+		verdictCacheOn.Store(true)
+	}()
+	run := func(r request) []int {
+		removed = removed[:0]
+		w.matchedIDs(r)
+		out := slices.Clone(removed)
+		slices.Sort(out)
+		return out
+	}
+	verdictCacheOn.Store(false)
+	off := make([][]int, len(reqs))
+	for i, r := range reqs {
+		off[i] = run(r)
+	}
+	verdictCacheOn.Store(true)
+	h0, m0 := verdictHits.Load(), verdictMisses.Load()
+	diffs := 0
+	for pass := 1; pass <= 2; pass++ {
+		for i, r := range reqs {
+			if got := run(r); !slices.Equal(got, off[i]) {
+				diffs++
+				if diffs <= 5 {
+					t.Errorf("pass %d, request %d %s %q: removed %d rules with the cache, %d without; only with: %v, only without: %v",
+						pass, i, r.method, r.uri, len(got), len(off[i]), minus(got, off[i]), minus(off[i], got))
+				}
+			}
+		}
+	}
+	hits, misses := verdictHits.Load()-h0, verdictMisses.Load()-m0
+	t.Logf("%d requests twice: %d verdicts from the cache, %d computed", len(reqs), hits, misses)
+	if misses == 0 || hits < misses {
+		t.Errorf("the second pass should be answered from the cache: %d hits, %d misses", hits, misses)
+	}
+	if len(off[len(off)-1]) == 0 {
+		t.Error("nothing removed for the NUL request: the test does not reach the cache")
+	}
+}
+
+func minus(a, b []int) []int {
+	var out []int
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// TestVerdictCacheBounded floods the cache with distinct texts of every
+// size up to the largest kept: it stays within its byte budget, and a text
+// too long to keep is not kept.
+func TestVerdictCacheBounded(t *testing.T) {
+	tb := &skipTable{}
+	tb.finalize()
+	var idxs []*textIndex
+	for i := 0; i < 20000; i++ {
+		sv := &skipVar{shard: uint32(i % verdictShards)}
+		key := append(tb.keyHead[:], 0, 0)
+		key = append(key, fmt.Sprintf("%d-%s", i, strings.Repeat("v", i%maxCachedText))...)
+		key = append(key, 0, 0)
+		tb.verdict(sv, key, false, &idxs)
+	}
+	bytes, entries := verdictCacheBytes()
+	t.Logf("%d entries, %d bytes charged", entries, bytes)
+	if bytes > verdictShards*verdictShardBytes {
+		t.Errorf("cache holds %d bytes, budget %d", bytes, verdictShards*verdictShardBytes)
+	}
+	if entries == 0 {
+		t.Error("nothing cached")
+	}
+	sv := &skipVar{shard: 3}
+	key := append(tb.keyHead[:], 0, 0)
+	key = append(key, strings.Repeat("w", maxCachedText+1)...)
+	key = append(key, 0, 0)
+	tb.verdict(sv, key, false, &idxs)
+	sh := &verdicts[3]
+	sh.mu.Lock()
+	_, kept := sh.m[string(key)]
+	sh.mu.Unlock()
+	if kept {
+		t.Error("a text longer than maxCachedText was kept")
+	}
+	for _, x := range idxs {
+		x.reset()
+		indexPool.Put(x)
+	}
+}
