@@ -200,6 +200,7 @@ wrk.method = "POST"
 wrk.body = body
 wrk.headers["Content-Type"] = %q
 wrk.headers["User-Agent"] = %q
+wrk.headers["Host"] = "api.example.com"
 wrk.headers["Accept"] = "application/json"
 wrk.path = %q
 `, bodyFile, ctype, wafbench.UserAgent, path)
@@ -209,12 +210,13 @@ wrk.path = %q
 	return []workload{
 		{"json_2KB_POST", write("json2k.lua", post(write("json2k.json", wafbench.JSON2KB()), "application/json", "/api/customers"))},
 		{"json_200B_POST", write("json200.lua", post(write("json200.json", wafbench.JSON200B), "application/json", "/api/orders"))},
-		{"GET_query", write("get.lua", fmt.Sprintf("wrk.path = %q\nwrk.headers[\"User-Agent\"] = %q\nwrk.headers[\"Accept\"] = \"application/json\"\n", wafbench.GETQuery, wafbench.UserAgent))},
+		{"GET_query", write("get.lua", fmt.Sprintf("wrk.path = %q\nwrk.headers[\"User-Agent\"] = %q\nwrk.headers[\"Host\"] = \"api.example.com\"\nwrk.headers[\"Accept\"] = \"application/json\"\n", wafbench.GETQuery, wafbench.UserAgent))},
 		// The same GET with query values that never repeat (rule
 		// skipping's verdict cache cannot answer for them).
 		{"GET_varied", write("getvaried.lua", fmt.Sprintf(`local words = {"blue", "running", "shoes", "red", "jacket", "wool", "summer", "trail", "kids", "size"}
 local i = 0
 wrk.headers["User-Agent"] = %q
+wrk.headers["Host"] = "api.example.com"
 wrk.headers["Accept"] = "application/json"
 request = function()
   i = i + 1
@@ -227,6 +229,7 @@ end
 for line in io.lines(%q) do paths[#paths + 1] = line end
 local i = 0
 wrk.headers["User-Agent"] = %q
+wrk.headers["Host"] = "api.example.com"
 request = function()
   i = i %% #paths + 1
   return wrk.format("GET", paths[i])
@@ -236,6 +239,7 @@ end
 }
 
 func caddyWAFConfig(off bool, addr string) string {
+	host, port, _ := net.SplitHostPort(addr)
 	sw := "on"
 	if off {
 		sw = "off"
@@ -246,11 +250,12 @@ func caddyWAFConfig(off bool, addr string) string {
 	waf_accel %s
 	order coraza_waf first
 }
-http://%s {
+http://:%s {
+	bind %s
 	`+wafbench.CorazaWAFBlock(wafaccel.SkipDirectivesBefore, wafaccel.SkipDirectivesAfter)+`
 	reverse_proxy %s
 }
-`, sw, addr, backendAddr)
+`, sw, port, host, backendAddr)
 }
 
 func startCaddy(dir, name, addr, caddyfile string) *server {
@@ -317,7 +322,7 @@ http {
 	keepalive_requests 100000;
 	upstream backend { server %[2]s; keepalive 16; }
 	server {
-		listen %[3]s;
+		listen %[3]s reuseport;
 		modsecurity on;
 		modsecurity_rules_file %[1]s/modsec.conf;
 		location / {
