@@ -41,7 +41,7 @@ http {
 		keepalive 64;
 	}
 	server {
-		listen 127.0.0.1:%[3]d;
+		listen 127.0.0.1:%[3]d reuseport;
 		modsecurity on;
 		modsecurity_rules_file %[1]s/modsec.conf;
 		location / {
