@@ -2,8 +2,10 @@ package wafaccel
 
 import (
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -117,4 +119,54 @@ func TestVerdictCacheBounded(t *testing.T) {
 		x.reset()
 		indexPool.Put(x)
 	}
+}
+
+var fuzzVerdictWAF = struct {
+	once sync.Once
+	w    *crsWAF
+}{}
+
+// FuzzVerdictCache feeds arbitrary values (query argument name and value,
+// a header, a cookie, a form body) through the CRS with rule skipping: the
+// rules removed are the same with the verdict cache off, with it on (a
+// first time) and with it on again (answered from the cache).
+func FuzzVerdictCache(f *testing.F) {
+	for _, s := range []string{"", "a", "a\x00b", "<script>alert(1)</script>", "1' or '1'='1", "../../etc/passwd",
+		"blue running shoes", "%00", "\xff\xfe", "$(whoami)", "SELECT * FROM users", "ｓｃｒｉｐｔ"} {
+		f.Add(s, "q", s)
+	}
+	f.Fuzz(func(t *testing.T, value, name, other string) {
+		fuzzVerdictWAF.once.Do(func() { fuzzVerdictWAF.w = newCRSWAFSkip(t, true) })
+		w := fuzzVerdictWAF.w
+		if w == nil {
+			t.Skip("WAF not built")
+		}
+		q := url.Values{}
+		q.Add(name, value)
+		q.Add("x", other)
+		r := request{method: "POST", uri: "/api/" + url.PathEscape(other) + "?" + q.Encode(), version: "HTTP/1.1",
+			headers: [][2]string{{"Host", "example.com"}, {"User-Agent", strings.ToValidUTF8(value, "?")},
+				{"Cookie", "sid=" + url.QueryEscape(other)}, {"Content-Type", "application/x-www-form-urlencoded"}},
+			body: []byte(q.Encode())}
+		var removed []int
+		onRemove = func(id int) { removed = append(removed, id) }
+		defer func() {
+			onRemove = nil
+			verdictCacheOn.Store(true)
+		}()
+		run := func() []int {
+			removed = removed[:0]
+			w.matchedIDs(r)
+			out := slices.Clone(removed)
+			slices.Sort(out)
+			return out
+		}
+		verdictCacheOn.Store(false)
+		off := run()
+		verdictCacheOn.Store(true)
+		first, second := run(), run()
+		if !slices.Equal(first, off) || !slices.Equal(second, off) {
+			t.Fatalf("removed without the cache %v, with it %v then %v", off, first, second)
+		}
+	})
 }
