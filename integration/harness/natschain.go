@@ -19,6 +19,14 @@ func NATSChainCaddyfile(admin, natsEdge, httpEdge, stage, replica, natsPort int,
 	return fmt.Sprintf(natsChain, admin, natsEdge, httpEdge, stage, replica, servers)
 }
 
+// NATSChainCaddyfileEmbeddedTCP is NATSChainCaddyfile with caddy running the
+// NATS server itself, listening on natsPort, and its connections reaching
+// it over loopback TCP instead of in-process pipes.
+func NATSChainCaddyfileEmbeddedTCP(admin, natsEdge, httpEdge, stage, replica, natsPort int) string {
+	servers := fmt.Sprintf("embedded 127.0.0.1:%[1]d\n\t\tconnection default {\n\t\t\tservers nats://127.0.0.1:%[1]d\n\t\t}", natsPort)
+	return fmt.Sprintf(natsChain, admin, natsEdge, httpEdge, stage, replica, servers)
+}
+
 const natsChain = `{
 	admin 127.0.0.1:%[1]d
 	log {

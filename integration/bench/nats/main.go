@@ -171,10 +171,10 @@ func main() {
 	profile := flag.String("cpuprofile", "", "write CPU profiles of caddy during the first HTTP run (<prefix>-http.prof) and the first NATS run (<prefix>-nats.prof), and its allocations around each (<prefix>-allocs-{http,nats}-{before,after}.prof)")
 	ioStats := flag.Bool("iostats", false, "print read and write system calls and CPU time per request of caddy and of this program (load and nats-server) for each run")
 	bigProfile := flag.String("bigprofile", "", "write CPU profiles of caddy (<prefix>-caddy.prof) and of this program with its nats-server (<prefix>-bench.prof) during the NATS download")
-	natsMode := flag.String("nats", "external", "where the nats-server runs: external (in this program, over loopback TCP, like a separate NATS cluster) or inprocess (embedded in caddy, connections without a socket, like the local topology)")
+	natsMode := flag.String("nats", "external", "where the nats-server runs: external (in this program, over loopback TCP, like a separate NATS cluster) inprocess (embedded in caddy, connections without a socket, like the local topology) or embedded-tcp (embedded in caddy, connections over loopback TCP)")
 	flag.Parse()
-	if *natsMode != "external" && *natsMode != "inprocess" {
-		fmt.Fprintf(os.Stderr, "-nats: want external or inprocess, got %q\n", *natsMode)
+	if *natsMode != "external" && *natsMode != "inprocess" && *natsMode != "embedded-tcp" {
+		fmt.Fprintf(os.Stderr, "-nats: want external, inprocess or embedded-tcp, got %q\n", *natsMode)
 		os.Exit(2)
 	}
 
@@ -196,7 +196,11 @@ func main() {
 	dir, _ := os.MkdirTemp("", "neo-nats-bench-")
 	defer os.RemoveAll(dir)
 	cfg := filepath.Join(dir, "bench.Caddyfile")
-	if err := os.WriteFile(cfg, []byte(harness.NATSChainCaddyfile(ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], *natsMode == "inprocess")), 0o644); err != nil {
+	caddyfile := harness.NATSChainCaddyfile(ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], *natsMode == "inprocess")
+	if *natsMode == "embedded-tcp" {
+		caddyfile = harness.NATSChainCaddyfileEmbeddedTCP(ports[0], ports[1], ports[2], ports[3], ports[4], ports[5])
+	}
+	if err := os.WriteFile(cfg, []byte(caddyfile), 0o644); err != nil {
 		panic(err)
 	}
 	inst, err := harness.StartProcess(harness.Options{Config: cfg, Admin: fmt.Sprintf("127.0.0.1:%d", ports[0]),
