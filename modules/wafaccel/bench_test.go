@@ -160,20 +160,8 @@ func BenchmarkWAF(b *testing.B) {
 			h    http.Handler
 		}{{"coraza", stock}, {"accel", accel}, {"skip", skip}} {
 			b.Run(s.name+"/"+mode.name, func(b *testing.B) {
-				n := len(s.reqs())
-				serve(mode.h, s) // warm up
-				b.ResetTimer()
-				c0, t0 := cpuTime(), time.Now()
-				for i := 0; i < b.N; i++ {
-					serve(mode.h, s)
-				}
-				wall, cpu := time.Since(t0), cpuTime()-c0
-				b.StopTimer()
-				ops := float64(b.N * n)
-				b.ReportMetric(float64(wall.Nanoseconds())/ops, "ns/req")
-				b.ReportMetric(float64(cpu.Nanoseconds())/ops/1e6, "cpu-ms/req")
-				b.ReportMetric(ops/wall.Seconds(), "req/s")
-				res[mode.name] = result{float64(wall.Nanoseconds()) / ops, float64(cpu.Nanoseconds()) / ops}
+				ns, cpu := measure(b, mode.h, s)
+				res[mode.name] = result{ns, cpu}
 			})
 		}
 		if c, a, k := res["coraza"], res["accel"], res["skip"]; c.ns > 0 && a.ns > 0 && k.ns > 0 {
@@ -181,6 +169,26 @@ func BenchmarkWAF(b *testing.B) {
 				s.name, c.ns/1e6, c.cpu/1e6, a.ns/1e6, a.cpu/1e6, c.ns/a.ns, c.cpu/a.cpu, k.ns/1e6, k.cpu/1e6, c.ns/k.ns, c.cpu/k.cpu)
 		}
 	}
+}
+
+// measure serves the scenario b.N times through h (after one warm-up),
+// reports wall time, process CPU (all threads, GC included) and throughput
+// per request, and returns the wall and CPU nanoseconds per request.
+func measure(b *testing.B, h http.Handler, s scenario) (ns, cpu float64) {
+	n := len(s.reqs())
+	serve(h, s) // warm up
+	b.ResetTimer()
+	c0, t0 := cpuTime(), time.Now()
+	for i := 0; i < b.N; i++ {
+		serve(h, s)
+	}
+	wall, c := time.Since(t0), cpuTime()-c0
+	b.StopTimer()
+	ops := float64(b.N * n)
+	b.ReportMetric(float64(wall.Nanoseconds())/ops, "ns/req")
+	b.ReportMetric(float64(c.Nanoseconds())/ops/1e6, "cpu-ms/req")
+	b.ReportMetric(ops/wall.Seconds(), "req/s")
+	return float64(wall.Nanoseconds()) / ops, float64(c.Nanoseconds()) / ops
 }
 
 // TestPrefilterReachOnJSON guards the acceleration where it matters most:
@@ -264,18 +272,7 @@ func BenchmarkSkipVerdictCache(b *testing.B) {
 				var lastCPU, lastNS float64 // b.Run may call the function more than once: keep the last
 				b.Run(name, func(b *testing.B) {
 					verdictCacheOn.Store(on)
-					n := len(s.reqs())
-					serve(h, s) // warm up
-					b.ResetTimer()
-					c0, t0 := cpuTime(), time.Now()
-					for i := 0; i < b.N; i++ {
-						serve(h, s)
-					}
-					wall, c := time.Since(t0), cpuTime()-c0
-					b.StopTimer()
-					ops := float64(b.N * n)
-					b.ReportMetric(float64(c.Nanoseconds())/ops/1e6, "cpu-ms/req")
-					lastCPU, lastNS = float64(c.Nanoseconds())/ops, float64(wall.Nanoseconds())/ops
+					lastNS, lastCPU = measure(b, h, s)
 				})
 				cpu[on] += lastCPU
 				ns[on] += lastNS

@@ -255,8 +255,8 @@ func (a *skipAction) Evaluate(r plugintypes.RuleMetadata, tx plugintypes.Transac
 			indexPool.Put(x)
 		}
 	}()
-	var keepArr [8]uint64
-	keep := keepArr[:0]
+	var keepArr [8]uint64 // up to 512 candidates without allocating
+	var keep []uint64
 	if t.words <= len(keepArr) {
 		keep = keepArr[:t.words]
 	} else {
@@ -287,7 +287,6 @@ func (a *skipAction) Evaluate(r plugintypes.RuleMetadata, tx plugintypes.Transac
 				}
 			}
 		}
-		*buf = b
 		switch {
 		case !ok:
 			orInto(keep, sv.mask) // too large to scan: every candidate stays
@@ -295,9 +294,9 @@ func (a *skipAction) Evaluate(r plugintypes.RuleMetadata, tx plugintypes.Transac
 			// no value: nothing here can match
 		default:
 			b = append(b, boolByte(nul))
-			*buf = b
 			orInto(keep, t.verdict(sv, b, nul, &idxs))
 		}
+		*buf = b // keep the grown buffer for the next collection
 	}
 	keyPool.Put(buf)
 	for n, c := range t.all {

@@ -77,18 +77,14 @@ type tableIndex struct {
 
 func (t *skipTable) finalize() {
 	t.once.Do(func() {
-		for _, g := range t.groups {
-			for i := range g.cands {
-				t.all = append(t.all, &g.cands[i])
-			}
-		}
-		t.words = (len(t.all) + 63) / 64
+		t.words = (t.n + 63) / 64
 		id := tableNumbers.Add(1)
 		t.keyHead = [4]byte{byte(id), byte(id >> 8), byte(id >> 16), byte(id >> 24)}
 		byVar := map[variables.RuleVariable]int{}
-		n := 0
 		for _, g := range t.groups {
-			for range g.cands {
+			for i := range g.cands {
+				n := len(t.all)
+				t.all = append(t.all, &g.cands[i])
 				for _, v := range g.vars {
 					k, ok := byVar[v]
 					if !ok {
@@ -104,7 +100,6 @@ func (t *skipTable) finalize() {
 					sv.cands = append(sv.cands, int32(n))
 					sv.mask[n>>6] |= 1 << (n & 63)
 				}
-				n++
 			}
 		}
 	})

@@ -27,21 +27,12 @@ func TestVerdictCache(t *testing.T) {
 		request{method: "GET", uri: "/a?x=a%00b", version: "HTTP/1.1", headers: [][2]string{{"Host", "example.com"}}},
 	)
 	w := newCRSWAFSkip(t, true)
-	var removed []int
-	onRemove = func(id int) { removed = append(removed, id) }
 	countStats = true
 	defer func() {
-		onRemove = nil
 		countStats = false
 		verdictCacheOn.Store(true)
 	}()
-	run := func(r request) []int {
-		removed = removed[:0]
-		w.matchedIDs(r)
-		out := slices.Clone(removed)
-		slices.Sort(out)
-		return out
-	}
+	run := func(r request) []int { return removedIDs(w, r) }
 	verdictCacheOn.Store(false)
 	off := make([][]int, len(reqs))
 	for i, r := range reqs {
@@ -69,6 +60,17 @@ func TestVerdictCache(t *testing.T) {
 	if len(off[len(off)-1]) == 0 {
 		t.Error("nothing removed for the NUL request: the test does not reach the cache")
 	}
+}
+
+// removedIDs runs r through w and returns, sorted, the rules rule skipping
+// removed (no other transaction may run meanwhile).
+func removedIDs(w *crsWAF, r request) []int {
+	var removed []int
+	onRemove = func(id int) { removed = append(removed, id) }
+	defer func() { onRemove = nil }()
+	w.matchedIDs(r)
+	slices.Sort(removed)
+	return removed
 }
 
 func minus(a, b []int) []int {
@@ -148,19 +150,8 @@ func FuzzVerdictCache(f *testing.F) {
 			headers: [][2]string{{"Host", "example.com"}, {"User-Agent", strings.ToValidUTF8(value, "?")},
 				{"Cookie", "sid=" + url.QueryEscape(other)}, {"Content-Type", "application/x-www-form-urlencoded"}},
 			body: []byte(q.Encode())}
-		var removed []int
-		onRemove = func(id int) { removed = append(removed, id) }
-		defer func() {
-			onRemove = nil
-			verdictCacheOn.Store(true)
-		}()
-		run := func() []int {
-			removed = removed[:0]
-			w.matchedIDs(r)
-			out := slices.Clone(removed)
-			slices.Sort(out)
-			return out
-		}
+		defer verdictCacheOn.Store(true)
+		run := func() []int { return removedIDs(w, r) }
 		verdictCacheOn.Store(false)
 		off := run()
 		verdictCacheOn.Store(true)

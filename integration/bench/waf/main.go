@@ -96,10 +96,6 @@ func main() {
 	if *rounds < 1 || *rounds > 10 {
 		log.Fatal("-rounds must be 1 to 10")
 	}
-	type row struct {
-		rps, cpuMs float64
-		non2xx     int
-	}
 	names := []string{"nginx+modsecurity", "caddy-neo accel off", "caddy-neo accel on"}
 	servers := []*server{
 		startNginx(dir),
@@ -156,27 +152,32 @@ func main() {
 			continue
 		}
 		n, off, on := mean(r[0]), mean(r[1]), mean(r[2])
-		lo, hi := 0.0, 0.0
-		lo2, hi2 := 0.0, 0.0
-		for k := range r[0] {
-			q := ratio(r[2][k].rps, r[0][k].rps)
-			q2 := ratio(r[2][k].rps, r[1][k].rps)
-			if k == 0 || q < lo {
-				lo = q
-			}
-			if k == 0 || q > hi {
-				hi = q
-			}
-			if k == 0 || q2 < lo2 {
-				lo2 = q2
-			}
-			if k == 0 || q2 > hi2 {
-				hi2 = q2
-			}
-		}
+		lo, hi := ratioRange(r[2], r[0])
+		lo2, hi2 := ratioRange(r[2], r[1])
 		fmt.Printf("%-16s %13.1f (%7.2f) %13.1f (%7.2f) %13.1f (%7.2f) %6.2fx [%4.2f-%4.2f] %6.2fx [%4.2f-%4.2f]\n",
 			wl.name, n.rps, n.cpuMs, off.rps, off.cpuMs, on.rps, on.cpuMs, ratio(on.rps, n.rps), lo, hi, ratio(on.rps, off.rps), lo2, hi2)
 	}
+}
+
+// row is one measurement: a workload on a server in one round.
+type row struct {
+	rps, cpuMs float64
+	non2xx     int
+}
+
+// ratioRange returns the smallest and largest per-round throughput ratio
+// a/b.
+func ratioRange(a, b []row) (lo, hi float64) {
+	for k := range a {
+		q := ratio(a[k].rps, b[k].rps)
+		if k == 0 || q < lo {
+			lo = q
+		}
+		if k == 0 || q > hi {
+			hi = q
+		}
+	}
+	return lo, hi
 }
 
 func ratio(a, b float64) float64 {
