@@ -34,7 +34,7 @@ func setupNATS(context.Context) ([]Variant, func(), error) {
 		ns.Shutdown()
 		return nil, nil, fmt.Errorf("nats-server not ready")
 	}
-	cfg := harness.NATSChainCaddyfile(admin, natsEdge, httpEdge, stage, replica, natsPort, false)
+	cfg := harness.NATSChainCaddyfile(admin, natsEdge, httpEdge, stage, replica, natsPort, false, 0)
 	inst, err := harness.StartProcess(harness.Options{
 		Config:  cfg,
 		Admin:   fmt.Sprintf("127.0.0.1:%d", admin),

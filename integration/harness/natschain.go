@@ -10,21 +10,41 @@ import "fmt"
 // takes from the NATS subject, so both chains deliver the same request;
 // nats-server listens on natsPort. With inProcess, caddy runs the NATS server
 // itself, without a listener, and its connections reach it without a socket
-// (the local topology's arrangement); natsPort is then unused.
-func NATSChainCaddyfile(admin, natsEdge, httpEdge, stage, replica, natsPort int, inProcess bool) string {
+// (the local topology's arrangement); natsPort is then unused. With
+// natsV1Edge > 0, one more edge on that port sends over NATS in framing
+// protocol version 1 (the default edge sends version 2).
+func NATSChainCaddyfile(admin, natsEdge, httpEdge, stage, replica, natsPort int, inProcess bool, natsV1Edge int) string {
 	servers := fmt.Sprintf("connection default {\n\t\t\tservers nats://127.0.0.1:%d\n\t\t}", natsPort)
 	if inProcess {
 		servers = "embedded"
 	}
-	return fmt.Sprintf(natsChain, admin, natsEdge, httpEdge, stage, replica, servers)
+	return fmt.Sprintf(natsChain, admin, natsEdge, httpEdge, stage, replica, servers) + v1Edge(natsV1Edge)
+}
+
+func v1Edge(port int) string {
+	if port <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(`
+http://:%d {
+	bind 127.0.0.1
+	reverse_proxy nats {
+		transport nats {
+			subject neo.rt.prod.{neo.zone}.acme.orders
+			zones az-a
+			protocol_version 1
+		}
+	}
+}
+`, port)
 }
 
 // NATSChainCaddyfileEmbeddedTCP is NATSChainCaddyfile with caddy running the
 // NATS server itself, listening on natsPort, and its connections reaching
 // it over loopback TCP instead of in-process pipes.
-func NATSChainCaddyfileEmbeddedTCP(admin, natsEdge, httpEdge, stage, replica, natsPort int) string {
+func NATSChainCaddyfileEmbeddedTCP(admin, natsEdge, httpEdge, stage, replica, natsPort, natsV1Edge int) string {
 	servers := fmt.Sprintf("embedded 127.0.0.1:%[1]d\n\t\tconnection default {\n\t\t\tservers nats://127.0.0.1:%[1]d\n\t\t}", natsPort)
-	return fmt.Sprintf(natsChain, admin, natsEdge, httpEdge, stage, replica, servers)
+	return fmt.Sprintf(natsChain, admin, natsEdge, httpEdge, stage, replica, servers) + v1Edge(natsV1Edge)
 }
 
 const natsChain = `{

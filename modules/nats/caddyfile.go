@@ -310,6 +310,7 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //	    chunk_size              <size>
 //	    window                  <frames>
 //	    gateway_check_interval  <duration>|off
+//	    protocol_version        1|2
 //	}
 func (t *Transport) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // "nats"
@@ -345,6 +346,8 @@ func (t *Transport) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			} else {
 				t.GatewayCheckInterval, err = parseDur(d, v)
 			}
+		case "protocol_version":
+			t.ProtocolVersion, err = parseInt(d, v)
 		default:
 			return cfblock.Unknown(d, "transport nats", name)
 		}

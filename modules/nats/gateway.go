@@ -323,7 +323,7 @@ func (g *Gateway) start() error {
 		}
 		if err := g.svc.AddEndpoint(name, micro.HandlerFunc(g.handle),
 			micro.WithEndpointSubject(subj), micro.WithEndpointQueueGroup(g.QueueGroup),
-			micro.WithEndpointMetadata(map[string]string{"protocol": "neo-http-over-nats/" + protoVersion}),
+			micro.WithEndpointMetadata(map[string]string{"protocol": "neo-http-over-nats/" + protoVersion + ",2"}),
 			micro.WithEndpointPendingLimits(1<<16, 1<<30)); err != nil {
 			_ = g.svc.Stop()
 			g.mux.close()
@@ -499,7 +499,7 @@ func (g *Gateway) serve(m *nats.Msg) {
 	}
 	w := &respWriter{
 		g: g, st: st, reply: m.Reply, inbox: st.inbox, header: make(http.Header),
-		chunk: g.chunkSize(), head: r.Method == http.MethodHead,
+		chunk: g.chunkSize(), head: r.Method == http.MethodHead, v2: f.v2,
 		snd: &sender{nc: g.nc, st: st, ctx: ctx, timeout: time.Duration(g.ChunkTimeout)},
 	}
 	if !f.eof {
@@ -508,31 +508,44 @@ func (g *Gateway) serve(m *nats.Msg) {
 			g.logger.Warn("answering request", append(fields, zap.Error(err))...)
 			return
 		}
-	} else {
-		// tell the edge where to send a cancel if the head takes a while
-		t := time.AfterFunc(acceptDelay, func() { _ = w.announce(0) })
-		defer t.Stop()
 	}
-	if rh.headTimeout > 0 {
-		// the edge gives up this long after the request is sent: so do we
-		var headTimer atomic.Pointer[time.Timer]
-		start := func() {
-			headTimer.Store(time.AfterFunc(rh.headTimeout+headGrace, func() {
-				if !w.headWasSent() {
-					cancel()
+	// The edge gives up the head timeout after the request is sent: so do
+	// we (plus a grace, so that the edge's 504 wins).
+	var headTimer atomic.Pointer[time.Timer]
+	var served atomic.Bool
+	defer func() {
+		served.Store(true)
+		if t := headTimer.Load(); t != nil {
+			t.Stop()
+		}
+	}()
+	cancelLate := func() {
+		if !w.headWasSent() {
+			cancel()
+		}
+	}
+	if f.eof {
+		// one timer for both: at acceptDelay it tells the edge where to send
+		// a cancel (when the head takes a while), at the head timeout it
+		// cancels (headGrace > acceptDelay)
+		var announced atomic.Bool
+		headTimer.Store(time.AfterFunc(acceptDelay, func() {
+			if announced.CompareAndSwap(false, true) {
+				_ = w.announce(0)
+				if rh.headTimeout > 0 && !served.Load() {
+					d := rh.headTimeout + headGrace - acceptDelay
+					if t := headTimer.Load(); t != nil {
+						t.Reset(d)
+					} else { // fired before it was stored: only on a stalled machine
+						headTimer.Store(time.AfterFunc(d, cancelLate))
+					}
 				}
-			}))
-		}
-		if f.eof {
-			start()
-		} else {
-			br.onEOF = start
-		}
-		defer func() {
-			if t := headTimer.Load(); t != nil {
-				t.Stop()
+				return
 			}
-		}()
+			cancelLate()
+		}))
+	} else if rh.headTimeout > 0 {
+		br.onEOF = func() { headTimer.Store(time.AfterFunc(rh.headTimeout+headGrace, cancelLate)) }
 	}
 	if !g.serveHTTP(w, r, fields) {
 		return
@@ -607,6 +620,7 @@ type respWriter struct {
 	status    int
 	headSent  bool
 	head      bool // HEAD request: no body
+	v2        bool // answer in protocol version 2 (the request came in it)
 	buf       []byte
 	chunk     int
 	err       error
@@ -712,6 +726,9 @@ func (w *respWriter) send(eof bool) error {
 	if eof {
 		trailer = w.trailers()
 	}
+	if !w.headWasSent() && w.v2 {
+		return w.sendV2Head(eof, trailer)
+	}
 	if !w.headWasSent() {
 		w.mu.Lock()
 		defer w.mu.Unlock()
@@ -762,6 +779,49 @@ func (w *respWriter) send(eof bool) error {
 	}
 	w.err = w.snd.sendDataTo(w.reply, w.buf, eof, trailer)
 	w.buf = w.buf[:0]
+	return w.err
+}
+
+// sendV2Head sends the resp frame in protocol version 2, with the buffered
+// bytes when they fit in one message.
+func (w *respWriter) sendV2Head(eof bool, trailer http.Header) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	data := w.buf
+	b := make([]byte, 0, 64+len(w.inbox)+v2FieldsSize(w.header)+v2FieldsSize(trailer)+len(data))
+	b = appendV2Start(b, v2KindResp)
+	b = appendV2Ctl(b, 's', statusValue(w.status)[0])
+	if names := w.trailerNames(); len(names) > 0 {
+		b = appendV2Ctl(b, 'r', strings.Join(names, ","))
+	}
+	if !w.inboxSent {
+		b = appendV2Ctl(b, 'i', w.inbox)
+		w.inboxSent = true
+	}
+	b = appendV2Fields(b, v2TagHTTP, w.header)
+	noEOF := len(b)
+	if eof {
+		b = appendV2Ctl(b, 'e', "1")
+		b = appendV2Fields(b, v2TagTrail, trailer)
+	}
+	w.headSent = true
+	w.buf = w.buf[:0]
+	if mp := int(w.g.nc.MaxPayload()); mp > 0 && len(b)+1+len(data) > mp {
+		// headers are large: send the head alone, the bytes after it
+		b = append(b[:noEOF], v2End)
+		if err := w.g.nc.PublishMsg(&nats.Msg{Subject: w.reply, Data: b}); err != nil {
+			w.err = err
+			return err
+		}
+		w.st.sent.Store(0)
+		w.err = w.snd.sendDataTo(w.reply, data, eof, trailer)
+		return w.err
+	}
+	b = append(append(b, v2End), data...)
+	w.err = w.g.nc.PublishMsg(&nats.Msg{Subject: w.reply, Data: b})
+	if w.err == nil {
+		w.st.sent.Store(0)
+	}
 	return w.err
 }
 

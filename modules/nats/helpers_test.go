@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -107,6 +108,10 @@ func startNATS(t testing.TB, maxPayload int32) *server.Server {
 	return s
 }
 
+// bigHeadValue is the value of the 16 KiB response header the stage's
+// /orders/bighead route sets.
+var bigHeadValue = strings.Repeat("b", 16<<10)
+
 // topo describes an in-process edge + gateways configuration.
 type topo struct {
 	natsURL   string
@@ -142,6 +147,10 @@ func (tp topo) json(t testing.TB) []byte {
 					"routes": []any{
 						map[string]any{"match": []any{map[string]any{"path": []string{"/trailers"}}}, "handle": []any{map[string]any{"handler": "neo_test_trailers"}}},
 						map[string]any{"match": []any{map[string]any{"path": []string{"/panic"}}}, "handle": []any{map[string]any{"handler": "neo_test_panic"}}},
+						// not terminal: the echo route below answers
+						map[string]any{"match": []any{map[string]any{"path": []string{"/orders/bighead"}}}, "handle": []any{
+							map[string]any{"handler": "headers", "response": map[string]any{"set": map[string]any{"Neo-Big": []string{bigHeadValue}}}},
+						}},
 						map[string]any{"handle": []any{
 							map[string]any{"handler": "neo_echo", "replica": "r1", "max_response_bytes": 200 << 20},
 						}}},

@@ -31,6 +31,25 @@ func TestAppValidate(t *testing.T) {
 	}
 }
 
+// TestTransportValidate checks that bad transport settings are refused
+// with the field's name.
+func TestTransportValidate(t *testing.T) {
+	for want, c := range map[string]*Transport{
+		"protocol_version: want 1 or 2, got 3": {Subject: DefaultSubject, ChunkSize: 1 << 20, Window: 8, ProtocolVersion: 3},
+		"window: want 1 to":                    {Subject: DefaultSubject, ChunkSize: 1 << 20, Window: 0},
+		"chunk_size: want":                     {Subject: DefaultSubject, ChunkSize: 10, Window: 8},
+		"subject:":                             {Subject: "neo.>", ChunkSize: 1 << 20, Window: 8},
+	} {
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("want an error containing %q, got %v", want, err)
+		}
+	}
+	ok := &Transport{Subject: DefaultSubject, ChunkSize: 1 << 20, Window: 8, ProtocolVersion: 1}
+	if err := ok.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestEmbeddedInProcess runs the app with an in-process server (no listener)
 // and JetStream, and a gateway and transport on it.
 func TestEmbeddedInProcess(t *testing.T) {

@@ -85,6 +85,9 @@ func (p *prober) result(a probeAnswer, next int64, queued int) error {
 	return nil
 }
 
+// rearm makes C fire after d (the timer has fired and been drained).
+func (p *prober) rearm(d time.Duration) { p.timer.Reset(d) }
+
 func (p *prober) stop() {
 	if p != nil {
 		p.timer.Stop()

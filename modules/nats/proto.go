@@ -88,7 +88,39 @@ type frame struct {
 	status int
 	errMsg string
 	data   []byte
-	h      nats.Header
+	h      nats.Header // version 1
+	// version 2 (see proto2.go): the control values in the order of v2Ctl,
+	// and the HTTP header and trailer fields, checked
+	v2      bool
+	ctl     [len(v2Ctl)]string
+	hdr, tr http.Header
+}
+
+// get returns the control field name ("" when absent).
+func (f *frame) get(name string) string {
+	if !f.v2 {
+		return f.h.Get(name)
+	}
+	if i := v2CtlIndex(name); i >= 0 {
+		return f.ctl[i]
+	}
+	return ""
+}
+
+// fields returns the HTTP header (prefixHeader) or trailer (prefixTrailer)
+// fields, never a nil map.
+func (f *frame) fields(prefix string) (http.Header, error) {
+	if !f.v2 {
+		return httpFields(f.h, prefix)
+	}
+	h := f.hdr
+	if prefix == prefixTrailer {
+		h = f.tr
+	}
+	if h == nil {
+		h = http.Header{}
+	}
+	return h, nil
 }
 
 // maxWindow bounds credits and windows.
@@ -96,24 +128,32 @@ const maxWindow = 1024
 
 // parseFrame checks the control fields of a message.
 func parseFrame(m *nats.Msg) (*frame, error) {
-	if m.Header == nil {
-		return nil, fmt.Errorf("%w: no headers", ErrBadFrame)
-	}
-	f := &frame{h: m.Header, data: m.Data}
-	f.kind = m.Header.Get(hdrKind)
-	if f.kind == "" {
-		if m.Header.Get("Status") == "503" && len(m.Data) == 0 {
-			f.kind = kindNoResponders
-			return f, nil
+	var f *frame
+	if isV2(len(m.Header), m.Data) {
+		var err error
+		if f, err = parseV2(m.Data); err != nil {
+			return nil, err
 		}
-		return nil, fmt.Errorf("%w: no %s", ErrBadFrame, hdrKind)
+	} else {
+		if m.Header == nil {
+			return nil, fmt.Errorf("%w: no headers", ErrBadFrame)
+		}
+		f = &frame{h: m.Header, data: m.Data}
+		f.kind = m.Header.Get(hdrKind)
+		if f.kind == "" {
+			if m.Header.Get("Status") == "503" && len(m.Data) == 0 {
+				f.kind = kindNoResponders
+				return f, nil
+			}
+			return nil, fmt.Errorf("%w: no %s", ErrBadFrame, hdrKind)
+		}
+		switch f.kind {
+		case kindHead, kindResp, kindData, kindCredit, kindCancel, kindError, kindProbe:
+		default:
+			return nil, fmt.Errorf("%w: unknown kind %q", ErrBadFrame, f.kind)
+		}
 	}
-	switch f.kind {
-	case kindHead, kindResp, kindData, kindCredit, kindCancel, kindError, kindProbe:
-	default:
-		return nil, fmt.Errorf("%w: unknown kind %q", ErrBadFrame, f.kind)
-	}
-	if s := m.Header.Get(hdrSeq); s != "" {
+	if s := f.get(hdrSeq); s != "" {
 		n, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s %q", ErrBadFrame, hdrSeq, s)
@@ -122,20 +162,20 @@ func parseFrame(m *nats.Msg) (*frame, error) {
 	} else if f.kind == kindData {
 		return nil, fmt.Errorf("%w: data frame without %s", ErrBadFrame, hdrSeq)
 	}
-	switch v := m.Header.Get(hdrEOF); v {
+	switch v := f.get(hdrEOF); v {
 	case "":
 	case "1":
 		f.eof = true
 	default:
 		return nil, fmt.Errorf("%w: %s %q", ErrBadFrame, hdrEOF, v)
 	}
-	if s := m.Header.Get(hdrInbox); s != "" {
+	if s := f.get(hdrInbox); s != "" {
 		if !validSubject(s) {
 			return nil, fmt.Errorf("%w: %s %q", ErrBadFrame, hdrInbox, s)
 		}
 		f.inbox = s
 	}
-	if s := m.Header.Get(hdrCredit); s != "" {
+	if s := f.get(hdrCredit); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 0 || n > maxWindow {
 			return nil, fmt.Errorf("%w: %s %q", ErrBadFrame, hdrCredit, s)
@@ -143,7 +183,7 @@ func parseFrame(m *nats.Msg) (*frame, error) {
 		f.credit = n
 	}
 	if f.kind == kindResp {
-		s := m.Header.Get(hdrStatus)
+		s := f.get(hdrStatus)
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 200 || n > 599 {
 			return nil, fmt.Errorf("%w: %s %q", ErrBadFrame, hdrStatus, s)
@@ -151,7 +191,7 @@ func parseFrame(m *nats.Msg) (*frame, error) {
 		f.status = n
 	}
 	if f.kind == kindError || f.kind == kindCancel {
-		f.errMsg = m.Header.Get(hdrError)
+		f.errMsg = f.get(hdrError)
 	}
 	return f, nil
 }
@@ -171,14 +211,14 @@ func parseReqHead(f *frame) (*reqHead, error) {
 	if f.kind != kindHead {
 		return nil, fmt.Errorf("%w: want a head frame, got %q", ErrBadFrame, f.kind)
 	}
-	if v := f.h.Get(hdrVersion); v != protoVersion {
+	if v := f.get(hdrVersion); !f.v2 && v != protoVersion {
 		return nil, fmt.Errorf("%w: protocol version %q, want %s", ErrBadFrame, v, protoVersion)
 	}
 	rh := &reqHead{
-		method: f.h.Get(hdrMethod),
-		path:   f.h.Get(hdrPath),
-		query:  f.h.Get(hdrQuery),
-		host:   f.h.Get(hdrHost),
+		method: f.get(hdrMethod),
+		path:   f.get(hdrPath),
+		query:  f.get(hdrQuery),
+		host:   f.get(hdrHost),
 	}
 	if !validHTTPToken(rh.method) {
 		return nil, fmt.Errorf("%w: method %q", ErrBadFrame, rh.method)
@@ -193,7 +233,7 @@ func parseReqHead(f *frame) (*reqHead, error) {
 		return nil, fmt.Errorf("%w: host %q", ErrBadFrame, rh.host)
 	}
 	rh.length = -1
-	if s := f.h.Get(hdrLength); s != "" {
+	if s := f.get(hdrLength); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || n < -1 {
 			return nil, fmt.Errorf("%w: %s %q", ErrBadFrame, hdrLength, s)
@@ -203,24 +243,24 @@ func parseReqHead(f *frame) (*reqHead, error) {
 	if f.eof && rh.length >= 0 && rh.length != int64(len(f.data)) {
 		return nil, fmt.Errorf("%w: %s %d but %d inline bytes", ErrBadFrame, hdrLength, rh.length, len(f.data))
 	}
-	n, err := strconv.Atoi(f.h.Get(hdrWindow))
+	n, err := strconv.Atoi(f.get(hdrWindow))
 	if err != nil || n < 1 || n > maxWindow {
-		return nil, fmt.Errorf("%w: %s %q", ErrBadFrame, hdrWindow, f.h.Get(hdrWindow))
+		return nil, fmt.Errorf("%w: %s %q", ErrBadFrame, hdrWindow, f.get(hdrWindow))
 	}
 	rh.window = n
-	if s := f.h.Get(hdrTimeout); s != "" {
+	if s := f.get(hdrTimeout); s != "" {
 		ms, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || ms < 0 || ms > 24*3600*1000 {
 			return nil, fmt.Errorf("%w: %s %q", ErrBadFrame, hdrTimeout, s)
 		}
 		rh.headTimeout = time.Duration(ms) * time.Millisecond
 	}
-	hdr, err := httpFields(f.h, prefixHeader)
+	hdr, err := f.fields(prefixHeader)
 	if err != nil {
 		return nil, err
 	}
 	rh.header = hdr
-	if s := f.h.Get(hdrTrailer); s != "" {
+	if s := f.get(hdrTrailer); s != "" {
 		for _, name := range strings.Split(s, ",") {
 			name = strings.TrimSpace(name)
 			if !validHTTPToken(name) {
@@ -274,29 +314,9 @@ func httpFields(h nats.Header, prefix string) (http.Header, error) {
 // dst shares src's value slices (capped, so an append to either copies): it
 // is only read, to encode a message, before src changes.
 func putHTTPFields(dst nats.Header, src http.Header, prefix string) {
-	var conn []string
-	for _, v := range src["Connection"] {
-		for _, name := range strings.Split(v, ",") {
-			conn = append(conn, http.CanonicalHeaderKey(strings.TrimSpace(name)))
-		}
-	}
+	conn := connectionNames(src)
 	for k, vv := range src {
-		ck := http.CanonicalHeaderKey(k)
-		if len(vv) == 0 || isHopByHop(ck) || contains(conn, ck) || !validHTTPToken(k) {
-			continue
-		}
-		keep := vv[:len(vv):len(vv)]
-		for i, v := range vv {
-			if !validFieldValue(v) {
-				keep = append([]string(nil), vv[:i]...)
-				for _, v := range vv[i+1:] {
-					if validFieldValue(v) {
-						keep = append(keep, v)
-					}
-				}
-				break
-			}
-		}
+		ck, keep := framedValues(k, vv, conn)
 		if len(keep) == 0 {
 			continue
 		}
@@ -307,6 +327,41 @@ func putHTTPFields(dst nats.Header, src http.Header, prefix string) {
 		}
 		dst[key] = keep
 	}
+}
+
+// connectionNames are the fields the Connection field names (hop-by-hop).
+func connectionNames(src http.Header) []string {
+	var conn []string
+	for _, v := range src["Connection"] {
+		for _, name := range strings.Split(v, ",") {
+			conn = append(conn, http.CanonicalHeaderKey(strings.TrimSpace(name)))
+		}
+	}
+	return conn
+}
+
+// framedValues returns the canonical name of src's field k and the values
+// of it that may be framed: none for hop-by-hop fields (conn lists those
+// the Connection field names) and bad names, and no values with CR, LF or
+// NUL. keep shares vv when nothing is dropped (capped: an append copies).
+func framedValues(k string, vv []string, conn []string) (ck string, keep []string) {
+	ck = http.CanonicalHeaderKey(k)
+	if len(vv) == 0 || isHopByHop(ck) || contains(conn, ck) || !validHTTPToken(k) {
+		return ck, nil
+	}
+	keep = vv[:len(vv):len(vv)]
+	for i, v := range vv {
+		if !validFieldValue(v) {
+			keep = append([]string(nil), vv[:i]...)
+			for _, v := range vv[i+1:] {
+				if validFieldValue(v) {
+					keep = append(keep, v)
+				}
+			}
+			break
+		}
+	}
+	return ck, keep
 }
 
 // prefixedKeys caches prefix+name for the field names seen, so that

@@ -1,9 +1,11 @@
 package neonats
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -246,4 +248,269 @@ func copyFields(h nats.Header, prefix string) (http.Header, error) {
 		out[ck] = append(out[ck], vv...)
 	}
 	return out, nil
+}
+
+// v2Head encodes a version 2 head frame as the transport does.
+func v2Head(method, path, query, host string, hdr http.Header, body []byte) []byte {
+	b := appendV2Start(nil, v2KindHead)
+	b = appendV2Ctl(b, 'm', method)
+	b = appendV2Ctl(b, 'p', path)
+	b = appendV2Ctl(b, 'q', query)
+	b = appendV2Ctl(b, 'h', host)
+	b = appendV2Ctl(b, 'w', "8")
+	b = appendV2Ctl(b, 't', "5000")
+	b = appendV2Fields(b, v2TagHTTP, hdr)
+	b = appendV2Ctl(b, 'l', fmt.Sprint(len(body)))
+	b = appendV2Ctl(b, 'e', "1")
+	return append(append(b, v2End), body...)
+}
+
+func TestParseFrameV2(t *testing.T) {
+	src := http.Header{
+		"Neo-A":      {"1", "2"},
+		"User-Agent": {"x"},
+		"Connection": {"close, X-Hop"},
+		"X-Hop":      {"gone"},
+		"X-Bad":      {"ok", "no\r\nH-Evil: 1"},
+		"Te":         {"trailers"},
+	}
+	d := v2Head("GET", "/a%2Fb", "q=1", "acme.example", src, []byte("body"))
+	m := &nats.Msg{Data: d}
+	f, err := parseFrame(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rh, err := parseReqHead(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f.v2 || !f.eof || string(f.data) != "body" || rh.method != "GET" || rh.path != "/a%2Fb" || rh.query != "q=1" ||
+		rh.host != "acme.example" || rh.length != 4 || rh.window != 8 || rh.headTimeout != 5*time.Second {
+		t.Fatalf("%+v %+v", f, rh)
+	}
+	want := http.Header{"Neo-A": {"1", "2"}, "User-Agent": {"x"}, "X-Bad": {"ok"}}
+	if fmt.Sprint(rh.header) != fmt.Sprint(want) {
+		t.Fatalf("header %v, want %v", rh.header, want)
+	}
+	rh.header.Add("Neo-A", "3")
+	rh.header.Add("User-Agent", "y")
+	if fmt.Sprint(f.hdr["Neo-A"]) != "[1 2 3]" || len(f.hdr["User-Agent"]) != 2 {
+		t.Fatal("appends do not land in the decoded header") // same map: sanity
+	}
+
+	// a response with trailers
+	r := appendV2Start(nil, v2KindResp)
+	r = appendV2Ctl(r, 's', "201")
+	r = appendV2Ctl(r, 'i', "_GW.x.y")
+	r = appendV2Ctl(r, 'r', "X-Sum")
+	r = appendV2Fields(r, v2TagHTTP, http.Header{"Content-Type": {"text/plain"}})
+	r = appendV2Ctl(r, 'e', "1")
+	r = appendV2Fields(r, v2TagTrail, http.Header{"X-Sum": {"abc"}})
+	r = append(append(r, v2End), "hello"...)
+	f, err = parseFrame(&nats.Msg{Data: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, _ := f.fields(prefixTrailer)
+	hd, _ := f.fields(prefixHeader)
+	if f.kind != kindResp || f.status != 201 || f.inbox != "_GW.x.y" || !f.eof || f.get(hdrTrailer) != "X-Sum" ||
+		tr.Get("X-Sum") != "abc" || hd.Get("Content-Type") != "text/plain" || string(f.data) != "hello" {
+		t.Fatalf("%+v", f)
+	}
+
+	// what must be refused: each differs from a valid head in one fault
+	okHead := func(extra ...byte) []byte {
+		b := appendV2Start(nil, v2KindHead)
+		b = appendV2Ctl(b, 'm', "GET")
+		b = appendV2Ctl(b, 'p', "/")
+		b = appendV2Ctl(b, 'w', "8")
+		b = appendV2Ctl(b, 'l', "0")
+		b = appendV2Ctl(b, 'e', "1")
+		return append(append(b, extra...), v2End)
+	}
+	if f, err := parseFrame(&nats.Msg{Data: okHead('H', 1, 'A', 1, 1, 'x')}); err != nil {
+		t.Fatal(err)
+	} else if _, err := parseReqHead(f); err != nil {
+		t.Fatal(err)
+	}
+	noEnd := func(extra ...byte) []byte { b := okHead(); return append(b[:len(b)-1], extra...) }
+	okResp := func(status string, extra ...byte) []byte {
+		return append(append(appendV2Ctl(appendV2Start(nil, v2KindResp), 's', status), extra...), v2End)
+	}
+	if _, err := parseFrame(&nats.Msg{Data: okResp("200")}); err != nil {
+		t.Fatal(err)
+	}
+	for name, d := range map[string][]byte{
+		"magic only":     v2Magic,
+		"bad kind":       append(append([]byte{}, v2Magic...), 'x', v2End),
+		"no end":         noEnd(),
+		"cut length":     noEnd('q', 0x85),
+		"cut value":      noEnd('q', 10, 'x'),
+		"overlong uvar":  noEnd('q', 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01),
+		"unknown tag":    okHead('z', 1, '1'),
+		"repeated field": okHead('m', 3, 'P', 'U', 'T'),
+		"zero count":     okHead('H', 1, 'A', 0),
+		"count too big":  okHead('H', 1, 'A', 100, 1, 'x'),
+		"bad name":       okHead('H', 3, 'A', ' ', 'B', 1, 1, 'x'),
+		"CR in value":    okHead('H', 1, 'A', 1, 3, 'x', '\r', 'y'),
+		"NUL in trailer": okHead('T', 1, 'A', 1, 1, 0),
+		"bad eof":        append(okHead()[:len(okHead())-4], 3, 'y', 'e', 's', v2End),
+		"bad inbox":      okResp("200", 'i', 8, '_', 'I', 'N', 'B', 'O', 'X', '.', '>'),
+		"bad status":     okResp("99"),
+		"CR in path":     v2Head("GET", "/x\r\nH-Evil: 1", "", "h", nil, nil),
+		"relative path":  v2Head("GET", "x", "", "h", nil, nil),
+		"bad method":     v2Head("G T", "/", "", "h", nil, nil),
+		"length lies":    append(v2Head("GET", "/", "", "h", nil, []byte("ab")), 'c'),
+	} {
+		t.Run(name, func(t *testing.T) {
+			f, err := parseFrame(&nats.Msg{Data: d})
+			if err == nil && f.kind == kindHead {
+				_, err = parseReqHead(f)
+			}
+			if !errors.Is(err, ErrBadFrame) {
+				t.Fatalf("want ErrBadFrame, got %v", err)
+			}
+		})
+	}
+	// too many fields
+	many := appendV2Start(nil, v2KindHead)
+	for i := 0; i <= maxV2Fields; i++ {
+		many = append(appendV2String(append(many, 'H'), "A"), 1, 0)
+	}
+	if _, err := parseFrame(&nats.Msg{Data: append(many, v2End)}); !errors.Is(err, ErrBadFrame) {
+		t.Fatalf("%d fields: %v", maxV2Fields+1, err)
+	}
+	// a message with headers is version 1 whatever its payload
+	if _, err := parseFrame(&nats.Msg{Header: nats.Header{"X": {"1"}}, Data: d}); !errors.Is(err, ErrBadFrame) {
+		t.Fatalf("headers and a version 2 payload: %v", err)
+	}
+}
+
+// FuzzFrameV2 feeds arbitrary version 2 frames to the parsers (no panic;
+// what they accept is safe to turn into an HTTP request) and checks that
+// arbitrary HTTP fields survive encoding and decoding, less what framing
+// drops.
+func FuzzFrameV2(f *testing.F) {
+	f.Add(v2Head("GET", "/", "", "h", http.Header{"A": {"b"}}, []byte("x"))[len(v2Magic):], "X-Name", "value", "other")
+	f.Add([]byte{'r', 's', 3, '2', '0', '0', 'e', 1, '1', 'T', 1, 'A', 1, 1, 'b', 0}, "", "", "")
+	f.Add([]byte{'h', 'H', 1, 'A', 2, 1, 'a', 0, 0}, "Content-Type", "a\x00b", "\r")
+	f.Fuzz(func(t *testing.T, rest []byte, name, v1, v2 string) {
+		d := append(append([]byte{}, v2Magic...), rest...)
+		fr, err := parseFrame(&nats.Msg{Data: d})
+		if err != nil {
+			if !errors.Is(err, ErrBadFrame) {
+				t.Fatalf("error does not wrap ErrBadFrame: %v", err)
+			}
+		} else {
+			if fr.inbox != "" && !validSubject(fr.inbox) {
+				t.Fatalf("accepted inbox %q", fr.inbox)
+			}
+			for _, h := range []http.Header{fr.hdr, fr.tr} {
+				for k, vv := range h {
+					if !validHTTPToken(k) || len(vv) == 0 {
+						t.Fatalf("accepted field %q %q", k, vv)
+					}
+					for _, v := range vv {
+						if strings.ContainsAny(v, "\r\n\x00") {
+							t.Fatalf("accepted field value %q", v)
+						}
+					}
+				}
+			}
+			if fr.kind == kindHead {
+				if rh, err := parseReqHead(fr); err == nil {
+					if !strings.HasPrefix(rh.path, "/") || strings.ContainsAny(rh.path+rh.query+rh.host, "\r\n\x00 #") {
+						t.Fatalf("accepted unsafe request line %q %q %q", rh.path, rh.query, rh.host)
+					}
+				}
+			}
+		}
+		// round trip
+		src := http.Header{name: {v1, v2}, "Accept": {v2}}
+		fr, err = parseFrame(&nats.Msg{Data: v2Head("GET", "/", "", "h", src, nil)})
+		if err != nil {
+			t.Fatalf("own frame refused: %v", err)
+		}
+		want := http.Header{}
+		conn := connectionNames(src)
+		for k, vv := range src {
+			if ck, keep := framedValues(k, vv, conn); len(keep) > 0 {
+				want[ck] = append(want[ck], keep...)
+			}
+		}
+		got, _ := fr.fields(prefixHeader)
+		if len(got) != len(want) {
+			t.Fatalf("fields %q, want %q", got, want)
+		}
+		for k, vv := range want {
+			// names that differ in case only merge in map order: compare
+			// the values as sets
+			g := append([]string(nil), got[k]...)
+			slices.Sort(g)
+			slices.Sort(vv)
+			if !slices.Equal(g, vv) {
+				t.Fatalf("field %q: %q, want %q", k, got[k], vv)
+			}
+		}
+	})
+}
+
+// BenchmarkFramingVersions measures a typical proxied request head from
+// the edge's fields to the gateway's parsed request, wire encoding and
+// decoding included (version 1's NATS header block written and parsed as
+// the client library does), in framing versions 1 and 2 side by side, and
+// prints the ratio.
+func BenchmarkFramingVersions(b *testing.B) {
+	src := http.Header{
+		"Accept": {"*/*"}, "Accept-Encoding": {"gzip"}, "User-Agent": {"Go-http-client/1.1"},
+		"X-Forwarded-For": {"127.0.0.1"}, "X-Forwarded-Proto": {"http"}, "X-Forwarded-Host": {"acme.apps.example"},
+		"Via": {"1.1 Caddy"},
+	}
+	ns := map[string]float64{}
+	for _, v := range []string{"v1", "v2"} {
+		b.Run(v, func(b *testing.B) {
+			b.ReportAllocs()
+			var buf bytes.Buffer
+			start := time.Now()
+			for i := 0; i < b.N; i++ {
+				m := &nats.Msg{}
+				if v == "v1" {
+					head := newFrame(kindHead, 11+len(src))
+					head[hdrVersion] = constValue(protoVersion)
+					head[hdrMethod] = constValue(http.MethodGet)
+					head[hdrPath] = []string{"/orders/items"}
+					head[hdrQuery] = []string{"id=42"}
+					head[hdrHost] = []string{"acme.apps.example"}
+					head[hdrWindow] = constValue("8")
+					head[hdrTimeout] = []string{"60000"}
+					head[hdrLength] = constValue("0")
+					head[hdrEOF] = constValue("1")
+					putHTTPFields(head, src, prefixHeader)
+					// the client library's encoding and decoding
+					buf.Reset()
+					buf.WriteString("NATS/1.0\r\n")
+					_ = http.Header(head).Write(&buf)
+					buf.WriteString("\r\n")
+					h, err := nats.DecodeHeadersMsg(buf.Bytes())
+					if err != nil {
+						b.Fatal(err)
+					}
+					m.Header = h
+				} else {
+					m.Data = v2Head(http.MethodGet, "/orders/items", "id=42", "acme.apps.example", src, nil)
+				}
+				f, err := parseFrame(m)
+				if err == nil {
+					_, err = parseReqHead(f)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			ns[v] = float64(time.Since(start).Nanoseconds()) / float64(b.N)
+		})
+	}
+	if ns["v1"] > 0 && ns["v2"] > 0 {
+		fmt.Printf("RATIO framing versions: v1 %.0f ns, v2 %.0f ns, speed-up x%.2f\n", ns["v1"], ns["v2"], ns["v1"]/ns["v2"])
+	}
 }

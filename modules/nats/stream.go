@@ -182,7 +182,7 @@ func (b *bodyReader) nextFrame() error {
 	b.buf = f.data
 	if f.eof {
 		b.eof = true
-		if tr, err := httpFields(f.h, prefixTrailer); err == nil {
+		if tr, err := f.fields(prefixTrailer); err == nil {
 			for k, vv := range tr {
 				if b.trailer != nil {
 					b.trailer[k] = vv

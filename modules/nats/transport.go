@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -71,6 +72,12 @@ type Transport struct {
 	// sent that never arrived (lost with a NATS server). Negative disables
 	// the checks (requests then wait the timeouts). Default: 1s.
 	GatewayCheckInterval caddy.Duration `json:"gateway_check_interval,omitempty"`
+	// ProtocolVersion is the framing version the edge sends: 2 packs the request
+	// and response heads into the message payload (see proto2.go), 1 puts
+	// every field in a NATS header. Gateways accept both and answer in
+	// kind; set 1 only while gateways of releases before version 2 serve
+	// the subjects. Default: 2.
+	ProtocolVersion int `json:"protocol_version,omitempty"`
 
 	tmpl *SubjectTemplate
 	nc   *nats.Conn
@@ -109,6 +116,9 @@ func (t *Transport) Provision(ctx caddy.Context) error {
 	}
 	if t.GatewayCheckInterval == 0 {
 		t.GatewayCheckInterval = caddy.Duration(time.Second)
+	}
+	if t.ProtocolVersion == 0 {
+		t.ProtocolVersion = 2
 	}
 	if err := t.Validate(); err != nil {
 		return err
@@ -153,6 +163,9 @@ func (t *Transport) Validate() error {
 	}
 	if t.GatewayCheckInterval > 0 && t.GatewayCheckInterval < caddy.Duration(10*time.Millisecond) {
 		return fmt.Errorf("gateway_check_interval: want at least 10ms (or negative to disable), got %s", time.Duration(t.GatewayCheckInterval))
+	}
+	if t.ProtocolVersion != 0 && t.ProtocolVersion != 1 && t.ProtocolVersion != 2 {
+		return fmt.Errorf("protocol_version: want 1 or 2, got %d", t.ProtocolVersion)
 	}
 	return nil
 }
@@ -233,19 +246,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	fields = append(fields, zap.String("subject", subjects[0]))
 
 	// the head frame
-	head := newFrame(kindHead, 11+len(req.Header))
-	head[hdrVersion] = constValue(protoVersion)
-	head[hdrMethod] = constValue(req.Method)
-	head[hdrPath] = []string{req.URL.EscapedPath()}
-	head[hdrQuery] = []string{req.URL.RawQuery}
 	host := req.Host
 	if host == "" {
 		host = req.URL.Host
 	}
-	head[hdrHost] = []string{host}
-	head[hdrWindow] = t.windowValue
-	head[hdrTimeout] = t.timeoutValue
-	putHTTPFields(head, req.Header, prefixHeader)
+	var trailerNames string
 	if len(req.Trailer) > 0 {
 		names := make([]string, 0, len(req.Trailer))
 		for k := range req.Trailer {
@@ -254,50 +259,109 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 		}
 		sort.Strings(names)
-		head[hdrTrailer] = []string{strings.Join(names, ",")}
+		trailerNames = strings.Join(names, ",")
 	}
 	chunk := t.chunkSize()
-	inlineMax := int(t.nc.MaxPayload()) - headSize(head) - 256
-	if inlineMax < 0 && t.nc.MaxPayload() > 0 {
-		proxyRequests.WithLabelValues("head_too_large").Inc()
-		log.Warn("request head does not fit in a nats message", zap.Int("head_bytes", headSize(head)))
-		return synthetic(req, http.StatusRequestHeaderFieldsTooLarge, "request header fields too large"), nil
-	}
-	inlineMax = min(inlineMax, chunk)
 	body := req.Body
-	var first []byte
 	eof := body == nil || body == http.NoBody || req.ContentLength == 0
-	if !eof && req.ContentLength > 0 && req.ContentLength <= int64(inlineMax) && len(req.Trailer) == 0 {
-		first = make([]byte, req.ContentLength)
-		if _, err := io.ReadFull(body, first); err != nil {
-			return nil, fmt.Errorf("reading request body: %w", err)
-		}
-		eof = true
-	}
 	length := req.ContentLength
 	if body == nil || body == http.NoBody {
 		length = 0
 	}
-	if length == 0 {
-		head[hdrLength] = constValue("0")
+	// a body of known length that fits rides in the head
+	inline := !eof && req.ContentLength > 0 && req.ContentLength <= int64(chunk) && len(req.Trailer) == 0
+	var head nats.Header
+	var packed []byte
+	var headBytes int
+	if t.ProtocolVersion == 1 {
+		head = newFrame(kindHead, 11+len(req.Header))
+		head[hdrVersion] = constValue(protoVersion)
+		head[hdrMethod] = constValue(req.Method)
+		head[hdrPath] = []string{req.URL.EscapedPath()}
+		head[hdrQuery] = []string{req.URL.RawQuery}
+		head[hdrHost] = []string{host}
+		head[hdrWindow] = t.windowValue
+		head[hdrTimeout] = t.timeoutValue
+		putHTTPFields(head, req.Header, prefixHeader)
+		if trailerNames != "" {
+			head[hdrTrailer] = []string{trailerNames}
+		}
+		headBytes = headSize(head)
 	} else {
-		head[hdrLength] = []string{strconv.FormatInt(length, 10)}
+		path := req.URL.EscapedPath()
+		size := 64 + len(req.Method) + len(path) + len(req.URL.RawQuery) + len(host) + len(trailerNames) + v2FieldsSize(req.Header)
+		if inline {
+			size += int(req.ContentLength)
+		}
+		packed = appendV2Start(make([]byte, 0, size), v2KindHead)
+		packed = appendV2Ctl(packed, 'm', req.Method)
+		packed = appendV2Ctl(packed, 'p', path)
+		packed = appendV2Ctl(packed, 'q', req.URL.RawQuery)
+		packed = appendV2Ctl(packed, 'h', host)
+		packed = appendV2Ctl(packed, 'w', t.windowValue[0])
+		packed = appendV2Ctl(packed, 't', t.timeoutValue[0])
+		if trailerNames != "" {
+			packed = appendV2Ctl(packed, 'r', trailerNames)
+		}
+		packed = appendV2Fields(packed, v2TagHTTP, req.Header)
+		headBytes = len(packed) + 32 // with the length, eof and end fields
 	}
-	if eof {
-		head[hdrEOF] = constValue("1")
+	inlineMax := int(t.nc.MaxPayload()) - headBytes - 256
+	if inlineMax < 0 && t.nc.MaxPayload() > 0 {
+		proxyRequests.WithLabelValues("head_too_large").Inc()
+		log.Warn("request head does not fit in a nats message", zap.Int("head_bytes", headBytes))
+		return synthetic(req, http.StatusRequestHeaderFieldsTooLarge, "request header fields too large"), nil
+	}
+	inline = inline && req.ContentLength <= int64(inlineMax)
+	if inline {
+		eof = true
+	}
+	lengthValue := "0"
+	if length != 0 {
+		lengthValue = strconv.FormatInt(length, 10)
+	}
+	var first []byte
+	if t.ProtocolVersion == 1 {
+		head[hdrLength] = constValue(lengthValue)
+		if eof {
+			head[hdrEOF] = constValue("1")
+		}
+		if inline {
+			first = make([]byte, req.ContentLength)
+		}
+	} else {
+		packed = appendV2Ctl(packed, 'l', lengthValue)
+		if eof {
+			packed = appendV2Ctl(packed, 'e', "1")
+		}
+		packed = append(packed, v2End)
+		if inline {
+			n := len(packed)
+			packed = slices.Grow(packed, int(req.ContentLength))[:n+int(req.ContentLength)]
+			first = packed[n:]
+		}
+	}
+	if inline {
+		if _, err := io.ReadFull(body, first); err != nil {
+			return nil, fmt.Errorf("reading request body: %w", err)
+		}
 	}
 
 	st := t.mux.open(t.Window)
 	msg := &nats.Msg{Reply: st.inbox, Header: head, Data: first}
+	if packed != nil {
+		msg.Data = packed
+	}
 	hdrTimeout := time.Duration(t.ResponseHeaderTimeout)
 	timer := time.NewTimer(hdrTimeout)
 	defer timer.Stop()
 	probe := newProber(t.nc, st, time.Duration(t.GatewayCheckInterval))
-	var acceptC <-chan time.Time
+	// a gateway acknowledges by then, or the request was lost; the probe
+	// timer wakes the wait for it (no probe is sent before the gateway's
+	// inbox is known)
+	var acceptBy time.Time
 	if probe != nil {
-		acceptTimer := time.NewTimer(acceptProbes*probe.interval + acceptDelay)
-		defer acceptTimer.Stop()
-		acceptC = acceptTimer.C
+		acceptBy = time.Now().Add(acceptProbes*probe.interval + acceptDelay)
 	}
 	fail := func(outcome string, err error) (*http.Response, error) {
 		probe.stop()
@@ -319,30 +383,39 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err := t.nc.PublishMsg(msg); err != nil {
 			return fail("publish_error", fmt.Errorf("publishing to %s: %w", subj, err))
 		}
-		select {
-		case <-st.peerCh:
-			accepted = true
-		case m := <-st.ch:
-			f, err := parseFrame(m)
-			if err != nil {
-				return fail("bad_frame", err)
-			}
-			if f.kind == kindNoResponders {
-				if i+1 < len(subjects) {
-					proxyFailovers.Inc()
-					log.Debug("no gateway in zone, failing over", zap.String("zone", zones[i]), zap.String("next", zones[i+1]))
+	wait:
+		for {
+			select {
+			case <-st.peerCh:
+				accepted = true
+				break wait
+			case m := <-st.ch:
+				f, err := parseFrame(m)
+				if err != nil {
+					return fail("bad_frame", err)
 				}
-				continue
+				if f.kind == kindNoResponders {
+					if i+1 < len(subjects) {
+						proxyFailovers.Inc()
+						log.Debug("no gateway in zone, failing over", zap.String("zone", zones[i]), zap.String("next", zones[i+1]))
+					}
+					break wait
+				}
+				accepted, pending = true, m
+				break wait
+			case <-st.cancelCh:
+				return fail("aborted", peerError{"stream aborted"})
+			case <-probe.C():
+				left := time.Until(acceptBy)
+				if left <= 0 {
+					return fail("gateway_gone", gatewayGoneError{"no stage gateway acknowledged the request on " + subj + " (lost with a NATS server or a gateway)"})
+				}
+				probe.rearm(min(left, probe.interval))
+			case <-ctx.Done():
+				return fail("client_gone", ctx.Err())
+			case <-timer.C:
+				return fail("head_timeout", timeoutError{"the response head from " + subj})
 			}
-			accepted, pending = true, m
-		case <-st.cancelCh:
-			return fail("aborted", peerError{"stream aborted"})
-		case <-acceptC:
-			return fail("gateway_gone", gatewayGoneError{"no stage gateway acknowledged the request on " + subj + " (lost with a NATS server or a gateway)"})
-		case <-ctx.Done():
-			return fail("client_gone", ctx.Err())
-		case <-timer.C:
-			return fail("head_timeout", timeoutError{"the response head from " + subj})
 		}
 		if accepted {
 			fields[len(fields)-1] = zap.String("subject", subj)
@@ -413,7 +486,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	default:
 		return fail("bad_frame", fmt.Errorf("%w: want a resp frame, got %q", ErrBadFrame, f.kind))
 	}
-	hdr, err := httpFields(f.h, prefixHeader)
+	if f.inbox != "" {
+		st.setPeer(f.inbox) // version 1: the reply mux did it already
+	}
+	hdr, err := f.fields(prefixHeader)
 	if err != nil {
 		return fail("bad_frame", err)
 	}
@@ -438,7 +514,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 		}
 	}
-	if s := f.h.Get(hdrTrailer); s != "" {
+	if s := f.get(hdrTrailer); s != "" {
 		resp.Trailer = make(http.Header)
 		for _, name := range strings.Split(s, ",") {
 			if name = strings.TrimSpace(name); validHTTPToken(name) {
@@ -453,7 +529,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if f.eof {
 		probe.stop()
 		br.probe = nil
-		if tr, err := httpFields(f.h, prefixTrailer); err == nil && len(tr) > 0 {
+		if tr, err := f.fields(prefixTrailer); err == nil && len(tr) > 0 {
 			if resp.Trailer == nil {
 				resp.Trailer = make(http.Header)
 			}

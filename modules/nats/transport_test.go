@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/projectneo/caddy-neo/internal/natstest"
 	"github.com/projectneo/caddy-neo/modules/echo"
@@ -58,11 +59,24 @@ func report(t testing.TB, body []byte) echo.Report {
 	return rep
 }
 
-func TestFidelity(t *testing.T) {
-	s := startNATS(t, 0)
-	tp := newTopo(t, s)
-	load(t, tp)
+// eachProtocolVersion runs f on a fresh topology for each framing version
+// (the edge's protocol_version; gateways answer in kind).
+func eachProtocolVersion(t *testing.T, s *server.Server, f func(t *testing.T, tp topo)) {
+	for _, v := range []int{2, 1} {
+		t.Run(fmt.Sprintf("protocol_version %d", v), func(t *testing.T) {
+			tp := newTopo(t, s)
+			tp.transport = map[string]any{"protocol_version": v}
+			load(t, tp)
+			f(t, tp)
+		})
+	}
+}
 
+func TestFidelity(t *testing.T) {
+	eachProtocolVersion(t, startNATS(t, 0), testFidelity)
+}
+
+func testFidelity(t *testing.T, tp topo) {
 	t.Run("methods", func(t *testing.T) {
 		for _, m := range []string{"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "PROPFIND"} {
 			req, _ := http.NewRequest(m, tp.url("/orders/m"), strings.NewReader("x"))
@@ -143,15 +157,46 @@ type chunkedReader struct{ r io.Reader }
 
 func (c chunkedReader) Read(p []byte) (int, error) { return c.r.Read(p) }
 
+const bodiesMaxPayload = 64 << 10 // small max_payload: many frames per body
+
 func TestBodies(t *testing.T) {
-	const mp = 64 << 10 // small max_payload: many frames per body
-	s := startNATS(t, mp)
-	tp := newTopo(t, s)
-	load(t, tp)
+	eachProtocolVersion(t, startNATS(t, bodiesMaxPayload), testBodies)
+}
+
+func testBodies(t *testing.T, tp topo) {
+	const mp = bodiesMaxPayload
 	sizes := []int64{0, 1, mp - 1, mp, mp + 1, 10 << 20}
 	if !testing.Short() {
 		sizes = append(sizes, 100<<20)
 	}
+	t.Run("big heads", func(t *testing.T) {
+		// 16 KiB request and response heads, with bodies that fit a message
+		// only without them: the heads go alone and the bodies follow
+		n := int64(mp - 2048)
+		req, _ := http.NewRequest("POST", tp.url("/orders/bighead"), io.LimitReader(&echo.Filler{}, n))
+		req.ContentLength = n
+		req.Header.Set("Neo-Big-Request", strings.Repeat("q", 16<<10))
+		req.Header.Set("Echo-Body-Bytes", strconv.FormatInt(n, 10))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		h := sha256.New()
+		got, err := io.Copy(h, resp.Body)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("status %d, %v", resp.StatusCode, err)
+		}
+		if got != n || hex.EncodeToString(h.Sum(nil)) != fillerSHA(n) {
+			t.Fatalf("response: got %d bytes, sha mismatch", got)
+		}
+		if resp.Header.Get("Neo-Big") != bigHeadValue {
+			t.Fatalf("big response header: %d bytes", len(resp.Header.Get("Neo-Big")))
+		}
+		if resp.Header.Get("Neo-Echo-Request-Sha256") != fillerSHA(n) || resp.Header.Get("Neo-Echo-Request-Length") != strconv.FormatInt(n, 10) {
+			t.Fatalf("request body: %s bytes, sha %s", resp.Header.Get("Neo-Echo-Request-Length"), resp.Header.Get("Neo-Echo-Request-Sha256"))
+		}
+	})
 	for _, n := range sizes {
 		t.Run(fmt.Sprintf("upload %d", n), func(t *testing.T) {
 			for _, chunked := range []bool{false, true} {
@@ -569,4 +614,46 @@ func TestGatewayHandlerPanic(t *testing.T) {
 	if resp, _ := do(t, nil, mustRequest(t, "GET", tp.url("/orders/ok"), nil)); resp.StatusCode != 200 {
 		t.Fatalf("after the panics: %d", resp.StatusCode)
 	}
+}
+
+// TestProtocolVersionOnWire checks what each framing version puts on the
+// wire: version 2 sends the head and the response without NATS headers,
+// version 1 with them (a plain subscriber sees copies of both).
+func TestProtocolVersionOnWire(t *testing.T) {
+	s := startNATS(t, 0)
+	eachProtocolVersion(t, s, func(t *testing.T, tp topo) {
+		nc, err := nats.Connect(s.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		heads, err := nc.SubscribeSync("neo.rt.>")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resps, err := nc.SubscribeSync("_INBOX.>")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest("GET", tp.url("/orders/wire"), nil)
+		if resp, body := do(t, nil, req); resp.StatusCode != 200 {
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+		v2 := strings.HasSuffix(t.Name(), "2")
+		for what, sub := range map[string]*nats.Subscription{"head": heads, "response": resps} {
+			m, err := sub.NextMsg(2 * time.Second)
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			if got := isV2(len(m.Header), m.Data); got != v2 {
+				t.Fatalf("%s: version 2 framing %v, want %v (headers %v)", what, got, v2, m.Header)
+			}
+			if f, err := parseFrame(m); err != nil || f.v2 != v2 {
+				t.Fatalf("%s: %+v %v", what, f, err)
+			}
+		}
+	})
 }

@@ -171,6 +171,7 @@ func main() {
 	profile := flag.String("cpuprofile", "", "write CPU profiles of caddy during the first HTTP run (<prefix>-http.prof) and the first NATS run (<prefix>-nats.prof), and its allocations around each (<prefix>-allocs-{http,nats}-{before,after}.prof)")
 	ioStats := flag.Bool("iostats", false, "print read and write system calls and CPU time per request of caddy and of this program (load and nats-server) for each run")
 	bigProfile := flag.String("bigprofile", "", "write CPU profiles of caddy (<prefix>-caddy.prof) and of this program with its nats-server (<prefix>-bench.prof) during the NATS download")
+	withV1 := flag.Bool("v1", false, "also run the NATS chain with framing protocol version 1 (an edge with protocol_version 1), in the same rounds, and print version 2's ratio to it")
 	natsMode := flag.String("nats", "external", "where the nats-server runs: external (in this program, over loopback TCP, like a separate NATS cluster) inprocess (embedded in caddy, connections without a socket, like the local topology) or embedded-tcp (embedded in caddy, connections over loopback TCP)")
 	flag.Parse()
 	if *natsMode != "external" && *natsMode != "inprocess" && *natsMode != "embedded-tcp" {
@@ -178,7 +179,7 @@ func main() {
 		os.Exit(2)
 	}
 
-	ports, err := harness.FreePorts(6)
+	ports, err := harness.FreePorts(7)
 	if err != nil {
 		panic(err)
 	}
@@ -196,9 +197,13 @@ func main() {
 	dir, _ := os.MkdirTemp("", "neo-nats-bench-")
 	defer os.RemoveAll(dir)
 	cfg := filepath.Join(dir, "bench.Caddyfile")
-	caddyfile := harness.NATSChainCaddyfile(ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], *natsMode == "inprocess")
+	v1Port := 0
+	if *withV1 {
+		v1Port = ports[6]
+	}
+	caddyfile := harness.NATSChainCaddyfile(ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], *natsMode == "inprocess", v1Port)
 	if *natsMode == "embedded-tcp" {
-		caddyfile = harness.NATSChainCaddyfileEmbeddedTCP(ports[0], ports[1], ports[2], ports[3], ports[4], ports[5])
+		caddyfile = harness.NATSChainCaddyfileEmbeddedTCP(ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], v1Port)
 	}
 	if err := os.WriteFile(cfg, []byte(caddyfile), 0o644); err != nil {
 		panic(err)
@@ -212,7 +217,12 @@ func main() {
 	pid := findPid(cfg)
 	natsURL := fmt.Sprintf("http://127.0.0.1:%d/orders/bench", ports[1])
 	httpURL := fmt.Sprintf("http://127.0.0.1:%d/orders/bench", ports[2])
-	for _, u := range []string{natsURL, httpURL} {
+	v1URL := fmt.Sprintf("http://127.0.0.1:%d/orders/bench", ports[6])
+	warm := []string{natsURL, httpURL}
+	if *withV1 {
+		warm = append(warm, v1URL)
+	}
+	for _, u := range warm {
 		if r := load(u, 2, 300*time.Millisecond); r.reqs == 0 {
 			fmt.Fprintf(os.Stderr, "warm-up failed for %s\n%s", u, inst.Logs())
 			os.Exit(1)
@@ -221,6 +231,7 @@ func main() {
 
 	fmt.Printf("small GET, %d connections, %v per run, %d alternating rounds, nats-server %s\n", *conns, *dur, *rounds, *natsMode)
 	var bestN, bestH result
+	var ratios, p99s, v2v1 []float64
 	for i := 0; i < *rounds; i++ {
 		prof := func(name string) {
 			if *profile != "" && i == 0 {
@@ -252,9 +263,17 @@ func main() {
 		}
 		h := run("http", "HTTP", httpURL)
 		n := run("nats", "NATS", natsURL)
-		fmt.Printf("  round %d  HTTP %8.0f req/s p50 %-9v p99 %-9v errs %d | NATS %8.0f req/s p50 %-9v p99 %-9v errs %d\n",
+		fmt.Printf("  round %d  HTTP %8.0f req/s p50 %-9v p99 %-9v errs %d | NATS %8.0f req/s p50 %-9v p99 %-9v errs %d | ratio %.3f\n",
 			i+1, h.rps(), h.p50.Round(time.Microsecond), h.p99.Round(time.Microsecond), h.errs,
-			n.rps(), n.p50.Round(time.Microsecond), n.p99.Round(time.Microsecond), n.errs)
+			n.rps(), n.p50.Round(time.Microsecond), n.p99.Round(time.Microsecond), n.errs, n.rps()/h.rps())
+		ratios = append(ratios, n.rps()/h.rps())
+		p99s = append(p99s, float64(n.p99)/float64(h.p99))
+		if *withV1 {
+			v := run("nats-v1", "NATS v1", v1URL)
+			fmt.Printf("           NATS v1 %7.0f req/s p50 %-9v p99 %-9v errs %d | NATS (v2) / NATS v1 %.3f\n",
+				v.rps(), v.p50.Round(time.Microsecond), v.p99.Round(time.Microsecond), v.errs, n.rps()/v.rps())
+			v2v1 = append(v2v1, n.rps()/v.rps())
+		}
 		if i == 0 || h.rps() > bestH.rps() {
 			bestH = h
 		}
@@ -262,9 +281,13 @@ func main() {
 			bestN = n
 		}
 	}
+	fmt.Printf("per round: NATS/HTTP throughput %s (goal ≥ 1.00), p99 NATS/HTTP %s (goal ≤ 1.00)\n", meanRange(ratios), meanRange(p99s))
 	fmt.Printf("best: NATS/HTTP throughput ratio %.2f× (goal ≥ 1.00), p99 NATS %v vs HTTP %v (ratio %.2f, goal ≤ 1.00)\n",
 		bestN.rps()/bestH.rps(), bestN.p99.Round(time.Microsecond), bestH.p99.Round(time.Microsecond),
 		float64(bestN.p99)/float64(bestH.p99))
+	if *withV1 {
+		fmt.Printf("RATIO framing version 2 / version 1 throughput: %s\n", meanRange(v2v1))
+	}
 
 	if *big > 0 {
 		fmt.Printf("\nlarge transfers of %d MiB (RSS growth of the caddy process, pid %d)\n", *big>>20, pid)
@@ -286,6 +309,19 @@ func main() {
 				dir, h.mibps(), h.rssPeak>>20, h.ok, n.mibps(), n.rssPeak>>20, n.ok, n.mibps()/h.mibps())
 		}
 	}
+}
+
+// meanRange formats the mean of per-round ratios and their range.
+func meanRange(r []float64) string {
+	if len(r) == 0 {
+		return "-"
+	}
+	sum, lo, hi := 0.0, r[0], r[0]
+	for _, v := range r {
+		sum += v
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	return fmt.Sprintf("mean %.3f [%.3f–%.3f]", sum/float64(len(r)), lo, hi)
 }
 
 // profileBoth starts CPU profiles of the caddy process (through its admin
