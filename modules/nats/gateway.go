@@ -16,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/projectneo/caddy-neo/modules/neo"
@@ -92,7 +93,10 @@ type Gateway struct {
 	busyNs   atomic.Int64 // total time spent serving, in ns
 	wg       sync.WaitGroup
 	stopping atomic.Bool
-	workers  workers
+	// the metrics every request updates, resolved once
+	okCount       prometheus.Counter
+	inFlightGauge prometheus.Gauge
+	workers       workers
 }
 
 // workerIdle is how long a worker goroutine waits for the next request
@@ -293,6 +297,8 @@ func (a *GatewayApp) Stop() error {
 
 func (g *Gateway) start() error {
 	g.workers.init()
+	g.okCount = gatewayRequests.WithLabelValues(g.Name, "ok")
+	g.inFlightGauge = gatewayInFlight.WithLabelValues(g.Name)
 	var err error
 	g.mux, err = newMux(g.nc)
 	if err != nil {
@@ -399,12 +405,12 @@ func (g *Gateway) handle(req micro.Request) {
 		return
 	}
 	g.wg.Add(1)
-	gatewayInFlight.WithLabelValues(g.Name).Inc()
+	g.inFlightGauge.Inc()
 	g.workers.run(func() {
 		start := time.Now()
 		defer func() {
 			g.busyNs.Add(int64(time.Since(start)))
-			gatewayInFlight.WithLabelValues(g.Name).Dec()
+			g.inFlightGauge.Dec()
 			g.inflight.Add(-1)
 			g.wg.Done()
 		}()
@@ -560,7 +566,7 @@ func (g *Gateway) serve(m *nats.Msg) {
 		g.logger.Info("response not completed", append(fields, zap.String("outcome", outcome), zap.Error(err))...)
 		return
 	}
-	gatewayRequests.WithLabelValues(g.Name, "ok").Inc()
+	g.okCount.Inc()
 	g.served.Add(1)
 }
 

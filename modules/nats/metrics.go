@@ -35,6 +35,9 @@ var (
 	}, []string{"gateway"})
 )
 
+// proxyOK is the transport's outcome of almost every request, resolved once.
+var proxyOK = proxyRequests.WithLabelValues("ok")
+
 func registerMetrics(reg *prometheus.Registry) {
 	if reg == nil {
 		return

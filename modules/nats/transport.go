@@ -544,7 +544,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		br.trailer = resp.Trailer
 	}
 	resp.Body = &respBody{br: br, t: t, log: log}
-	proxyRequests.WithLabelValues("ok").Inc()
+	proxyOK.Inc()
 	return resp, nil
 }
 
