@@ -429,13 +429,44 @@ func (g *Gateway) respondError(reply string, status int, msg string) {
 }
 
 // subjectHeaders maps the default subject scheme's tokens to trusted headers.
-var subjectHeaders = []string{"", "", "Neo-Stage", "Neo-Zone", "Neo-Tenant", "Neo-App"}
+var subjectHeaders = [...]string{"", "", "Neo-Stage", "Neo-Zone", "Neo-Tenant", "Neo-App"}
+
+// splitSubject splits a subject into toks when it has exactly len(toks)
+// tokens.
+func splitSubject(subj string, toks []string) bool {
+	for i := range toks {
+		if i == len(toks)-1 {
+			toks[i] = subj
+			return !strings.Contains(subj, ".")
+		}
+		j := strings.IndexByte(subj, '.')
+		if j < 0 {
+			return false
+		}
+		toks[i], subj = subj[:j], subj[j+1:]
+	}
+	return false
+}
+
+// logFields are a request's fields in log lines, built only when a line is
+// written.
+type logFields struct{ subject, tenant, app string }
+
+func (l logFields) with(extra ...zap.Field) []zap.Field {
+	f := make([]zap.Field, 0, 3+len(extra))
+	f = append(f, zap.String("subject", l.subject))
+	if l.tenant != "" || l.app != "" {
+		f = append(f, zap.String("tenant", l.tenant), zap.String("app", l.app))
+	}
+	return append(f, extra...)
+}
 
 func (g *Gateway) serve(m *nats.Msg) {
-	toks := strings.Split(m.Subject, ".")
-	fields := []zap.Field{zap.String("subject", m.Subject)}
-	if len(toks) == 6 && toks[0] == "neo" && toks[1] == "rt" {
-		fields = append(fields, zap.String("tenant", toks[4]), zap.String("app", toks[5]))
+	var toks [len(subjectHeaders)]string
+	rt := splitSubject(m.Subject, toks[:]) && toks[0] == "neo" && toks[1] == "rt"
+	fields := logFields{subject: m.Subject}
+	if rt {
+		fields.tenant, fields.app = toks[4], toks[5]
 	}
 	f, err := parseFrame(m)
 	var rh *reqHead
@@ -445,7 +476,7 @@ func (g *Gateway) serve(m *nats.Msg) {
 	if err != nil {
 		gatewayRequests.WithLabelValues(g.Name, "bad_frame").Inc()
 		g.failed.Add(1)
-		g.logger.Warn("rejecting malformed request", append(fields, zap.Error(err))...)
+		g.logger.Warn("rejecting malformed request", fields.with(zap.Error(err))...)
 		g.respondError(m.Reply, http.StatusBadRequest, "malformed request frame")
 		return
 	}
@@ -459,7 +490,7 @@ func (g *Gateway) serve(m *nats.Msg) {
 	st.addCredit(rh.window)
 
 	reqCtx := ctx
-	if len(toks) == len(subjectHeaders) && toks[0] == "neo" && toks[1] == "rt" {
+	if rt {
 		// neo_route (when the gateway's routes use it) serves the request
 		// only if it resolves to the subject's tenant, stage and app.
 		reqCtx = neo.WithSubjectRoute(ctx, neo.SubjectRoute{Stage: toks[2], Tenant: toks[4], App: toks[5]})
@@ -480,7 +511,7 @@ func (g *Gateway) serve(m *nats.Msg) {
 		r.RequestURI += "?" + rh.query
 	}
 	r.Header.Set("Neo-Nats-Subject", m.Subject)
-	if len(toks) == len(subjectHeaders) && toks[0] == "neo" && toks[1] == "rt" {
+	if rt {
 		for i, name := range subjectHeaders {
 			if name != "" {
 				r.Header.Set(name, toks[i])
@@ -511,7 +542,7 @@ func (g *Gateway) serve(m *nats.Msg) {
 	if !f.eof {
 		// tell the edge where to stream the body, and how much it may send
 		if err := w.announce(g.Window); err != nil {
-			g.logger.Warn("answering request", append(fields, zap.Error(err))...)
+			g.logger.Warn("answering request", fields.with(zap.Error(err))...)
 			return
 		}
 	}
@@ -563,7 +594,7 @@ func (g *Gateway) serve(m *nats.Msg) {
 		}
 		gatewayRequests.WithLabelValues(g.Name, outcome).Inc()
 		g.failed.Add(1)
-		g.logger.Info("response not completed", append(fields, zap.String("outcome", outcome), zap.Error(err))...)
+		g.logger.Info("response not completed", fields.with(zap.String("outcome", outcome), zap.Error(err))...)
 		return
 	}
 	g.okCount.Inc()
@@ -573,7 +604,7 @@ func (g *Gateway) serve(m *nats.Msg) {
 // serveHTTP runs the http server's handlers. A handler that panics must not
 // leave the edge waiting for its head timeout: the edge gets a 502 when no
 // head was sent yet, else an error frame that aborts the response stream.
-func (g *Gateway) serveHTTP(w *respWriter, r *http.Request, fields []zap.Field) (ok bool) {
+func (g *Gateway) serveHTTP(w *respWriter, r *http.Request, fields logFields) (ok bool) {
 	defer func() {
 		rec := recover()
 		if rec == nil {
@@ -582,7 +613,7 @@ func (g *Gateway) serveHTTP(w *respWriter, r *http.Request, fields []zap.Field) 
 		ok = false
 		gatewayRequests.WithLabelValues(g.Name, "panic").Inc()
 		g.failed.Add(1)
-		g.logger.Error("panic serving request", append(fields, zap.Any("panic", rec), zap.Stack("stack"))...)
+		g.logger.Error("panic serving request", fields.with(zap.Any("panic", rec), zap.Stack("stack"))...)
 		w.mu.Lock()
 		headSent := w.headSent
 		w.headSent = true // nothing more from this writer

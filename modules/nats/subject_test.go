@@ -96,3 +96,22 @@ func FuzzSubject(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSplitSubject checks the gateway's allocation-free subject split
+// against strings.Split.
+func FuzzSplitSubject(f *testing.F) {
+	for _, s := range []string{"neo.rt.prod.az-a.acme.orders", "a.b.c.d.e", "a.b.c.d.e.f.g", "", ".....", "neo.rt.prod.az-a.acme.", "x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var toks [6]string
+		ok := splitSubject(s, toks[:])
+		want := strings.Split(s, ".")
+		if ok != (len(want) == 6) {
+			t.Fatalf("%q: split %v, want %v", s, ok, len(want) == 6)
+		}
+		if ok && toks != [6]string(want) {
+			t.Fatalf("%q: %q, want %q", s, toks, want)
+		}
+	})
+}

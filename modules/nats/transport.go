@@ -494,7 +494,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return fail("bad_frame", err)
 	}
 	resp := &http.Response{
-		Status:     fmt.Sprintf("%d %s", f.status, http.StatusText(f.status)),
+		Status:     statusLine(f.status),
 		StatusCode: f.status,
 		Proto:      "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header:        hdr,
@@ -632,11 +632,26 @@ func (r *respBody) Close() error {
 	return nil
 }
 
+// statusLines are the Status texts of http.Response for 100-599.
+var statusLines = func() (s [500]string) {
+	for i := range s {
+		s[i] = fmt.Sprintf("%d %s", 100+i, http.StatusText(100+i))
+	}
+	return
+}()
+
+func statusLine(code int) string {
+	if code >= 100 && code <= 599 {
+		return statusLines[code-100]
+	}
+	return fmt.Sprintf("%d %s", code, http.StatusText(code))
+}
+
 // synthetic builds a response the transport answers itself.
 func synthetic(req *http.Request, status int, msg string) *http.Response {
 	body := msg + "\n"
 	return &http.Response{
-		Status:     fmt.Sprintf("%d %s", status, http.StatusText(status)),
+		Status:     statusLine(status),
 		StatusCode: status,
 		Proto:      "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: http.Header{
