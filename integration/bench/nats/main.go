@@ -18,7 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,13 +35,39 @@ type result struct {
 	errs     int64
 	dur      time.Duration
 	p50, p99 time.Duration
+	lat      []time.Duration // sorted
 }
 
 func (r result) rps() float64 { return float64(r.reqs) / r.dur.Seconds() }
 
+// merge adds the requests of o (a later slice of the same chain).
+func (r result) merge(o result) result {
+	r.reqs += o.reqs
+	r.errs += o.errs
+	r.dur += o.dur
+	r.lat = append(r.lat, o.lat...)
+	slices.Sort(r.lat)
+	r.p50, r.p99 = 0, 0
+	if len(r.lat) > 0 {
+		r.p50 = r.lat[len(r.lat)/2]
+		r.p99 = r.lat[len(r.lat)*99/100]
+	}
+	return r
+}
+
+func newClient(conns int) *http.Client {
+	return &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}, Timeout: 10 * time.Second}
+}
+
 func load(url string, conns int, d time.Duration) result {
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}, Timeout: 10 * time.Second}
+	client := newClient(conns)
 	defer client.CloseIdleConnections()
+	return loadWith(client, url, conns, d)
+}
+
+// loadWith runs conns workers sending GETs to url for d through client
+// (whose keep-alive connections later slices reuse).
+func loadWith(client *http.Client, url string, conns int, d time.Duration) result {
 	var n, errs atomic.Int64
 	lat := make([][]time.Duration, conns)
 	deadline := time.Now().Add(d)
@@ -74,13 +100,7 @@ func load(url string, conns int, d time.Duration) result {
 	for _, l := range lat {
 		all = append(all, l...)
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	r := result{reqs: n.Load(), errs: errs.Load(), dur: time.Since(start)}
-	if len(all) > 0 {
-		r.p50 = all[len(all)/2]
-		r.p99 = all[len(all)*99/100]
-	}
-	return r
+	return result{errs: errs.Load(), dur: time.Since(start)}.merge(result{reqs: n.Load(), lat: all})
 }
 
 // rss returns the resident memory of the caddy process in bytes.
@@ -171,6 +191,7 @@ func main() {
 	profile := flag.String("cpuprofile", "", "write CPU profiles of caddy during the first HTTP run (<prefix>-http.prof) and the first NATS run (<prefix>-nats.prof), and its allocations around each (<prefix>-allocs-{http,nats}-{before,after}.prof)")
 	ioStats := flag.Bool("iostats", false, "print read and write system calls and CPU time per request of caddy and of this program (load and nats-server) for each run")
 	bigProfile := flag.String("bigprofile", "", "write CPU profiles of caddy (<prefix>-caddy.prof) and of this program with its nats-server (<prefix>-bench.prof) during the NATS download")
+	slice := flag.Duration("slice", time.Second, "within a round, alternate the chains in slices this long until each has run -d (0: one whole run each); a change of the machine's speed during a round then weighs on every chain alike. -cpuprofile turns it off")
 	withV1 := flag.Bool("v1", false, "also run the NATS chain with framing protocol version 1 (an edge with protocol_version 1), in the same rounds, and print version 2's ratio to it")
 	natsMode := flag.String("nats", "external", "where the nats-server runs: external (in this program, over loopback TCP, like a separate NATS cluster) inprocess (embedded in caddy, connections without a socket, like the local topology) or embedded-tcp (embedded in caddy, connections over loopback TCP)")
 	flag.Parse()
@@ -250,26 +271,47 @@ func main() {
 				}
 			}
 		}
-		run := func(name, label, url string) result {
-			before := snap(pid)
-			prof(name)
-			allocs(name + "-before")
-			r := load(url, *conns, *dur)
-			allocs(name + "-after")
-			if *ioStats {
-				fmt.Printf("  %s run: %s\n", label, snap(pid).perRequest(before, r.reqs))
-			}
-			return r
+		type chain struct {
+			name, label, url string
+			client           *http.Client
+			r                result
+			cpu              snapshot // system calls and CPU time, summed over slices
 		}
-		h := run("http", "HTTP", httpURL)
-		n := run("nats", "NATS", natsURL)
+		chains := []*chain{{name: "http", label: "HTTP", url: httpURL}, {name: "nats", label: "NATS", url: natsURL}}
+		if *withV1 {
+			chains = append(chains, &chain{name: "nats-v1", label: "NATS v1", url: v1URL})
+		}
+		step := *dur
+		if *slice > 0 && *profile == "" {
+			step = *slice
+		}
+		for _, c := range chains {
+			c.client = newClient(*conns)
+		}
+		for done := time.Duration(0); done < *dur; done += step {
+			for _, c := range chains {
+				before := snap(pid)
+				prof(c.name)
+				allocs(c.name + "-before")
+				c.r = c.r.merge(loadWith(c.client, c.url, *conns, min(step, *dur-done)))
+				allocs(c.name + "-after")
+				c.cpu = c.cpu.add(snap(pid), before)
+			}
+		}
+		for _, c := range chains {
+			c.client.CloseIdleConnections()
+			if *ioStats {
+				fmt.Printf("  %s run: %s\n", c.label, c.cpu.perRequest(snapshot{}, c.r.reqs))
+			}
+		}
+		h, n := chains[0].r, chains[1].r
 		fmt.Printf("  round %d  HTTP %8.0f req/s p50 %-9v p99 %-9v errs %d | NATS %8.0f req/s p50 %-9v p99 %-9v errs %d | ratio %.3f\n",
 			i+1, h.rps(), h.p50.Round(time.Microsecond), h.p99.Round(time.Microsecond), h.errs,
 			n.rps(), n.p50.Round(time.Microsecond), n.p99.Round(time.Microsecond), n.errs, n.rps()/h.rps())
 		ratios = append(ratios, n.rps()/h.rps())
 		p99s = append(p99s, float64(n.p99)/float64(h.p99))
 		if *withV1 {
-			v := run("nats-v1", "NATS v1", v1URL)
+			v := chains[2].r
 			fmt.Printf("           NATS v1 %7.0f req/s p50 %-9v p99 %-9v errs %d | NATS (v2) / NATS v1 %.3f\n",
 				v.rps(), v.p50.Round(time.Microsecond), v.p99.Round(time.Microsecond), v.errs, n.rps()/v.rps())
 			v2v1 = append(v2v1, n.rps()/v.rps())
@@ -387,6 +429,14 @@ type snapshot struct{ caddy, self procStats }
 
 func snap(pid int) snapshot {
 	return snapshot{caddy: readProc(strconv.Itoa(pid)), self: readProc("self")}
+}
+
+// add returns s plus the difference after − before.
+func (s snapshot) add(after, before snapshot) snapshot {
+	d := func(a, b, c procStats) procStats {
+		return procStats{syscr: a.syscr + b.syscr - c.syscr, syscw: a.syscw + b.syscw - c.syscw, cpuTicks: a.cpuTicks + b.cpuTicks - c.cpuTicks}
+	}
+	return snapshot{caddy: d(s.caddy, after.caddy, before.caddy), self: d(s.self, after.self, before.self)}
 }
 
 // perRequest formats the difference from before, per request.
