@@ -545,44 +545,31 @@ func (g *Gateway) serve(m *nats.Msg) {
 			g.logger.Warn("answering request", fields.with(zap.Error(err))...)
 			return
 		}
+	} else {
+		// tell the edge where to send a cancel if the head takes a while
+		t := time.AfterFunc(acceptDelay, func() { _ = w.announce(0) })
+		defer t.Stop()
 	}
-	// The edge gives up the head timeout after the request is sent: so do
-	// we (plus a grace, so that the edge's 504 wins).
-	var headTimer atomic.Pointer[time.Timer]
-	var served atomic.Bool
-	defer func() {
-		served.Store(true)
-		if t := headTimer.Load(); t != nil {
-			t.Stop()
-		}
-	}()
-	cancelLate := func() {
-		if !w.headWasSent() {
-			cancel()
-		}
-	}
-	if f.eof {
-		// one timer for both: at acceptDelay it tells the edge where to send
-		// a cancel (when the head takes a while), at the head timeout it
-		// cancels (headGrace > acceptDelay)
-		var announced atomic.Bool
-		headTimer.Store(time.AfterFunc(acceptDelay, func() {
-			if announced.CompareAndSwap(false, true) {
-				_ = w.announce(0)
-				if rh.headTimeout > 0 && !served.Load() {
-					d := rh.headTimeout + headGrace - acceptDelay
-					if t := headTimer.Load(); t != nil {
-						t.Reset(d)
-					} else { // fired before it was stored: only on a stalled machine
-						headTimer.Store(time.AfterFunc(d, cancelLate))
-					}
+	if rh.headTimeout > 0 {
+		// the edge gives up this long after the request is sent: so do we
+		var headTimer atomic.Pointer[time.Timer]
+		start := func() {
+			headTimer.Store(time.AfterFunc(rh.headTimeout+headGrace, func() {
+				if !w.headWasSent() {
+					cancel()
 				}
-				return
+			}))
+		}
+		if f.eof {
+			start()
+		} else {
+			br.onEOF = start
+		}
+		defer func() {
+			if t := headTimer.Load(); t != nil {
+				t.Stop()
 			}
-			cancelLate()
-		}))
-	} else if rh.headTimeout > 0 {
-		br.onEOF = func() { headTimer.Store(time.AfterFunc(rh.headTimeout+headGrace, cancelLate)) }
+		}()
 	}
 	if !g.serveHTTP(w, r, fields) {
 		return
@@ -763,90 +750,31 @@ func (w *respWriter) send(eof bool) error {
 	if eof {
 		trailer = w.trailers()
 	}
-	if !w.headWasSent() && w.v2 {
-		return w.sendV2Head(eof, trailer)
-	}
 	if !w.headWasSent() {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		h := newFrame(kindResp, 5+len(w.header)+len(trailer))
-		h[hdrStatus] = statusValue(w.status)
-		putHTTPFields(h, w.header, prefixHeader)
-		for k := range h {
-			if strings.HasPrefix(k, prefixHeader+http.TrailerPrefix) {
-				delete(h, k)
-			}
-		}
-		if names := w.trailerNames(); len(names) > 0 {
-			h[hdrTrailer] = []string{strings.Join(names, ",")}
-		}
-		if !w.inboxSent {
-			h[hdrInbox] = []string{w.inbox}
-			w.inboxSent = true
-		}
-		if eof {
-			h[hdrEOF] = constValue("1")
-			putHTTPFields(h, trailer, prefixTrailer)
-		}
-		w.headSent = true
-		data := w.buf
-		if mp := int(w.g.nc.MaxPayload()); mp > 0 && len(data)+headSize(h) > mp {
-			// headers are large: send the head alone, the bytes after it
-			delete(h, hdrEOF)
-			for k := range h {
-				if strings.HasPrefix(k, prefixTrailer) {
-					delete(h, k)
-				}
-			}
-			if err := w.g.nc.PublishMsg(&nats.Msg{Subject: w.reply, Header: h}); err != nil {
-				w.err = err
-				return err
-			}
-			w.st.sent.Store(0)
-			w.buf = w.buf[:0]
-			w.err = w.snd.sendDataTo(w.reply, data, eof, trailer)
-			return w.err
-		}
-		w.err = w.g.nc.PublishMsg(&nats.Msg{Subject: w.reply, Header: h, Data: data})
-		if w.err == nil {
-			w.st.sent.Store(0)
-		}
-		w.buf = w.buf[:0]
-		return w.err
+		return w.sendHead(eof, trailer)
 	}
 	w.err = w.snd.sendDataTo(w.reply, w.buf, eof, trailer)
 	w.buf = w.buf[:0]
 	return w.err
 }
 
-// sendV2Head sends the resp frame in protocol version 2, with the buffered
-// bytes when they fit in one message.
-func (w *respWriter) sendV2Head(eof bool, trailer http.Header) error {
+// sendHead sends the resp frame (once) with the buffered bytes, and with the
+// end and the trailers when eof, in one message when it fits; else the head
+// alone and the bytes after it in a data frame.
+func (w *respWriter) sendHead(eof bool, trailer http.Header) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	data := w.buf
-	b := make([]byte, 0, 64+len(w.inbox)+v2FieldsSize(w.header)+v2FieldsSize(trailer)+len(data))
-	b = appendV2Start(b, v2KindResp)
-	b = appendV2Ctl(b, 's', statusValue(w.status)[0])
-	if names := w.trailerNames(); len(names) > 0 {
-		b = appendV2Ctl(b, 'r', strings.Join(names, ","))
-	}
-	if !w.inboxSent {
-		b = appendV2Ctl(b, 'i', w.inbox)
-		w.inboxSent = true
-	}
-	b = appendV2Fields(b, v2TagHTTP, w.header)
-	noEOF := len(b)
-	if eof {
-		b = appendV2Ctl(b, 'e', "1")
-		b = appendV2Fields(b, v2TagTrail, trailer)
-	}
-	w.headSent = true
 	w.buf = w.buf[:0]
-	if mp := int(w.g.nc.MaxPayload()); mp > 0 && len(b)+1+len(data) > mp {
+	w.headSent = true
+	inbox := ""
+	if !w.inboxSent {
+		inbox, w.inboxSent = w.inbox, true
+	}
+	m := w.headMsg(inbox, eof, trailer, data)
+	if mp := int(w.g.nc.MaxPayload()); mp > 0 && headSize(m.Header)+len(m.Data) > mp {
 		// headers are large: send the head alone, the bytes after it
-		b = append(b[:noEOF], v2End)
-		if err := w.g.nc.PublishMsg(&nats.Msg{Subject: w.reply, Data: b}); err != nil {
+		if err := w.g.nc.PublishMsg(w.headMsg(inbox, false, nil, nil)); err != nil {
 			w.err = err
 			return err
 		}
@@ -854,12 +782,52 @@ func (w *respWriter) sendV2Head(eof bool, trailer http.Header) error {
 		w.err = w.snd.sendDataTo(w.reply, data, eof, trailer)
 		return w.err
 	}
-	b = append(append(b, v2End), data...)
-	w.err = w.g.nc.PublishMsg(&nats.Msg{Subject: w.reply, Data: b})
+	w.err = w.g.nc.PublishMsg(m)
 	if w.err == nil {
 		w.st.sent.Store(0)
 	}
 	return w.err
+}
+
+// headMsg builds the resp frame, in the protocol version of the request:
+// the status, the header fields, the announced trailer names, the inbox
+// (unless empty), data, and with eof the end and the trailers.
+func (w *respWriter) headMsg(inbox string, eof bool, trailer http.Header, data []byte) *nats.Msg {
+	var names string
+	if n := w.trailerNames(); len(n) > 0 {
+		names = strings.Join(n, ",")
+	}
+	if w.v2 {
+		b := make([]byte, 0, 64+len(inbox)+len(names)+v2FieldsSize(w.header)+v2FieldsSize(trailer)+len(data))
+		b = appendV2Start(b, v2KindResp)
+		b = appendV2Ctl(b, 's', statusValue(w.status)[0])
+		if names != "" {
+			b = appendV2Ctl(b, 'r', names)
+		}
+		if inbox != "" {
+			b = appendV2Ctl(b, 'i', inbox)
+		}
+		b = appendV2Fields(b, v2TagHTTP, w.header)
+		if eof {
+			b = appendV2Ctl(b, 'e', "1")
+			b = appendV2Fields(b, v2TagTrail, trailer)
+		}
+		return &nats.Msg{Subject: w.reply, Data: append(append(b, v2End), data...)}
+	}
+	h := newFrame(kindResp, 5+len(w.header)+len(trailer))
+	h[hdrStatus] = statusValue(w.status)
+	putHTTPFields(h, w.header, prefixHeader) // "Trailer:<name>" fields are not tokens: dropped
+	if names != "" {
+		h[hdrTrailer] = []string{names}
+	}
+	if inbox != "" {
+		h[hdrInbox] = []string{inbox}
+	}
+	if eof {
+		h[hdrEOF] = constValue("1")
+		putHTTPFields(h, trailer, prefixTrailer)
+	}
+	return &nats.Msg{Subject: w.reply, Header: h, Data: data}
 }
 
 func (w *respWriter) trailerNames() []string {

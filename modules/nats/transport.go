@@ -270,88 +270,28 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	// a body of known length that fits rides in the head
 	inline := !eof && req.ContentLength > 0 && req.ContentLength <= int64(chunk) && len(req.Trailer) == 0
-	var head nats.Header
-	var packed []byte
-	var headBytes int
-	if t.ProtocolVersion == 1 {
-		head = newFrame(kindHead, 11+len(req.Header))
-		head[hdrVersion] = constValue(protoVersion)
-		head[hdrMethod] = constValue(req.Method)
-		head[hdrPath] = []string{req.URL.EscapedPath()}
-		head[hdrQuery] = []string{req.URL.RawQuery}
-		head[hdrHost] = []string{host}
-		head[hdrWindow] = t.windowValue
-		head[hdrTimeout] = t.timeoutValue
-		putHTTPFields(head, req.Header, prefixHeader)
-		if trailerNames != "" {
-			head[hdrTrailer] = []string{trailerNames}
+	msg, first := t.headMsg(req, host, trailerNames, length, inline)
+	headBytes := headSize(msg.Header) + len(msg.Data) - len(first)
+	if mp := int(t.nc.MaxPayload()); mp > 0 {
+		if headBytes+256 > mp {
+			proxyRequests.WithLabelValues("head_too_large").Inc()
+			log.Warn("request head does not fit in a nats message", zap.Int("head_bytes", headBytes))
+			return synthetic(req, http.StatusRequestHeaderFieldsTooLarge, "request header fields too large"), nil
 		}
-		headBytes = headSize(head)
-	} else {
-		path := req.URL.EscapedPath()
-		size := 64 + len(req.Method) + len(path) + len(req.URL.RawQuery) + len(host) + len(trailerNames) + v2FieldsSize(req.Header)
-		if inline {
-			size += int(req.ContentLength)
+		if inline && req.ContentLength > int64(mp-headBytes-256) {
+			inline = false
+			msg, first = t.headMsg(req, host, trailerNames, length, false)
 		}
-		packed = appendV2Start(make([]byte, 0, size), v2KindHead)
-		packed = appendV2Ctl(packed, 'm', req.Method)
-		packed = appendV2Ctl(packed, 'p', path)
-		packed = appendV2Ctl(packed, 'q', req.URL.RawQuery)
-		packed = appendV2Ctl(packed, 'h', host)
-		packed = appendV2Ctl(packed, 'w', t.windowValue[0])
-		packed = appendV2Ctl(packed, 't', t.timeoutValue[0])
-		if trailerNames != "" {
-			packed = appendV2Ctl(packed, 'r', trailerNames)
-		}
-		packed = appendV2Fields(packed, v2TagHTTP, req.Header)
-		headBytes = len(packed) + 32 // with the length, eof and end fields
 	}
-	inlineMax := int(t.nc.MaxPayload()) - headBytes - 256
-	if inlineMax < 0 && t.nc.MaxPayload() > 0 {
-		proxyRequests.WithLabelValues("head_too_large").Inc()
-		log.Warn("request head does not fit in a nats message", zap.Int("head_bytes", headBytes))
-		return synthetic(req, http.StatusRequestHeaderFieldsTooLarge, "request header fields too large"), nil
-	}
-	inline = inline && req.ContentLength <= int64(inlineMax)
 	if inline {
 		eof = true
-	}
-	lengthValue := "0"
-	if length != 0 {
-		lengthValue = strconv.FormatInt(length, 10)
-	}
-	var first []byte
-	if t.ProtocolVersion == 1 {
-		head[hdrLength] = constValue(lengthValue)
-		if eof {
-			head[hdrEOF] = constValue("1")
-		}
-		if inline {
-			first = make([]byte, req.ContentLength)
-		}
-	} else {
-		packed = appendV2Ctl(packed, 'l', lengthValue)
-		if eof {
-			packed = appendV2Ctl(packed, 'e', "1")
-		}
-		packed = append(packed, v2End)
-		if inline {
-			n := len(packed)
-			packed = slices.Grow(packed, int(req.ContentLength))[:n+int(req.ContentLength)]
-			first = packed[n:]
-		}
-	}
-	if inline {
 		if _, err := io.ReadFull(body, first); err != nil {
 			return nil, fmt.Errorf("reading request body: %w", err)
 		}
 	}
 
 	st := t.mux.open(t.Window)
-	msg := &nats.Msg{Reply: st.inbox, Header: head, Data: first}
-	if packed != nil {
-		msg.Data = packed
-	}
+	msg.Reply = st.inbox
 	hdrTimeout := time.Duration(t.ResponseHeaderTimeout)
 	timer := time.NewTimer(hdrTimeout)
 	defer timer.Stop()
@@ -546,6 +486,66 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp.Body = &respBody{br: br, t: t, log: log}
 	proxyOK.Inc()
 	return resp, nil
+}
+
+// headMsg builds the head frame in the transport's protocol version, with
+// the end of the body when there is none or when inline; then first is
+// where the inline body goes (its ContentLength bytes, in the message).
+func (t *Transport) headMsg(req *http.Request, host, trailerNames string, length int64, inline bool) (msg *nats.Msg, first []byte) {
+	eof := inline || req.Body == nil || req.Body == http.NoBody || req.ContentLength == 0
+	lengthValue := "0"
+	if length != 0 {
+		lengthValue = strconv.FormatInt(length, 10)
+	}
+	path := req.URL.EscapedPath()
+	if t.ProtocolVersion == 1 {
+		head := newFrame(kindHead, 11+len(req.Header))
+		head[hdrVersion] = constValue(protoVersion)
+		head[hdrMethod] = constValue(req.Method)
+		head[hdrPath] = []string{path}
+		head[hdrQuery] = []string{req.URL.RawQuery}
+		head[hdrHost] = []string{host}
+		head[hdrWindow] = t.windowValue
+		head[hdrTimeout] = t.timeoutValue
+		putHTTPFields(head, req.Header, prefixHeader)
+		if trailerNames != "" {
+			head[hdrTrailer] = []string{trailerNames}
+		}
+		head[hdrLength] = constValue(lengthValue)
+		if eof {
+			head[hdrEOF] = constValue("1")
+		}
+		if inline {
+			first = make([]byte, req.ContentLength)
+		}
+		return &nats.Msg{Header: head, Data: first}, first
+	}
+	size := 64 + len(req.Method) + len(path) + len(req.URL.RawQuery) + len(host) + len(trailerNames) + v2FieldsSize(req.Header)
+	if inline {
+		size += int(req.ContentLength)
+	}
+	b := appendV2Start(make([]byte, 0, size), v2KindHead)
+	b = appendV2Ctl(b, 'm', req.Method)
+	b = appendV2Ctl(b, 'p', path)
+	b = appendV2Ctl(b, 'q', req.URL.RawQuery)
+	b = appendV2Ctl(b, 'h', host)
+	b = appendV2Ctl(b, 'w', t.windowValue[0])
+	b = appendV2Ctl(b, 't', t.timeoutValue[0])
+	if trailerNames != "" {
+		b = appendV2Ctl(b, 'r', trailerNames)
+	}
+	b = appendV2Fields(b, v2TagHTTP, req.Header)
+	b = appendV2Ctl(b, 'l', lengthValue)
+	if eof {
+		b = appendV2Ctl(b, 'e', "1")
+	}
+	b = append(b, v2End)
+	if inline {
+		n := len(b)
+		b = slices.Grow(b, int(req.ContentLength))[:n+int(req.ContentLength)]
+		first = b[n:]
+	}
+	return &nats.Msg{Data: b}, first
 }
 
 // upload streams the request body after the inline part.

@@ -152,6 +152,45 @@ func fillerSHA(n int64) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// TestHeadTooLarge: a request head that cannot fit in one message of the
+// server's max_payload is answered 431 by the edge itself.
+func TestHeadTooLarge(t *testing.T) {
+	const mp = 8 << 10
+	eachProtocolVersion(t, startNATS(t, mp), func(t *testing.T, tp topo) {
+		req, _ := http.NewRequest("GET", tp.url("/orders/huge"), nil)
+		req.Header.Set("Neo-Huge", strings.Repeat("h", mp))
+		resp, body := do(t, nil, req)
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge || resp.Header.Get("Neo-Nats-Synthetic") != "1" {
+			t.Fatalf("status %d %v: %s", resp.StatusCode, resp.Header, body)
+		}
+		// just under the limit it goes through
+		req.Header.Set("Neo-Huge", strings.Repeat("h", mp/2))
+		if resp, body := do(t, nil, req); resp.StatusCode != 200 {
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+	})
+}
+
+// download sends req, whose response must be 200 with n bytes of echo's
+// filler, and returns the response (its body read and closed).
+func download(t *testing.T, req *http.Request, n int64) *http.Response {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	h := sha256.New()
+	got, err := io.Copy(h, resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("status %d, %v", resp.StatusCode, err)
+	}
+	if got != n || hex.EncodeToString(h.Sum(nil)) != fillerSHA(n) {
+		t.Fatalf("got %d bytes, sha mismatch", got)
+	}
+	return resp
+}
+
 // chunkedReader hides the length so the request is sent chunked.
 type chunkedReader struct{ r io.Reader }
 
@@ -177,19 +216,7 @@ func testBodies(t *testing.T, tp topo) {
 		req.ContentLength = n
 		req.Header.Set("Neo-Big-Request", strings.Repeat("q", 16<<10))
 		req.Header.Set("Echo-Body-Bytes", strconv.FormatInt(n, 10))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		h := sha256.New()
-		got, err := io.Copy(h, resp.Body)
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("status %d, %v", resp.StatusCode, err)
-		}
-		if got != n || hex.EncodeToString(h.Sum(nil)) != fillerSHA(n) {
-			t.Fatalf("response: got %d bytes, sha mismatch", got)
-		}
+		resp := download(t, req, n)
 		if resp.Header.Get("Neo-Big") != bigHeadValue {
 			t.Fatalf("big response header: %d bytes", len(resp.Header.Get("Neo-Big")))
 		}
@@ -222,19 +249,7 @@ func testBodies(t *testing.T, tp topo) {
 		t.Run(fmt.Sprintf("download %d", n), func(t *testing.T) {
 			req, _ := http.NewRequest("GET", tp.url("/orders/down"), nil)
 			req.Header.Set("Echo-Body-Bytes", strconv.FormatInt(n, 10))
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			h := sha256.New()
-			got, err := io.Copy(h, resp.Body)
-			if err != nil || resp.StatusCode != 200 {
-				t.Fatalf("status %d, %v", resp.StatusCode, err)
-			}
-			if got != n || hex.EncodeToString(h.Sum(nil)) != fillerSHA(n) {
-				t.Fatalf("got %d bytes, sha mismatch", got)
-			}
+			download(t, req, n)
 		})
 	}
 }
