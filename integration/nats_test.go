@@ -322,6 +322,113 @@ func TestNATSBinaryFailoverAndReloads(t *testing.T) {
 	}
 }
 
+// edgeOnlyCaddyfile is an edge that sends over NATS, alone in its process.
+const edgeOnlyCaddyfile = `{
+	admin 127.0.0.1:%[1]d
+	nats {
+		connection default {
+			servers nats://127.0.0.1:%[3]d
+		}
+	}
+}
+
+http://:%[2]d {
+	bind 127.0.0.1
+	header X-Edge-Generation %[4]d
+	reverse_proxy nats {
+		transport nats {
+			subject neo.rt.prod.{neo.zone}.{http.request.header.X-Tenant}.{http.request.header.X-App}
+			zones az-a az-b
+			response_header_timeout 2s
+			chunk_timeout 2s
+		}
+	}
+}
+`
+
+// TestNATSBinaryEdgeReloadMidStream reloads an edge process while responses
+// stream through it from gateways in another process, as in production. Caddy
+// cleans up the old configuration without waiting for its requests: the old
+// transport must carry their responses on to the end.
+func TestNATSBinaryEdgeReloadMidStream(t *testing.T) {
+	nt := startNATSTopo(t)
+	ports, err := harness.FreePorts(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, edge := ports[0], ports[1]
+	cfg := func(gen int) string { return fmt.Sprintf(edgeOnlyCaddyfile, admin, edge, nt.natsPort, gen) }
+	inst := harness.Start(t, harness.Options{
+		Config:  cfg(1),
+		Adapter: "caddyfile",
+		Admin:   fmt.Sprintf("127.0.0.1:%d", admin),
+		WaitFor: []string{fmt.Sprintf("127.0.0.1:%d", edge)},
+	})
+	get := func(path string, hdr ...string) (*http.Response, error) {
+		req, _ := http.NewRequest("GET", nt.url(edge, path), nil)
+		req.Header.Set("X-Tenant", "acme")
+		req.Header.Set("X-App", "orders")
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		return http.DefaultClient.Do(req)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := get("/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the edge never served over NATS: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	const n = 4
+	results := make(chan string, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			resp, err := get("/events", "Echo-Events", "6", "Echo-Interval", "100ms")
+			if err != nil {
+				results <- err.Error()
+				return
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			if got := strings.Count(string(b), "\n\n"); got != 6 || err != nil {
+				results <- fmt.Sprintf("%d of 6 events, %v", got, err)
+				return
+			}
+			results <- ""
+		}()
+	}
+	time.Sleep(200 * time.Millisecond)
+	js, err := adapttest.Adapt(t, "Caddyfile", []byte(cfg(2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body, err := inst.Admin("POST", "/load", js); err != nil || code != 200 {
+		t.Fatalf("reload: %d %s %v", code, body, err)
+	}
+	for i := 0; i < n; i++ {
+		if r := <-results; r != "" {
+			t.Fatalf("a response streaming through the edge was cut by its reload: %s", r)
+		}
+	}
+	http.DefaultClient.CloseIdleConnections()
+	resp, err := get("/after")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Edge-Generation") != "2" {
+		t.Fatalf("after the reload: %d, generation %q", resp.StatusCode, resp.Header.Get("X-Edge-Generation"))
+	}
+}
+
 var goroutineTotal = regexp.MustCompile(`goroutine profile: total (\d+)`)
 
 func (nt *natsTopo) goroutines() int {

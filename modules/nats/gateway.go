@@ -78,7 +78,8 @@ type Gateway struct {
 	// MaxInFlight bounds concurrent requests; beyond it requests are answered
 	// 503. Default: 10000.
 	MaxInFlight int `json:"max_in_flight,omitempty"`
-	// DrainTimeout bounds how long Stop waits for accepted requests. Default: 30s.
+	// DrainTimeout bounds how long Stop waits for accepted requests; those
+	// still running then are left to finish. Default: 30s.
 	DrainTimeout caddy.Duration `json:"drain_timeout,omitempty"`
 
 	nc       *nats.Conn
@@ -362,7 +363,8 @@ func (g *Gateway) stop() {
 	select {
 	case <-done:
 	case <-time.After(time.Until(deadline)):
-		g.logger.Warn("drain timeout: requests still running", zap.Int64("in_flight", g.inflight.Load()))
+		// they go on until they end, as an old http server's requests do
+		g.logger.Warn("drain timeout: requests still running, left to finish", zap.Int64("in_flight", g.inflight.Load()))
 	}
 	g.workers.stop()
 	g.mux.close()
@@ -483,7 +485,14 @@ func (g *Gateway) serve(m *nats.Msg) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	st := g.mux.open(g.Window)
+	st, err := g.mux.open(g.Window)
+	if err != nil {
+		gatewayRequests.WithLabelValues(g.Name, "unavailable").Inc()
+		g.failed.Add(1)
+		g.logger.Warn("cannot serve request", fields.with(zap.Error(err))...)
+		g.respondError(m.Reply, http.StatusServiceUnavailable, "stage gateway unavailable")
+		return
+	}
 	st.cancelFn = cancel
 	defer st.close()
 	st.setPeer(m.Reply)
@@ -598,9 +607,16 @@ func (g *Gateway) serveHTTP(w *respWriter, r *http.Request, fields logFields) (o
 			return
 		}
 		ok = false
-		gatewayRequests.WithLabelValues(g.Name, "panic").Inc()
 		g.failed.Add(1)
-		g.logger.Error("panic serving request", fields.with(zap.Any("panic", rec), zap.Stack("stack"))...)
+		if rec == http.ErrAbortHandler {
+			// the handler's way to abort a response it cannot complete (the
+			// reverse proxy when its upstream fails mid-body); it logged why
+			gatewayRequests.WithLabelValues(g.Name, "aborted").Inc()
+			g.logger.Info("response aborted by the handler", fields.with()...)
+		} else {
+			gatewayRequests.WithLabelValues(g.Name, "panic").Inc()
+			g.logger.Error("panic serving request", fields.with(zap.Any("panic", rec), zap.Stack("stack"))...)
+		}
 		w.mu.Lock()
 		headSent := w.headSent
 		w.headSent = true // nothing more from this writer

@@ -33,10 +33,14 @@ func (testPanic) CaddyModule() caddy.ModuleInfo {
 }
 
 func (testPanic) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	if r.URL.Query().Has("late") {
+	q := r.URL.Query()
+	if q.Has("late") || q.Has("abort") {
 		w.WriteHeader(200)
 		_, _ = w.Write([]byte("partial"))
 		_ = http.NewResponseController(w).Flush()
+	}
+	if q.Has("abort") {
+		panic(http.ErrAbortHandler) // as the reverse proxy does when its upstream fails mid-body
 	}
 	panic("test handler panic")
 }

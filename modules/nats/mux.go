@@ -14,29 +14,62 @@ import (
 type mux struct {
 	nc     *nats.Conn
 	prefix string
-	sub    *nats.Subscription
 	next   atomic.Uint64
 	mu     sync.Mutex
 	m      map[string]*stream
+	sub    *nats.Subscription // nil while unsubscribed (after close)
+	// closing is set by close: the subscription ends with the last stream.
+	closing bool
 }
 
 func newMux(nc *nats.Conn) (*mux, error) {
 	mx := &mux{nc: nc, prefix: nc.NewInbox(), m: make(map[string]*stream)}
-	sub, err := nc.Subscribe(mx.prefix+".*", mx.deliver)
-	if err != nil {
+	if err := mx.subscribe(); err != nil {
 		return nil, err
+	}
+	return mx, nil
+}
+
+// subscribe is called with mu held (or before the mux is shared).
+func (mx *mux) subscribe() error {
+	sub, err := mx.nc.Subscribe(mx.prefix+".*", mx.deliver)
+	if err != nil {
+		return err
 	}
 	// Streams are windowed, so pending stays small; these only guard
 	// against a misbehaving peer.
 	_ = sub.SetPendingLimits(1<<16, 1<<30)
 	mx.sub = sub
-	return mx, nil
+	return nil
 }
 
+// close ends the subscription once no stream is open. A config reload
+// cleans up the old transport while the old servers still finish their
+// requests (Caddy does not wait for them), so the streams of those requests
+// keep the subscription until they close; unsubscribing at once would cut
+// every response still streaming and drop frames already on their way.
 func (mx *mux) close() {
+	mx.mu.Lock()
+	defer mx.mu.Unlock()
+	mx.closing = true
+	if len(mx.m) == 0 {
+		mx.unsubscribe()
+	}
+}
+
+// unsubscribe is called with mu held.
+func (mx *mux) unsubscribe() {
 	if mx.sub != nil {
 		_ = mx.sub.Unsubscribe()
+		mx.sub = nil
 	}
+}
+
+// subscribed reports whether the mux holds its subscription.
+func (mx *mux) subscribed() bool {
+	mx.mu.Lock()
+	defer mx.mu.Unlock()
+	return mx.sub != nil
 }
 
 // stream receives the messages of one request.
@@ -95,7 +128,10 @@ func (s *stream) abort() {
 	})
 }
 
-func (mx *mux) open(window int) *stream {
+// open registers a new stream. A request that reaches a closed mux (one
+// accepted by an old server just before its reload) subscribes it again
+// for as long as it runs.
+func (mx *mux) open(window int) (*stream, error) {
 	tok := strconv.FormatUint(mx.next.Add(1), 36)
 	s := &stream{
 		mx: mx, token: tok, inbox: mx.prefix + "." + tok,
@@ -107,15 +143,29 @@ func (mx *mux) open(window int) *stream {
 	}
 	s.sent.Store(-1)
 	mx.mu.Lock()
+	defer mx.mu.Unlock()
+	if mx.sub == nil {
+		if err := mx.subscribe(); err != nil {
+			return nil, err
+		}
+	}
 	mx.m[tok] = s
-	mx.mu.Unlock()
-	return s
+	return s, nil
 }
 
+// close removes the stream; the last one of a closed mux ends its
+// subscription. Closing twice is harmless.
 func (s *stream) close() {
-	s.mx.mu.Lock()
-	delete(s.mx.m, s.token)
-	s.mx.mu.Unlock()
+	mx := s.mx
+	mx.mu.Lock()
+	defer mx.mu.Unlock()
+	if _, ok := mx.m[s.token]; !ok {
+		return
+	}
+	delete(mx.m, s.token)
+	if mx.closing && len(mx.m) == 0 {
+		mx.unsubscribe()
+	}
 }
 
 func (mx *mux) deliver(m *nats.Msg) {

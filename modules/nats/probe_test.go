@@ -67,7 +67,7 @@ func TestGatewayGoneFailsFast(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				st := mx.open(8)
+				st, _ := mx.open(8)
 				announce(nc, m.Reply, st.inbox)
 				_ = nc.Flush()
 				go nc.Close()
@@ -97,7 +97,7 @@ func TestGatewayGoneFailsFast(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				st := mx.open(8)
+				st, _ := mx.open(8)
 				announce(nc, m.Reply, st.inbox)
 				st.sent.Store(0) // as if the head had been published
 			}
@@ -129,7 +129,7 @@ func TestGatewayGoneFailsFast(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			st := mx.open(8)
+			st, _ := mx.open(8)
 			h := newFrame(kindResp, 4)
 			h[hdrStatus] = []string{"200"}
 			h[hdrInbox] = []string{st.inbox}
@@ -210,7 +210,7 @@ func FuzzMuxDeliver(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	st := mx.open(8)
+	st, _ := mx.open(8)
 	f.Fuzz(func(t *testing.T, tok, hdr, reply string) {
 		h, err := nats.DecodeHeadersMsg([]byte(hdr))
 		if err != nil {
@@ -235,4 +235,70 @@ func FuzzMuxDeliver(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestMuxCloseWaitsForStreams: closing a mux (a transport's Cleanup on
+// reload) keeps the subscription while streams are open, ends it with the
+// last one, and a request that arrives later subscribes again.
+func TestMuxCloseWaitsForStreams(t *testing.T) {
+	s := startNATS(t, 0)
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	subs := func() int {
+		t.Helper()
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		return int(s.NumSubscriptions())
+	}
+	base := subs()
+	mx, err := newMux(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := mx.open(8)
+	b, _ := mx.open(8)
+	if n := subs(); n != base+1 {
+		t.Fatalf("%d subscriptions with an open mux, want %d", n, base+1)
+	}
+	mx.close()
+	// a frame for an open stream still arrives after close
+	recv := func(st *stream) {
+		t.Helper()
+		if err := nc.Publish(st.inbox, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case m := <-st.ch:
+			if string(m.Data) != "x" {
+				t.Fatalf("got %q", m.Data)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatal("a stream of a closed mux lost its frame")
+		}
+	}
+	recv(a)
+	a.close()
+	a.close() // twice is harmless
+	recv(b)
+	if n := subs(); n != base+1 || !mx.subscribed() {
+		t.Fatalf("%d subscriptions with one stream open, want %d", n, base+1)
+	}
+	b.close()
+	if n := subs(); n != base || mx.subscribed() {
+		t.Fatalf("%d subscriptions after the last stream closed, want %d", n, base)
+	}
+	// a late request subscribes again, for as long as it runs
+	c, err := mx.open(8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv(c)
+	c.close()
+	if n := subs(); n != base {
+		t.Fatalf("%d subscriptions after the late stream closed, want %d", n, base)
+	}
 }

@@ -290,7 +290,12 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 
-	st := t.mux.open(t.Window)
+	st, err := t.mux.open(t.Window)
+	if err != nil {
+		proxyRequests.WithLabelValues("publish_error").Inc()
+		log.Error("nats round trip failed", zap.String("outcome", "publish_error"), zap.Error(err))
+		return nil, fmt.Errorf("subscribing to the reply inbox: %w", err)
+	}
 	msg.Reply = st.inbox
 	hdrTimeout := time.Duration(t.ResponseHeaderTimeout)
 	timer := time.NewTimer(hdrTimeout)

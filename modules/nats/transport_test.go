@@ -528,6 +528,56 @@ func TestGatewayDrainsOnReload(t *testing.T) {
 	}
 }
 
+// TestReloadKeepsResponseStreams: Caddy does not wait for the old servers'
+// requests on a reload and cleans up the old transport while they still
+// stream; their responses must reach the client whole. The gateways here let
+// the reload go at once (drain_timeout 10ms), as gateways in other processes
+// would, so only the edge's old transport carries the responses on.
+func TestReloadKeepsResponseStreams(t *testing.T) {
+	s := startNATS(t, 0)
+	tp := newTopo(t, s)
+	quick := func(zone string) map[string]any {
+		g := gw(zone)
+		g["drain_timeout"] = "10ms"
+		return g
+	}
+	tp.gateways = []map[string]any{quick("az-a"), quick("az-b")}
+	load(t, tp)
+	const n = 4
+	results := make(chan string, n)
+	url := tp.url("/orders/events")
+	for i := 0; i < n; i++ {
+		go func() {
+			req, _ := http.NewRequest("GET", url, nil)
+			req.Header.Set("Echo-Events", "6")
+			req.Header.Set("Echo-Interval", "100ms")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				results <- err.Error()
+				return
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			if got := strings.Count(string(b), "\n\n"); got != 6 || err != nil {
+				results <- fmt.Sprintf("%d events, %v", got, err)
+				return
+			}
+			results <- ""
+		}()
+	}
+	time.Sleep(150 * time.Millisecond)
+	tp.marker = "reloaded"
+	load(t, tp)
+	for i := 0; i < n; i++ {
+		if r := <-results; r != "" {
+			t.Fatalf("response cut by the reload: %s", r)
+		}
+	}
+	if code, _ := zoneOf(t, tp); code != 200 {
+		t.Fatalf("after the reload: %d", code)
+	}
+}
+
 func TestNATSRestartUnderLoad(t *testing.T) {
 	port := freePort(t)
 	s := startNATSPort(t, port)
@@ -624,6 +674,26 @@ func TestGatewayHandlerPanic(t *testing.T) {
 	resp2.Body.Close()
 	if took := time.Since(start); resp2.StatusCode != 200 || err == nil || took > 10*time.Second {
 		t.Fatalf("panic after the head: status %d, body error %v after %v; want 200 and a broken body at once", resp2.StatusCode, err, took)
+	}
+
+	// http.ErrAbortHandler is how handlers abort a response: the same broken
+	// body, counted as aborted, not as a panic
+	panics := testutil.ToFloat64(gatewayRequests.WithLabelValues("prod-az-a", "panic")) + testutil.ToFloat64(gatewayRequests.WithLabelValues("prod-az-b", "panic"))
+	aborted := testutil.ToFloat64(gatewayRequests.WithLabelValues("prod-az-a", "aborted"))
+	resp3, err := http.Get(tp.url("/panic?abort"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.ReadAll(resp3.Body)
+	resp3.Body.Close()
+	if resp3.StatusCode != 200 || err == nil {
+		t.Fatalf("aborted after the head: status %d, body error %v; want 200 and a broken body", resp3.StatusCode, err)
+	}
+	if got := testutil.ToFloat64(gatewayRequests.WithLabelValues("prod-az-a", "aborted")); got != aborted+1 {
+		t.Fatalf("aborted outcome counted %v times, want 1", got-aborted)
+	}
+	if got := testutil.ToFloat64(gatewayRequests.WithLabelValues("prod-az-a", "panic")) + testutil.ToFloat64(gatewayRequests.WithLabelValues("prod-az-b", "panic")); got != panics {
+		t.Fatalf("an aborted response counted as a panic")
 	}
 
 	if resp, _ := do(t, nil, mustRequest(t, "GET", tp.url("/orders/ok"), nil)); resp.StatusCode != 200 {
