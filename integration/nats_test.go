@@ -388,23 +388,9 @@ func TestNATSBinaryEdgeReloadMidStream(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	const n = 4
-	results := make(chan string, n)
-	for i := 0; i < n; i++ {
-		go func() {
-			resp, err := get("/events", "Echo-Events", "6", "Echo-Interval", "100ms")
-			if err != nil {
-				results <- err.Error()
-				return
-			}
-			defer resp.Body.Close()
-			b, err := io.ReadAll(resp.Body)
-			if got := strings.Count(string(b), "\n\n"); got != 6 || err != nil {
-				results <- fmt.Sprintf("%d of 6 events, %v", got, err)
-				return
-			}
-			results <- ""
-		}()
-	}
+	results := natstest.StartStreams(n, 6, func() (*http.Response, error) {
+		return get("/events", "Echo-Events", "6", "Echo-Interval", "100ms")
+	})
 	time.Sleep(200 * time.Millisecond)
 	js, err := adapttest.Adapt(t, "Caddyfile", []byte(cfg(2)))
 	if err != nil {

@@ -5,6 +5,7 @@
 package natstest
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -63,6 +64,31 @@ func EventGaps(t testing.TB, body io.Reader, want int, every time.Duration) {
 			t.Fatalf("event %d arrived %v after the previous one, want about %v", i, gap, every)
 		}
 	}
+}
+
+// StartStreams sends n requests at once with do, each answered by a stream
+// of events (the echo's Echo-Events), and returns where their outcomes
+// arrive: "" for a response with all events, else what went wrong. Reload
+// tests read n outcomes after reloading mid-stream.
+func StartStreams(n, events int, do func() (*http.Response, error)) <-chan string {
+	results := make(chan string, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			resp, err := do()
+			if err != nil {
+				results <- err.Error()
+				return
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			if got := strings.Count(string(b), "\n\n"); got != events || err != nil {
+				results <- fmt.Sprintf("status %d, %d of %d events, %v", resp.StatusCode, got, events, err)
+				return
+			}
+			results <- ""
+		}()
+	}
+	return results
 }
 
 // Load is constant request load for restart tests: workers that each send up

@@ -65,13 +65,6 @@ func (mx *mux) unsubscribe() {
 	}
 }
 
-// subscribed reports whether the mux holds its subscription.
-func (mx *mux) subscribed() bool {
-	mx.mu.Lock()
-	defer mx.mu.Unlock()
-	return mx.sub != nil
-}
-
 // stream receives the messages of one request.
 type stream struct {
 	mx    *mux

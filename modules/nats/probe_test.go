@@ -259,6 +259,11 @@ func TestMuxCloseWaitsForStreams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	subscribed := func() bool {
+		mx.mu.Lock()
+		defer mx.mu.Unlock()
+		return mx.sub != nil
+	}
 	a, _ := mx.open(8)
 	b, _ := mx.open(8)
 	if n := subs(); n != base+1 {
@@ -284,11 +289,11 @@ func TestMuxCloseWaitsForStreams(t *testing.T) {
 	a.close()
 	a.close() // twice is harmless
 	recv(b)
-	if n := subs(); n != base+1 || !mx.subscribed() {
+	if n := subs(); n != base+1 || !subscribed() {
 		t.Fatalf("%d subscriptions with one stream open, want %d", n, base+1)
 	}
 	b.close()
-	if n := subs(); n != base || mx.subscribed() {
+	if n := subs(); n != base || subscribed() {
 		t.Fatalf("%d subscriptions after the last stream closed, want %d", n, base)
 	}
 	// a late request subscribes again, for as long as it runs

@@ -495,35 +495,19 @@ func TestGatewayDrainsOnReload(t *testing.T) {
 	s := startNATS(t, 0)
 	tp := newTopo(t, s)
 	load(t, tp)
-	type result struct {
-		events int
-		err    error
-	}
 	const n = 5
-	results := make(chan result, n)
-	url := tp.url("/orders/events")
-	for i := 0; i < n; i++ {
-		go func() {
-			req, _ := http.NewRequest("GET", url, nil)
-			req.Header.Set("Echo-Events", "5")
-			req.Header.Set("Echo-Interval", "100ms")
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				results <- result{err: err}
-				return
-			}
-			defer resp.Body.Close()
-			b, err := io.ReadAll(resp.Body)
-			results <- result{strings.Count(string(b), "\n\n"), err}
-		}()
-	}
+	results := natstest.StartStreams(n, 5, func() (*http.Response, error) {
+		req, _ := http.NewRequest("GET", tp.url("/orders/events"), nil)
+		req.Header.Set("Echo-Events", "5")
+		req.Header.Set("Echo-Interval", "100ms")
+		return http.DefaultClient.Do(req)
+	})
 	time.Sleep(150 * time.Millisecond)
 	tp.gateways = []map[string]any{gw("az-b")} // az-a leaves while serving
 	load(t, tp)
 	for i := 0; i < n; i++ {
-		r := <-results
-		if r.err != nil || r.events != 5 {
-			t.Fatalf("request cut by the reload: %d events, %v", r.events, r.err)
+		if r := <-results; r != "" {
+			t.Fatalf("request cut by the reload: %s", r)
 		}
 	}
 }
@@ -544,27 +528,13 @@ func TestReloadKeepsResponseStreams(t *testing.T) {
 	tp.gateways = []map[string]any{quick("az-a"), quick("az-b")}
 	load(t, tp)
 	const n = 4
-	results := make(chan string, n)
-	url := tp.url("/orders/events")
-	for i := 0; i < n; i++ {
-		go func() {
-			req, _ := http.NewRequest("GET", url, nil)
-			req.Header.Set("Echo-Events", "6")
-			req.Header.Set("Echo-Interval", "100ms")
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				results <- err.Error()
-				return
-			}
-			defer resp.Body.Close()
-			b, err := io.ReadAll(resp.Body)
-			if got := strings.Count(string(b), "\n\n"); got != 6 || err != nil {
-				results <- fmt.Sprintf("%d events, %v", got, err)
-				return
-			}
-			results <- ""
-		}()
-	}
+	url := tp.url("/orders/events") // tp changes below
+	results := natstest.StartStreams(n, 6, func() (*http.Response, error) {
+		req, _ := http.NewRequest("GET", url, nil)
+		req.Header.Set("Echo-Events", "6")
+		req.Header.Set("Echo-Interval", "100ms")
+		return http.DefaultClient.Do(req)
+	})
 	time.Sleep(150 * time.Millisecond)
 	tp.marker = "reloaded"
 	load(t, tp)
