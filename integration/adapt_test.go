@@ -59,7 +59,7 @@ func TestBinaryModules(t *testing.T) {
 	}
 	for _, want := range []string{"http.handlers.neo_echo", "http.handlers.waf", "http.handlers.rate_limit", "security", "http.handlers.reverse_proxy",
 		"http.handlers.neo_waf", "http.handlers.neo_identity", "http.handlers.neo_login_user", "http.handlers.neo_egress",
-		"nats", "http.reverse_proxy.transport.nats", "waf_accel"} {
+		"neo_nats", "http.reverse_proxy.transport.neo_nats", "neo_waf_accel"} {
 		if !mods[want] {
 			t.Errorf("list-modules lacks %s", want)
 		}

@@ -107,7 +107,7 @@ type clusterOpts struct {
 	// and zone (edge-az-a, gw-az-a).
 	store string
 	// storage, when set, is the edges' certificate storage (a global
-	// `storage nats { ... }` block).
+	// `storage neo_nats { ... }` block).
 	storage string
 }
 
@@ -592,7 +592,7 @@ func TestNATSClusterPermissions(t *testing.T) {
 }
 
 // requireModule skips the test when the caddy binary lacks module id (the
-// tests below run by themselves once neo.stores.nats and caddy.storage.nats
+// tests below run by themselves once neo.stores.nats and caddy.storage.neo_nats
 // are in the build).
 func requireModule(t *testing.T, id string) {
 	t.Helper()
@@ -643,14 +643,14 @@ func TestClusterTenantAcrossEdges(t *testing.T) {
 }
 
 // TestClusterCertificateOnce: with the certificates in the cluster's
-// JetStream (caddy.storage.nats, replicas 3), both edges use one internal CA
+// JetStream (caddy.storage.neo_nats, replicas 3), both edges use one internal CA
 // and the certificate the az-a edge obtained on demand is the one the az-b
 // edge serves (one issuance).
 func TestClusterCertificateOnce(t *testing.T) {
-	requireModule(t, "caddy.storage.nats")
+	requireModule(t, "caddy.storage.neo_nats")
 	// startClusterTopo has the az-a edge serve the demo tenant first, then
 	// the az-b edge
-	ct := startClusterTopo(t, clusterOpts{storage: "storage nats {\n\t\tbucket neo_certs\n\t\treplicas 3\n\t}"})
+	ct := startClusterTopo(t, clusterOpts{storage: "storage neo_nats {\n\t\tbucket neo_certs\n\t\treplicas 3\n\t}"})
 	var serials []string
 	for i := range ct.edges {
 		resp, err := ct.clients[i].Get(ct.url(i, "/orders/cert"))

@@ -41,7 +41,7 @@ const natsTopoCaddyfile = `{
 	servers 127.0.0.1:%[4]d {
 		name stage
 	}
-	nats {
+	neo_nats {
 		connection default {
 			servers nats://127.0.0.1:%[6]d
 			reconnect_wait 50ms 500ms
@@ -53,7 +53,7 @@ const natsTopoCaddyfile = `{
 http://:%[2]d {
 	bind 127.0.0.1
 	reverse_proxy nats {
-		transport nats {
+		transport neo_nats {
 			subject neo.rt.prod.{neo.zone}.{http.request.header.X-Tenant}.{http.request.header.X-App}
 			zones az-a az-b
 			response_header_timeout 2s
@@ -325,7 +325,7 @@ func TestNATSBinaryFailoverAndReloads(t *testing.T) {
 // edgeOnlyCaddyfile is an edge that sends over NATS, alone in its process.
 const edgeOnlyCaddyfile = `{
 	admin 127.0.0.1:%[1]d
-	nats {
+	neo_nats {
 		connection default {
 			servers nats://127.0.0.1:%[3]d
 		}
@@ -336,7 +336,7 @@ http://:%[2]d {
 	bind 127.0.0.1
 	header X-Edge-Generation %[4]d
 	reverse_proxy nats {
-		transport nats {
+		transport neo_nats {
 			subject neo.rt.prod.{neo.zone}.{http.request.header.X-Tenant}.{http.request.header.X-App}
 			zones az-a az-b
 			response_header_timeout 2s

@@ -42,7 +42,7 @@ func startJetStreamServer(t *testing.T, bucket string) (string, *natsstorage.KV)
 	return s.ClientURL(), natsstorage.NewKV(js, natsstorage.Settings{Bucket: bucket}, nil)
 }
 
-// storageNode is one caddy process using `storage nats`.
+// storageNode is one caddy process using `storage neo_nats`.
 type storageNode struct {
 	*harness.Instance
 	https, http int
@@ -68,13 +68,13 @@ func storageNodeOptions(t *testing.T, name, natsURL, bucket, sites string) (harn
 	skip_install_trust
 	auto_https disable_redirects
 	order rate_limit before respond
-	nats {
+	neo_nats {
 		connection default {
 			servers %s
 			name %s
 		}
 	}
-	storage nats {
+	storage neo_nats {
 		bucket %s
 		lock_ttl 5s
 	}

@@ -17,8 +17,13 @@ import (
 
 	// caddy-neo's own modules.
 	_ "github.com/projectneo/caddy-neo"
+
+	"github.com/projectneo/caddy-neo/internal/renamed"
 )
 
 func main() {
+	// Old, un-namespaced names fail naming the new ones (after every
+	// plugin's init, so that a plugin owning such a name keeps it).
+	renamed.Register()
 	caddycmd.Main()
 }

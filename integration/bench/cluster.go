@@ -141,7 +141,7 @@ func allInOneCaddyfile(n harness.ClusterNode, natsPort int) string {
 	extra := fmt.Sprintf(`	servers 127.0.0.1:%d {
 		name stage
 	}
-	nats_gateway {
+	neo_nats_gateway {
 		server stage
 		stage prod
 		zone %s

@@ -15,7 +15,7 @@ import (
 // The wafaccel-* comparisons measure the WAF (coraza_waf with load_owasp_crs,
 // paranoia level 1, blocking) with the wafaccel speed-ups switched off
 // (baseline) and on, in two caddy-neo processes with identical configs but
-// for the waf_accel option, each proxying to its own neo_echo replica. The
+// for the neo_waf_accel option, each proxying to its own neo_echo replica. The
 // comparison with nginx + ModSecurity is the separate command
 // ./integration/bench/waf.
 func init() {
@@ -76,7 +76,7 @@ func setupWAFAccel(targets func(base string) []vegeta.Target, acceptStatus int) 
 		cfg := fmt.Sprintf(`{
 	admin 127.0.0.1:%d
 	auto_https off
-	waf_accel %s
+	neo_waf_accel %s
 	order coraza_waf first
 }
 http://:%d {

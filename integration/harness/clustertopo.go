@@ -45,7 +45,7 @@ type ClusterNode struct {
 	// (for example a `store nats { ... }` block).
 	Store string
 	// Storage, when set, is inserted into the global options (for example a
-	// `storage nats { ... }` block shared by the edges).
+	// `storage neo_nats { ... }` block shared by the edges).
 	Storage string
 }
 
@@ -77,7 +77,7 @@ func ClusterEdgeCaddyfile(n ClusterNode) string {
 		permission neo
 	}
 	%[9]s
-	nats {
+	neo_nats {
 		connection default {
 			servers %[4]s
 			name caddy-neo-edge-%[5]s
@@ -101,7 +101,7 @@ https:// {
 	}
 	neo_route
 	reverse_proxy nats {
-		transport nats {
+		transport neo_nats {
 			zones %[5]s %[6]s
 			response_header_timeout 20s
 			chunk_timeout 20s
@@ -126,14 +126,14 @@ func ClusterGatewayCaddyfile(n ClusterNode) string {
 	servers 127.0.0.1:%[2]d {
 		name stage
 	}
-	nats {
+	neo_nats {
 		connection default {
 			servers %[3]s
 			name caddy-neo-gateway-prod-%[4]s
 			reconnect_wait 50ms 500ms
 		}
 	}
-	nats_gateway {
+	neo_nats_gateway {
 		server stage
 		stage prod
 		zone %[4]s

@@ -24,7 +24,7 @@ const kvNode = `{
 	log {
 		level INFO
 	}
-	nats {
+	neo_nats {
 		connection default {
 			servers nats://127.0.0.1:%[3]d
 		}

@@ -29,7 +29,7 @@ func v1Edge(port int) string {
 http://:%d {
 	bind 127.0.0.1
 	reverse_proxy nats {
-		transport nats {
+		transport neo_nats {
 			subject neo.rt.prod.{neo.zone}.acme.orders
 			zones az-a
 			protocol_version 1
@@ -55,10 +55,10 @@ const natsChain = `{
 	servers 127.0.0.1:%[4]d {
 		name stage
 	}
-	nats {
+	neo_nats {
 		%[6]s
 	}
-	nats_gateway az-a {
+	neo_nats_gateway az-a {
 		server stage
 		stage prod
 		zone az-a
@@ -68,7 +68,7 @@ const natsChain = `{
 http://:%[2]d {
 	bind 127.0.0.1
 	reverse_proxy nats {
-		transport nats {
+		transport neo_nats {
 			subject neo.rt.prod.{neo.zone}.acme.orders
 			zones az-a
 		}

@@ -222,6 +222,7 @@ func goModRequires(path string) (map[string]string, error) {
 	return out, nil
 }
 
+// mainImports returns the packages main.go blank-imports: the plugins.
 func mainImports(path string) (map[string]bool, error) {
 	f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
 	if err != nil {
@@ -229,6 +230,9 @@ func mainImports(path string) (map[string]bool, error) {
 	}
 	out := map[string]bool{}
 	for _, imp := range f.Imports {
+		if imp.Name == nil || imp.Name.Name != "_" {
+			continue // plugins are blank imports; others are main's own code
+		}
 		p, err := strconv.Unquote(imp.Path.Value)
 		if err != nil {
 			return nil, err

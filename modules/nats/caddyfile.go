@@ -14,13 +14,13 @@ import (
 )
 
 func init() {
-	httpcaddyfile.RegisterGlobalOption("nats", parseGlobalNATS)
-	httpcaddyfile.RegisterGlobalOption("nats_gateway", parseGlobalGateway)
+	httpcaddyfile.RegisterGlobalOption("neo_nats", parseGlobalNATS)
+	httpcaddyfile.RegisterGlobalOption("neo_nats_gateway", parseGlobalGateway)
 }
 
-// parseGlobalNATS parses the `nats` global option. Syntax:
+// parseGlobalNATS parses the `neo_nats` global option. Syntax:
 //
-//	nats {
+//	neo_nats {
 //	    embedded [<listen host:port>] {
 //	        monitor     <host:port>
 //	        server_name <name>
@@ -47,22 +47,22 @@ func init() {
 // once.
 func parseGlobalNATS(d *caddyfile.Dispenser, existing any) (any, error) {
 	if existing != nil {
-		return nil, d.Err("nats: the global option may appear only once")
+		return nil, d.Err("neo_nats: the global option may appear only once")
 	}
 	app := new(App)
 	if err := app.UnmarshalCaddyfile(d); err != nil {
 		return nil, err
 	}
-	return httpcaddyfile.App{Name: "nats", Value: caddyconfig.JSON(app, nil)}, nil
+	return httpcaddyfile.App{Name: "neo_nats", Value: caddyconfig.JSON(app, nil)}, nil
 }
 
-// UnmarshalCaddyfile sets up the app from the `nats` global option.
+// UnmarshalCaddyfile sets up the app from the `neo_nats` global option.
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // option name
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	return cfblock.Walk(d, "nats", func(name string) error {
+	return cfblock.Walk(d, "neo_nats", func(name string) error {
 		switch name {
 		case "embedded":
 			e := new(Embedded)
@@ -85,7 +85,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				a.Connections = map[string]*Connection{}
 			}
 			if _, dup := a.Connections[cname]; dup {
-				return d.Errf("nats: connection %q: given twice", cname)
+				return d.Errf("neo_nats: connection %q: given twice", cname)
 			}
 			c := new(Connection)
 			if err := c.unmarshal(d, cname); err != nil {
@@ -93,14 +93,14 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			a.Connections[cname] = c
 		default:
-			return cfblock.Unknown(d, "nats", name)
+			return cfblock.Unknown(d, "neo_nats", name)
 		}
 		return nil
 	}, "connection")
 }
 
 func (e *Embedded) unmarshal(d *caddyfile.Dispenser) error {
-	return cfblock.Values(d, "nats: embedded", func(name, val string) error {
+	return cfblock.Values(d, "neo_nats: embedded", func(name, val string) error {
 		switch name {
 		case "monitor":
 			e.Monitor = val
@@ -109,13 +109,13 @@ func (e *Embedded) unmarshal(d *caddyfile.Dispenser) error {
 		case "max_payload":
 			n, err := humanize.ParseBytes(val)
 			if err != nil || n > 64<<20 {
-				return d.Errf("nats: embedded: max_payload: want a size up to 64MiB, got %q", val)
+				return d.Errf("neo_nats: embedded: max_payload: want a size up to 64MiB, got %q", val)
 			}
 			e.MaxPayload = int32(n)
 		case "jetstream":
 			e.JetStream, e.StoreDir = true, val
 		default:
-			return cfblock.Unknown(d, "nats: embedded", name)
+			return cfblock.Unknown(d, "neo_nats: embedded", name)
 		}
 		return nil
 	})
@@ -123,7 +123,7 @@ func (e *Embedded) unmarshal(d *caddyfile.Dispenser) error {
 
 // unmarshal reads the block of connection cname.
 func (c *Connection) unmarshal(d *caddyfile.Dispenser, cname string) error {
-	directive := "nats: connection " + strconv.Quote(cname)
+	directive := "neo_nats: connection " + strconv.Quote(cname)
 	return cfblock.Walk(d, directive, func(name string) error {
 		var err error
 		var args []string
@@ -208,10 +208,10 @@ func parseInt(d *caddyfile.Dispenser, s string) (int, error) {
 	return n, nil
 }
 
-// parseGlobalGateway parses the `nats_gateway` global option, which may be
+// parseGlobalGateway parses the `neo_nats_gateway` global option, which may be
 // repeated (one per gateway). Syntax:
 //
-//	nats_gateway [<name>] {
+//	neo_nats_gateway [<name>] {
 //	    server        <http server name>
 //	    stage         <stage>
 //	    zone          <zone>
@@ -238,7 +238,7 @@ func parseGlobalGateway(d *caddyfile.Dispenser, existing any) (any, error) {
 		return nil, err
 	}
 	app.Gateways = append(app.Gateways, g)
-	return httpcaddyfile.App{Name: "nats_gateway", Value: caddyconfig.JSON(app, nil)}, nil
+	return httpcaddyfile.App{Name: "neo_nats_gateway", Value: caddyconfig.JSON(app, nil)}, nil
 }
 
 // UnmarshalCaddyfile sets up one gateway (see parseGlobalGateway).
@@ -250,7 +250,7 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	err := cfblock.Walk(d, "nats_gateway", func(name string) error {
+	err := cfblock.Walk(d, "neo_nats_gateway", func(name string) error {
 		if name == "subjects" {
 			var err error
 			g.Subjects, err = cfblock.Args(d, 1, -1)
@@ -286,7 +286,7 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "max_in_flight":
 			g.MaxInFlight, err = parseInt(d, v)
 		default:
-			return cfblock.Unknown(d, "nats_gateway", name)
+			return cfblock.Unknown(d, "neo_nats_gateway", name)
 		}
 		return err
 	})
@@ -294,14 +294,14 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return err
 	}
 	if g.Server == "" {
-		return d.Err("nats_gateway: server is required")
+		return d.Err("neo_nats_gateway: server is required")
 	}
 	return nil
 }
 
 // UnmarshalCaddyfile sets up the transport. Syntax:
 //
-//	transport nats {
+//	transport neo_nats {
 //	    connection              <name>
 //	    subject                 <template>
 //	    zones                   <zone...>
@@ -313,11 +313,11 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //	    protocol_version        1|2
 //	}
 func (t *Transport) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // "nats"
+	d.Next() // "neo_nats"
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	return cfblock.Walk(d, "transport nats", func(name string) error {
+	return cfblock.Walk(d, "transport neo_nats", func(name string) error {
 		if name == "zones" {
 			var err error
 			t.Zones, err = cfblock.Args(d, 1, -1)
@@ -349,7 +349,7 @@ func (t *Transport) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "protocol_version":
 			t.ProtocolVersion, err = parseInt(d, v)
 		default:
-			return cfblock.Unknown(d, "transport nats", name)
+			return cfblock.Unknown(d, "transport neo_nats", name)
 		}
 		return err
 	})

@@ -72,7 +72,7 @@ func TestClusterNodeKilled(t *testing.T) {
 		}
 	}
 	waitOK("before")
-	app, _ := caddy.ActiveContext().App("nats")
+	app, _ := caddy.ActiveContext().App("neo_nats")
 	nc, _ := app.(*App).Conn("")
 	victim := -1
 	for i, s := range nodes {

@@ -26,7 +26,7 @@ func init() {
 	caddy.RegisterModule(GatewayApp{})
 }
 
-// GatewayApp is the `nats_gateway` app: stage gateways that answer HTTP
+// GatewayApp is the `neo_nats_gateway` app: stage gateways that answer HTTP
 // requests carried over NATS by serving them through a named server of the
 // http app, so their routes are ordinary Caddy routes.
 type GatewayApp struct {
@@ -152,7 +152,7 @@ func (p *workers) stop() { close(p.quit) }
 // CaddyModule returns the Caddy module information.
 func (GatewayApp) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
-		ID:  "nats_gateway",
+		ID:  "neo_nats_gateway",
 		New: func() caddy.Module { return new(GatewayApp) },
 	}
 }

@@ -127,7 +127,7 @@ type topo struct {
 }
 
 func (tp topo) json(t testing.TB) []byte {
-	transport := map[string]any{"protocol": "nats", "zones": []string{"az-a", "az-b"}, "response_header_timeout": "5s", "chunk_timeout": "5s"}
+	transport := map[string]any{"protocol": "neo_nats", "zones": []string{"az-a", "az-b"}, "response_header_timeout": "5s", "chunk_timeout": "5s"}
 	for k, v := range tp.transport {
 		transport[k] = v
 	}
@@ -135,7 +135,7 @@ func (tp topo) json(t testing.TB) []byte {
 		"admin":   map[string]any{"disabled": true},
 		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": "ERROR"}}},
 		"apps": map[string]any{
-			"nats": map[string]any{"connections": map[string]any{"default": map[string]any{"servers": []string{tp.natsURL}}}},
+			"neo_nats": map[string]any{"connections": map[string]any{"default": map[string]any{"servers": []string{tp.natsURL}}}},
 			"http": map[string]any{"servers": map[string]any{
 				"edge": map[string]any{
 					"listen": []string{fmt.Sprintf("127.0.0.1:%d", tp.edgePort)},
@@ -161,7 +161,7 @@ func (tp topo) json(t testing.TB) []byte {
 					"automatic_https": map[string]any{"disable": true},
 				},
 			}},
-			"nats_gateway": map[string]any{"gateways": tp.gateways},
+			"neo_nats_gateway": map[string]any{"gateways": tp.gateways},
 		},
 	}
 	b, err := json.Marshal(cfg)
@@ -218,7 +218,7 @@ func startNATSPort(t testing.TB, port int) *server.Server {
 // server has processed everything sent on it before.
 func flushActive(t testing.TB) {
 	t.Helper()
-	app, err := caddy.ActiveContext().App("nats")
+	app, err := caddy.ActiveContext().App("neo_nats")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,11 @@
 // Package neonats provides caddy-neo's NATS plumbing:
 //
-//   - the `nats` app: named NATS connections shared by every module that uses
+//   - the `neo_nats` app: named NATS connections shared by every module that uses
 //     them and kept across config reloads, and an optional embedded nats-server;
-//   - `http.reverse_proxy.transport.nats`: a reverse-proxy transport that carries
+//   - `http.reverse_proxy.transport.neo_nats`: a reverse-proxy transport that carries
 //     HTTP requests over NATS to a stage gateway, streaming bodies of any size
 //     with flow control, with zone failover;
-//   - the `nats_gateway` app: the responder side, which serves requests received
+//   - the `neo_nats_gateway` app: the responder side, which serves requests received
 //     over NATS through a named server of the http app and registers as a NATS
 //     micro service.
 //
@@ -39,7 +39,7 @@ var ErrUnknownConnection = errors.New("unknown nats connection")
 // an unchanged configuration reuses the value and a changed one makes a new one.
 var pool = caddy.NewUsagePool()
 
-// App is the `nats` app: named connections and an optional embedded server.
+// App is the `neo_nats` app: named connections and an optional embedded server.
 //
 // When no connection is configured, a connection named "default" is made: to
 // the embedded server when there is one, else to nats://127.0.0.1:4222.
@@ -59,7 +59,7 @@ type App struct {
 // CaddyModule returns the Caddy module information.
 func (App) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
-		ID:  "nats",
+		ID:  "neo_nats",
 		New: func() caddy.Module { return new(App) },
 	}
 }
@@ -184,9 +184,9 @@ func (a *App) EmbeddedServerURL() string {
 // Conn returns the named connection of the nats app of the configuration
 // being provisioned, loading the app if needed.
 func Conn(ctx caddy.Context, name string) (*nats.Conn, error) {
-	appIface, err := ctx.App("nats")
+	appIface, err := ctx.App("neo_nats")
 	if err != nil {
-		return nil, fmt.Errorf("loading nats app: %w", err)
+		return nil, fmt.Errorf("loading the neo_nats app: %w", err)
 	}
 	return appIface.(*App).Conn(name)
 }

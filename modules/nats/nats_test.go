@@ -56,10 +56,10 @@ func TestEmbeddedInProcess(t *testing.T) {
 	t.Cleanup(func() { _ = caddy.Stop() })
 	edge, stage := freePort(t), freePort(t)
 	cfg := fmt.Sprintf(`{"admin":{"disabled":true},"logging":{"logs":{"default":{"level":"ERROR"}}},"apps":{
-	"nats":{"embedded":{"jetstream":true,"store_dir":%q}},
-	"nats_gateway":{"gateways":[{"server":"stage","stage":"dev","zone":"az-a"}]},
+	"neo_nats":{"embedded":{"jetstream":true,"store_dir":%q}},
+	"neo_nats_gateway":{"gateways":[{"server":"stage","stage":"dev","zone":"az-a"}]},
 	"http":{"servers":{
-	 "edge":{"listen":["127.0.0.1:%d"],"automatic_https":{"disable":true},"routes":[{"handle":[{"handler":"neo_test_route"},{"handler":"reverse_proxy","upstreams":[{"dial":"nats:0"}],"transport":{"protocol":"nats"}}]}]},
+	 "edge":{"listen":["127.0.0.1:%d"],"automatic_https":{"disable":true},"routes":[{"handle":[{"handler":"neo_test_route"},{"handler":"reverse_proxy","upstreams":[{"dial":"nats:0"}],"transport":{"protocol": "neo_nats"}}]}]},
 	 "stage":{"listen":["127.0.0.1:%d"],"automatic_https":{"disable":true},"routes":[{"handle":[{"handler":"neo_echo","replica":"r9"}]}]}}}}}`,
 		t.TempDir(), edge, stage)
 	if err := caddy.Load([]byte(cfg), true); err != nil {
@@ -71,7 +71,7 @@ func TestEmbeddedInProcess(t *testing.T) {
 	if resp.StatusCode != 200 || report(t, body).NeoHeaders["Neo-Stage"][0] != "dev" {
 		t.Fatalf("%d %s", resp.StatusCode, body)
 	}
-	app, err := caddy.ActiveContext().App("nats")
+	app, err := caddy.ActiveContext().App("neo_nats")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -153,12 +153,12 @@ func TestProductionPermissionsEndToEnd(t *testing.T) {
 	edge, stage := freePort(t), freePort(t)
 	url := s.ClientURL()
 	cfg := fmt.Sprintf(`{"admin":{"disabled":true},"logging":{"logs":{"default":{"level":"ERROR"}}},"apps":{
-	"nats":{"connections":{
+	"neo_nats":{"connections":{
 	  "edge":{"servers":[%[1]q],"user":"edge","password":"pw-edge","inbox_prefix":"_EDGE"},
 	  "gw":{"servers":[%[1]q],"user":"gw-prod-acme","password":"pw-gw-prod-acme","inbox_prefix":"_GW.prod-acme"}}},
-	"nats_gateway":{"gateways":[{"connection":"gw","server":"stage","stage":"prod","zone":"az-a","tenant":"acme"}]},
+	"neo_nats_gateway":{"gateways":[{"connection":"gw","server":"stage","stage":"prod","zone":"az-a","tenant":"acme"}]},
 	"http":{"servers":{
-	 "edge":{"listen":["127.0.0.1:%[2]d"],"automatic_https":{"disable":true},"routes":[{"handle":[{"handler":"neo_test_route"},{"handler":"reverse_proxy","upstreams":[{"dial":"nats:0"}],"transport":{"protocol":"nats","connection":"edge"}}]}]},
+	 "edge":{"listen":["127.0.0.1:%[2]d"],"automatic_https":{"disable":true},"routes":[{"handle":[{"handler":"neo_test_route"},{"handler":"reverse_proxy","upstreams":[{"dial":"nats:0"}],"transport":{"protocol": "neo_nats","connection":"edge"}}]}]},
 	 "stage":{"listen":["127.0.0.1:%[3]d"],"automatic_https":{"disable":true},"routes":[{"handle":[{"handler":"neo_echo","replica":"acme-only"}]}]}}}}}`,
 		url, edge, stage)
 	if err := caddy.Load([]byte(cfg), true); err != nil {

@@ -23,7 +23,7 @@ func init() {
 	caddy.RegisterModule(Transport{})
 }
 
-// Transport is the `http.reverse_proxy.transport.nats` module: it carries each
+// Transport is the `http.reverse_proxy.transport.neo_nats` module: it carries each
 // proxied request over NATS to a stage gateway instead of dialing the upstream
 // (the upstream address of reverse_proxy is not used; write `to nats`).
 //
@@ -90,7 +90,7 @@ type Transport struct {
 // CaddyModule returns the Caddy module information.
 func (Transport) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
-		ID:  "http.reverse_proxy.transport.nats",
+		ID:  "http.reverse_proxy.transport.neo_nats",
 		New: func() caddy.Module { return new(Transport) },
 	}
 }

@@ -13,7 +13,7 @@ import (
 // UnmarshalCaddyfile sets up the storage from Caddyfile tokens, as the
 // argument of the `storage` global option:
 //
-//	storage nats {
+//	storage neo_nats {
 //		connection <name>    # nats app connection (default "default")
 //		bucket     <name>    # key-value bucket (default neo_certs)
 //		replicas   <1-5>     # replicas of buckets this creates (default 1)
@@ -21,11 +21,11 @@ import (
 //		inline_max <size>    # larger values go to the object store (default 256KiB)
 //	}
 func (n *NATS) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // "nats"
+	d.Next() // "neo_nats"
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	return cfblock.Values(d, "storage nats", func(opt, arg string) error {
+	return cfblock.Values(d, "storage neo_nats", func(opt, arg string) error {
 		switch opt {
 		case "connection":
 			n.Connection = arg
@@ -34,23 +34,23 @@ func (n *NATS) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "replicas":
 			r, err := strconv.Atoi(arg)
 			if err != nil {
-				return d.Errf("storage nats: replicas: %q: %v", arg, err)
+				return d.Errf("storage neo_nats: replicas: %q: %v", arg, err)
 			}
 			n.Replicas = r
 		case "lock_ttl":
 			ttl, err := caddy.ParseDuration(arg)
 			if err != nil {
-				return d.Errf("storage nats: lock_ttl: %q: %v", arg, err)
+				return d.Errf("storage neo_nats: lock_ttl: %q: %v", arg, err)
 			}
 			n.LockTTL = caddy.Duration(ttl)
 		case "inline_max":
 			size, err := humanize.ParseBytes(arg)
 			if err != nil || size > 1<<30 {
-				return d.Errf("storage nats: inline_max: %q: want a size such as 256KiB", arg)
+				return d.Errf("storage neo_nats: inline_max: %q: want a size such as 256KiB", arg)
 			}
 			n.InlineMax = int(size)
 		default:
-			return cfblock.Unknown(d, "storage nats", opt)
+			return cfblock.Unknown(d, "storage neo_nats", opt)
 		}
 		return nil
 	})

@@ -133,7 +133,7 @@ func (s *KV) buckets(ctx context.Context) (*buckets, error) {
 	}
 	kv, err := s.bindKV(ctx, jetstream.KeyValueConfig{
 		Bucket:      s.set.Bucket,
-		Description: "caddy-neo certificate storage (caddy.storage.nats)",
+		Description: "caddy-neo certificate storage (caddy.storage.neo_nats)",
 		History:     1,
 		Replicas:    s.set.Replicas,
 		Storage:     s.storageType(),
@@ -143,7 +143,7 @@ func (s *KV) buckets(ctx context.Context) (*buckets, error) {
 	}
 	locks, err := s.bindKV(ctx, jetstream.KeyValueConfig{
 		Bucket:      s.LockBucket(),
-		Description: "caddy-neo certificate storage locks (caddy.storage.nats)",
+		Description: "caddy-neo certificate storage locks (caddy.storage.neo_nats)",
 		History:     1,
 		TTL:         s.set.LockTTL,
 		Replicas:    s.set.Replicas,
@@ -168,7 +168,7 @@ func (s *KV) buckets(ctx context.Context) (*buckets, error) {
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		objs, err = s.js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
 			Bucket:      s.ObjectBucket(),
-			Description: "caddy-neo certificate storage, values over inline_max (caddy.storage.nats)",
+			Description: "caddy-neo certificate storage, values over inline_max (caddy.storage.neo_nats)",
 			Replicas:    s.set.Replicas,
 			Storage:     s.storageType(),
 		})

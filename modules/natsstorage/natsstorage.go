@@ -1,4 +1,4 @@
-// Package natsstorage provides `caddy.storage.nats`: Caddy's storage (TLS
+// Package natsstorage provides `caddy.storage.neo_nats`: Caddy's storage (TLS
 // certificates, ACME accounts, the internal CA, OCSP staples, distributed rate
 // limit states...) in NATS JetStream, shared by every Caddy instance that
 // points at the same bucket, with cluster-wide locks so each certificate is
@@ -31,7 +31,7 @@ const (
 	minLockTTL       = time.Second
 )
 
-// NATS is the `caddy.storage.nats` storage module. It keeps every key in the
+// NATS is the `caddy.storage.neo_nats` storage module. It keeps every key in the
 // JetStream key-value bucket Bucket (history 1), values larger than InlineMax
 // in the object store "<bucket>_large" (the KV entry then points at it), and
 // locks in the key-value bucket "<bucket>_locks", whose entries expire LockTTL
@@ -68,7 +68,7 @@ type NATS struct {
 // CaddyModule returns the Caddy module information.
 func (NATS) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
-		ID:  "caddy.storage.nats",
+		ID:  "caddy.storage.neo_nats",
 		New: func() caddy.Module { return new(NATS) },
 	}
 }
@@ -95,9 +95,9 @@ func (n *NATS) Provision(ctx caddy.Context) error {
 	}
 	// AppIfConfigured, not App: `caddy storage export` loads storage with no
 	// configuration at all.
-	if _, err := ctx.AppIfConfigured("nats"); err != nil {
+	if _, err := ctx.AppIfConfigured("neo_nats"); err != nil {
 		if errors.Is(err, caddy.ErrNotConfigured) {
-			return fmt.Errorf("connection: the nats app is not configured; add a nats global option (or \"apps\": {\"nats\": {}}) with connection %q", n.Connection)
+			return fmt.Errorf("connection: the neo_nats app is not configured; add a neo_nats global option (or \"apps\": {\"neo_nats\": {}}) with connection %q", n.Connection)
 		}
 		return err
 	}

@@ -34,8 +34,8 @@ func TestModuleProvision(t *testing.T) {
 	cfg := fmt.Sprintf(`{
 		"admin": {"disabled": true},
 		"logging": {"logs": {"default": {"level": "ERROR"}}},
-		"storage": {"module": "nats", "connection": "certs", "bucket": "prov_certs", "lock_ttl": "3s"},
-		"apps": {"nats": {"connections": {"certs": {"servers": [%q]}}}}
+		"storage": {"module": "neo_nats", "connection": "certs", "bucket": "prov_certs", "lock_ttl": "3s"},
+		"apps": {"neo_nats": {"connections": {"certs": {"servers": [%q]}}}}
 	}`, s.ClientURL())
 	if err := runConfig(t, cfg); err != nil {
 		t.Fatal(err)
@@ -60,14 +60,14 @@ func TestModuleProvision(t *testing.T) {
 
 func TestModuleConfigErrors(t *testing.T) {
 	s := startJetStream(t)
-	natsApp := fmt.Sprintf(`{"nats": {"connections": {"default": {"servers": [%q]}}}}`, s.ClientURL())
+	natsApp := fmt.Sprintf(`{"neo_nats": {"connections": {"default": {"servers": [%q]}}}}`, s.ClientURL())
 	for _, c := range []struct{ name, storage, apps, want string }{
-		{"no nats app", `{"module": "nats"}`, `{}`, "nats app is not configured"},
-		{"unknown connection", `{"module": "nats", "connection": "nope"}`, natsApp, "unknown nats connection"},
-		{"bucket", `{"module": "nats", "bucket": "a.b"}`, natsApp, "bucket"},
-		{"replicas", `{"module": "nats", "replicas": 7}`, natsApp, "replicas"},
-		{"lock_ttl", `{"module": "nats", "lock_ttl": "100ms"}`, natsApp, "lock_ttl"},
-		{"inline_max", `{"module": "nats", "inline_max": 10}`, natsApp, "inline_max"},
+		{"no nats app", `{"module": "neo_nats"}`, `{}`, "neo_nats app is not configured"},
+		{"unknown connection", `{"module": "neo_nats", "connection": "nope"}`, natsApp, "unknown nats connection"},
+		{"bucket", `{"module": "neo_nats", "bucket": "a.b"}`, natsApp, "bucket"},
+		{"replicas", `{"module": "neo_nats", "replicas": 7}`, natsApp, "replicas"},
+		{"lock_ttl", `{"module": "neo_nats", "lock_ttl": "100ms"}`, natsApp, "lock_ttl"},
+		{"inline_max", `{"module": "neo_nats", "inline_max": 10}`, natsApp, "inline_max"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := fmt.Sprintf(`{"admin": {"disabled": true}, "logging": {"logs": {"default": {"level": "ERROR"}}}, "storage": %s, "apps": %s}`, c.storage, c.apps)
@@ -93,8 +93,8 @@ func TestModuleNoJetStream(t *testing.T) {
 	cfg := fmt.Sprintf(`{
 		"admin": {"disabled": true},
 		"logging": {"logs": {"default": {"level": "ERROR"}}},
-		"storage": {"module": "nats"},
-		"apps": {"nats": {"connections": {"default": {"servers": [%q]}}}}
+		"storage": {"module": "neo_nats"},
+		"apps": {"neo_nats": {"connections": {"default": {"servers": [%q]}}}}
 	}`, s.ClientURL())
 	err = runConfig(t, cfg)
 	if err == nil || !strings.Contains(err.Error(), `connection "default": the NATS server has no JetStream`) {
@@ -108,8 +108,8 @@ func TestModuleEmbeddedJetStream(t *testing.T) {
 	cfg := fmt.Sprintf(`{
 		"admin": {"disabled": true},
 		"logging": {"logs": {"default": {"level": "ERROR"}}},
-		"storage": {"module": "nats"},
-		"apps": {"nats": {"embedded": {"jetstream": true, "store_dir": %q}}}
+		"storage": {"module": "neo_nats"},
+		"apps": {"neo_nats": {"embedded": {"jetstream": true, "store_dir": %q}}}
 	}`, t.TempDir())
 	if err := runConfig(t, cfg); err != nil {
 		t.Fatal(err)

@@ -7,16 +7,16 @@ import (
 )
 
 func init() {
-	httpcaddyfile.RegisterGlobalOption("waf_accel", parseGlobalOption)
+	httpcaddyfile.RegisterGlobalOption("neo_waf_accel", parseGlobalOption)
 }
 
-// parseGlobalOption sets up the waf_accel app from the global option
+// parseGlobalOption sets up the neo_waf_accel app from the global option
 //
-//	waf_accel on|off
+//	neo_waf_accel on|off
 //
 // or the block form
 //
-//	waf_accel {
+//	neo_waf_accel {
 //		off
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
@@ -24,10 +24,10 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	if err := app.UnmarshalCaddyfile(d); err != nil {
 		return nil, err
 	}
-	return httpcaddyfile.App{Name: "waf_accel", Value: caddyconfig.JSON(app, nil)}, nil
+	return httpcaddyfile.App{Name: "neo_waf_accel", Value: caddyconfig.JSON(app, nil)}, nil
 }
 
-// UnmarshalCaddyfile reads the waf_accel global option (see
+// UnmarshalCaddyfile reads the neo_waf_accel global option (see
 // parseGlobalOption for the syntax).
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // option name
@@ -41,7 +41,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "off":
 			a.Off = true
 		default:
-			return d.Errf("waf_accel: unknown argument %q (want on or off)", args[0])
+			return d.Errf("neo_waf_accel: unknown argument %q (want on or off)", args[0])
 		}
 	default:
 		return d.ArgErr()
@@ -49,7 +49,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	seen := len(args) == 1
 	for d.NextBlock(0) {
 		if seen {
-			return d.Errf("waf_accel: on/off given twice")
+			return d.Errf("neo_waf_accel: on/off given twice")
 		}
 		seen = true
 		switch d.Val() {
@@ -59,7 +59,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 		default:
-			return d.Errf("waf_accel: unknown subdirective %q", d.Val())
+			return d.Errf("neo_waf_accel: unknown subdirective %q", d.Val())
 		}
 	}
 	return nil

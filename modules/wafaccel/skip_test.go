@@ -130,7 +130,7 @@ func TestTransformationSteps(t *testing.T) {
 	}
 }
 
-// TestSkipSwitch checks that the waf_accel switch turns rule skipping off.
+// TestSkipSwitch checks that the neo_waf_accel switch turns rule skipping off.
 func TestSkipSwitch(t *testing.T) {
 	defer SetEnabled(true)
 	h := newProductionHandlerSkip(t, true)

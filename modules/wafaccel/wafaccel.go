@@ -11,13 +11,13 @@
 //
 // The acceleration is on by default in every binary that links this package
 // (modules/all blank-imports it). It is turned off, live and without
-// rebuilding any WAF, with the Caddy app waf_accel:
+// rebuilding any WAF, with the Caddy app neo_waf_accel:
 //
 //	{
-//		waf_accel off
+//		neo_waf_accel off
 //	}
 //
-// or in JSON: {"apps": {"waf_accel": {"off": true}}}. With it off the @rx
+// or in JSON: {"apps": {"neo_waf_accel": {"off": true}}}. With it off the @rx
 // operator runs the regex engine on every evaluation, exactly like Coraza's.
 package wafaccel
 
@@ -33,7 +33,7 @@ import (
 // at evaluation time.
 var enabled atomic.Bool
 
-// live holds the started waf_accel apps by start order. The switch follows
+// live holds the started neo_waf_accel apps by start order. The switch follows
 // the most recently started app that is still running, so that it is right
 // whatever the order of starts and stops across config reloads (the new
 // config's app starts before the old one stops; a config that fails to start
@@ -55,10 +55,10 @@ func Enabled() bool { return enabled.Load() }
 
 // SetEnabled turns the acceleration on or off for the whole process and
 // returns the previous setting. It is meant for programs that embed Coraza
-// without Caddy, and for tests; in Caddy use the waf_accel app.
+// without Caddy, and for tests; in Caddy use the neo_waf_accel app.
 func SetEnabled(on bool) bool { return enabled.Swap(on) }
 
-// App is the waf_accel Caddy app: the documented switch for the WAF
+// App is the neo_waf_accel Caddy app: the documented switch for the WAF
 // acceleration. Without this app in the config the acceleration is on.
 type App struct {
 	// Off turns the acceleration off: every @rx evaluation runs the regex
@@ -71,7 +71,7 @@ type App struct {
 // CaddyModule returns the Caddy module information.
 func (App) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
-		ID:  "waf_accel",
+		ID:  "neo_waf_accel",
 		New: func() caddy.Module { return new(App) },
 	}
 }

@@ -35,12 +35,12 @@ func TestCaddyfileAdapt(t *testing.T) {
 
 func TestUnmarshalCaddyfileErrors(t *testing.T) {
 	for _, in := range []string{
-		"waf_accel maybe",
-		"waf_accel on off",
-		"waf_accel {\n on\n off\n}",
-		"waf_accel off {\n on\n}",
-		"waf_accel {\n fast\n}",
-		"waf_accel {\n off now\n}",
+		"neo_waf_accel maybe",
+		"neo_waf_accel on off",
+		"neo_waf_accel {\n on\n off\n}",
+		"neo_waf_accel off {\n on\n}",
+		"neo_waf_accel {\n fast\n}",
+		"neo_waf_accel {\n off now\n}",
 	} {
 		var a App
 		if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(in)); err == nil {
@@ -66,7 +66,7 @@ func TestAppSwitch(t *testing.T) {
 	if Enabled() {
 		t.Fatal("reload to off: still on")
 	}
-	_ = next.Stop() // config without waf_accel: back to the default
+	_ = next.Stop() // config without neo_waf_accel: back to the default
 	if !Enabled() {
 		t.Fatal("after the app stopped: still off")
 	}

@@ -248,7 +248,7 @@ func caddyWAFConfig(off bool, addr string) string {
 	return fmt.Sprintf(`{
 	admin off
 	auto_https off
-	waf_accel %s
+	neo_waf_accel %s
 	order coraza_waf first
 }
 http://:%s {
