@@ -3,6 +3,7 @@ package neo
 import (
 	"github.com/projectneo/caddy-neo/modules/zonelb"
 
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -68,12 +69,26 @@ func (RouteHandler) CaddyModule() caddy.ModuleInfo {
 // Provision finds the neo app.
 func (h *RouteHandler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
-	a, err := ctx.App("neo")
+	a, err := neoApp(ctx, "neo_route")
 	if err != nil {
-		return fmt.Errorf("neo_route needs the neo app (global option neo): %w", err)
+		return err
 	}
-	h.app = a.(*App)
+	h.app = a
 	return nil
+}
+
+// neoApp returns the config's neo app for module user. A missing app is
+// named as such; an app that failed to load returns its own error (naming
+// its field), not a chain through the module that asked for it.
+func neoApp(ctx caddy.Context, user string) (*App, error) {
+	a, err := ctx.AppIfConfigured("neo")
+	if errors.Is(err, caddy.ErrNotConfigured) {
+		return nil, fmt.Errorf("%s needs the neo app (global option neo)", user)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return a.(*App), nil
 }
 
 // Route is a resolved request. It is stored in the request and read with
