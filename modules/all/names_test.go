@@ -22,6 +22,7 @@ const modulePath = "github.com/projectneo/caddy-neo/"
 var registered = []string{
 	"admin.api.neo",
 	"caddy.storage.neo_nats",
+	"http.handlers.neo_access",
 	"http.handlers.neo_echo",
 	"http.handlers.neo_egress",
 	"http.handlers.neo_identity",
@@ -37,6 +38,7 @@ var registered = []string{
 	"neo.stores.nats",
 	"neo_nats",
 	"neo_nats_gateway",
+	"neo_secrets",
 	"neo_waf_accel",
 	"tls.permission.neo",
 }

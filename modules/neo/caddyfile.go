@@ -47,6 +47,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	    store file       [<dir>]
 //	    store nats       { ... }   (see neo.stores.nats)
 //	    metrics_no_tenant_label
+//	    welcome          <text>    (repeatable)
 //	    service <name> <path-prefix> {
 //	        replica <host:port> [<zone>]
 //	    }
@@ -104,6 +105,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if len(a.Stages) == 0 {
 				return d.ArgErr()
 			}
+		case "welcome":
+			var line string
+			if !d.Args(&line) || d.NextArg() {
+				return d.ArgErr()
+			}
+			a.Welcome = append(a.Welcome, line)
 		case "metrics_no_tenant_label":
 			if d.NextArg() {
 				return d.ArgErr()

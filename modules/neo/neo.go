@@ -91,6 +91,9 @@ type App struct {
 	// MetricsNoTenantLabel drops the tenant label from request metrics (for
 	// very large fleets). Default: false.
 	MetricsNoTenantLabel bool `json:"metrics_no_tenant_label,omitempty"`
+	// Welcome lines are logged (INFO) when the process first starts
+	// serving this registry, for example where to go next. Default: none.
+	Welcome []string `json:"welcome,omitempty"`
 
 	reg     *Registry
 	store   Store
@@ -123,10 +126,19 @@ var storeSeq atomic.Uint64
 // Current returns the App of the running config, or nil.
 func Current() *App { return current.Load() }
 
-// ZoneFailover returns the failover order of the zones after this node's
-// own (ZoneOrder, or its default), for modules that send requests to a zone
-// (the NATS transport) without importing this package. Do not modify.
-func (a *App) ZoneFailover() []string { return a.ZoneOrder }
+// ZoneFailover returns this node's zone followed by the failover order of
+// the others (ZoneOrder, or its default), for modules that send requests to
+// a zone (the NATS transport) without importing this package.
+func (a *App) ZoneFailover() []string {
+	out := make([]string, 0, 1+len(a.ZoneOrder))
+	out = append(out, a.Zone)
+	for _, z := range a.ZoneOrder {
+		if z != a.Zone {
+			out = append(out, z)
+		}
+	}
+	return out
+}
 
 // Registry returns the app's registry.
 func (a *App) Registry() *Registry { return a.reg }
@@ -205,9 +217,14 @@ func (a *App) Start() error {
 		}
 		a.reg.cur.Store(snap)
 	}
-	current.Store(a)
+	first := current.Swap(a) == nil
 	a.startWatch()
 	a.logger.Info("tenant registry ready", zap.Int("tenants", a.reg.Snapshot().Len()), zap.String("zone", a.Zone))
+	if first {
+		for _, line := range a.Welcome {
+			a.logger.Info(line)
+		}
+	}
 	return nil
 }
 

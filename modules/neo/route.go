@@ -119,6 +119,9 @@ type Route struct {
 	// platform services, which require a signed-in member.
 	Public bool
 	stats  *poolStats
+	// upstream and upstreamZone are the replica lb_policy neo_zone chose
+	// last for this request, and its zone (for neo_access).
+	upstream, upstreamZone string
 }
 
 // PoolKey identifies the replica pool of the route: tenant, stage and app, or
@@ -241,8 +244,10 @@ func (h *RouteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 		return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("neo: not routed (%s)", MissSubject))
 	}
 	if res.Redirect != "" {
-		_, _, st := res.target(true)
-		h.app.metrics.request(st, res.Tenant.Name, res.Stage, res.App.Name, "")
+		reps, pool, st := res.target(true)
+		// the route, for neo_access: a redirect of the app's
+		caddyhttp.SetVar(r.Context(), routeVar, &Route{Host: host, Tenant: res.Tenant.Name, Stage: res.Stage, App: res.App.Name,
+			Zone: snap.g.zone, Replicas: reps, Pool: pool, Snapshot: snap, Public: res.App.Public, stats: st})
 		w.Header().Set("Location", res.Redirect)
 		w.WriteHeader(http.StatusMovedPermanently)
 		return nil
@@ -274,7 +279,6 @@ func (h *RouteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 		vals[1] = rt.Service
 		r.Header["Neo-Service"] = vals[1:2:2]
 	}
-	h.app.metrics.request(rt.stats, rt.Tenant, rt.Stage, rt.App, rt.Service)
 	caddyhttp.SetVar(r.Context(), routeVar, rt)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Map(rt.placeholder)

@@ -1,0 +1,37 @@
+package neonats
+
+import (
+	"errors"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+// zoneFailover is what the tenant registry (the neo app) offers: this node's
+// zone, then the others in failover order. An interface, so that this
+// package does not import the registry.
+type zoneFailover interface {
+	ZoneFailover() []string
+}
+
+// registryZones returns the failover order of the config's tenant registry,
+// or nil when the config has none.
+func registryZones(ctx caddy.Context) []string {
+	app, err := ctx.AppIfConfigured("neo")
+	if err != nil {
+		return nil // no registry; a registry that failed reports its own error
+	}
+	if zf, ok := app.(zoneFailover); ok {
+		return zf.ZoneFailover()
+	}
+	return nil
+}
+
+// checkSecrets loads the config's neo_secrets app, if any, before a
+// connection uses its credentials: a missing secret is then reported naming
+// its variable, not as the server's authorization failure.
+func checkSecrets(ctx caddy.Context) error {
+	if _, err := ctx.AppIfConfigured("neo_secrets"); err != nil && !errors.Is(err, caddy.ErrNotConfigured) {
+		return err
+	}
+	return nil
+}
