@@ -2,6 +2,7 @@ package edgewaf
 
 import (
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,7 +24,8 @@ import (
 //	                   (for example "942100 949110"), when any did
 //
 // Coraza reports matched rules to its audit log. The edge's rules send that
-// log to the `neo` audit log writer registered here (SecAuditLogType neo),
+// log, with part K (the matched rules), to the `neo` audit log writer
+// registered here (SecAuditLogType neo, SecAuditLogParts AKZ),
 // which keeps each transaction's outcome until neo_waf, in the same request,
 // takes it by transaction id: nothing is written anywhere else, so a blocked
 // request is logged once, as the access log line that carries these fields
@@ -74,7 +76,13 @@ func (auditWriter) Write(al plugintypes.AuditLog) error {
 	}
 	var ids []string
 	for _, m := range al.Messages() {
-		if d := m.Data(); d != nil && d.ID() != 0 {
+		// Messages carry the rule's data only with audit log part K
+		// (SecAuditLogParts); without, Data is a nil pointer.
+		d := m.Data()
+		if d == nil || reflect.ValueOf(d).Kind() == reflect.Pointer && reflect.ValueOf(d).IsNil() || d.ID() == 0 {
+			continue
+		}
+		{
 			id := strconv.Itoa(d.ID())
 			if !contains(ids, id) {
 				ids = append(ids, id)

@@ -2,6 +2,11 @@ package neonats
 
 import (
 	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/caddyserver/caddy/v2"
 )
@@ -32,6 +37,22 @@ func registryZones(ctx caddy.Context) []string {
 func checkSecrets(ctx caddy.Context) error {
 	if _, err := ctx.AppIfConfigured("neo_secrets"); err != nil && !errors.Is(err, caddy.ErrNotConfigured) {
 		return err
+	}
+	return nil
+}
+
+// Ready reports whether every connection of the app is connected (the
+// readiness check of /neo/ready).
+func (a *App) Ready() error {
+	names := make([]string, 0, len(a.conns))
+	for name := range a.conns {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if st := a.conns[name].nc.Status(); st != nats.CONNECTED {
+			return fmt.Errorf("connection %s: %s", name, strings.ToLower(st.String()))
+		}
 	}
 	return nil
 }
