@@ -86,6 +86,13 @@ type Options struct {
 	Home string
 	// Dir is the working directory. Default: the repository root.
 	Dir string
+	// Args are more arguments of `caddy run` (for example --envfile).
+	Args []string
+	// Command, when set, makes the command that runs caddy from the binary
+	// and its arguments (for example inside a namespace as another user);
+	// its environment is then Env alone. Default: the binary itself, with
+	// this process's environment, HOME and the XDG directories, and Env.
+	Command func(bin string, args []string) *exec.Cmd
 }
 
 // Instance is a running caddy process.
@@ -244,14 +251,21 @@ func StartProcess(o Options) (*Instance, error) {
 	if adapter != "" && adapter != "json" {
 		args = append(args, "--adapter", adapter)
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = o.Dir
-	cmd.Env = append(os.Environ(),
-		"HOME="+o.Home,
-		"XDG_DATA_HOME="+filepath.Join(o.Home, "data"),
-		"XDG_CONFIG_HOME="+filepath.Join(o.Home, "config"),
-	)
-	cmd.Env = append(cmd.Env, o.Env...)
+	args = append(args, o.Args...)
+	var cmd *exec.Cmd
+	if o.Command != nil {
+		cmd = o.Command(bin, args)
+		cmd.Env = o.Env
+	} else {
+		cmd = exec.Command(bin, args...)
+		cmd.Dir = o.Dir
+		cmd.Env = append(os.Environ(),
+			"HOME="+o.Home,
+			"XDG_DATA_HOME="+filepath.Join(o.Home, "data"),
+			"XDG_CONFIG_HOME="+filepath.Join(o.Home, "config"),
+		)
+		cmd.Env = append(cmd.Env, o.Env...)
+	}
 	logs := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -27,8 +27,8 @@ func init() {
 // served a request sent over NATS, and in which zone (caddyfiles/stage.Caddyfile).
 // neo_access reads and removes them: they never reach the client.
 const (
-	HeaderUpstreamReplica = "Neo-Upstream-Replica"
-	HeaderUpstreamZone    = "Neo-Upstream-Zone"
+	HeaderServedReplica = "Neo-Served-Replica"
+	HeaderServedZone    = "Neo-Served-Zone"
 )
 
 // AccessHandler is the neo_access handler, first on the edge route
@@ -50,12 +50,14 @@ const (
 //     (the matched rule ids, {neo.waf.rules}), each only when known.
 //
 // A stage gateway reports the replica and its zone in the response headers
-// Neo-Upstream-Replica and Neo-Upstream-Zone; neo_access takes them and
-// removes them from the response. Behind a stage gateway (requests that
-// arrived over NATS) it counts nothing: the edge counted the request.
+// Neo-Served-Replica and Neo-Served-Zone; neo_access takes them and removes
+// them from the response. Behind a stage gateway (requests that arrived over
+// NATS) it counts nothing: the edge counted the request. Without a neo app
+// in the config, no request has a tenant.
 type AccessHandler struct {
-	app    *App
-	logger *zap.Logger
+	app     *App
+	metrics *metrics
+	logger  *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -66,14 +68,19 @@ func (AccessHandler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision finds the neo app.
+// Provision finds the neo app, if the config has one.
 func (h *AccessHandler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
-	a, err := neoApp(ctx, "neo_access")
-	if err != nil {
+	a, err := ctx.AppIfConfigured("neo")
+	switch {
+	case errors.Is(err, caddy.ErrNotConfigured):
+		h.metrics = newMetrics(ctx, false)
+	case err != nil:
 		return err
+	default:
+		h.app = a.(*App)
+		h.metrics = h.app.metrics
 	}
-	h.app = a
 	return nil
 }
 
@@ -131,17 +138,17 @@ func (rec *accessRecord) Write(b []byte) (int, error) {
 // goes out.
 func (rec *accessRecord) takeUpstream() {
 	h := rec.ResponseWriter.Header()
-	if v, ok := h[HeaderUpstreamReplica]; ok {
+	if v, ok := h[HeaderServedReplica]; ok {
 		if len(v) > 0 {
 			rec.replica = v[0]
 		}
-		delete(h, HeaderUpstreamReplica)
+		delete(h, HeaderServedReplica)
 	}
-	if v, ok := h[HeaderUpstreamZone]; ok {
+	if v, ok := h[HeaderServedZone]; ok {
 		if len(v) > 0 {
 			rec.zone = v[0]
 		}
-		delete(h, HeaderUpstreamZone)
+		delete(h, HeaderServedZone)
 	}
 }
 
@@ -201,7 +208,7 @@ func (h *AccessHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next c
 		if rt.Service != "" {
 			st = nil // a service's pool serves every tenant
 		}
-	} else if host, ok := NormalizeHost(r.Host); ok {
+	} else if host, ok := NormalizeHost(r.Host); ok && h.app != nil {
 		snap := h.app.reg.Snapshot()
 		if m := snap.resolveHost(host); m.t != nil {
 			rec.tenant = m.t.Name
@@ -210,7 +217,7 @@ func (h *AccessHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next c
 			}
 		}
 	}
-	h.app.metrics.observe(st, rec.tenant, rec.stage, rec.app, rec.service, status, time.Since(start))
+	h.metrics.observe(st, rec.tenant, rec.stage, rec.app, rec.service, status, time.Since(start))
 	if extra, ok := r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok {
 		extra.Add(zap.Inline(rec))
 	}

@@ -50,7 +50,7 @@ func BenchmarkAccess(b *testing.B) {
 			a := benchApp(b, n)
 			a.metrics = &metrics{}
 			route := &RouteHandler{app: a, logger: zap.NewNop()}
-			acc := &AccessHandler{app: a, logger: zap.NewNop()}
+			acc := &AccessHandler{app: a, metrics: a.metrics, logger: zap.NewNop()}
 			afterAccess := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return route.ServeHTTP(w, r, ok) })
 			hosts := benchHosts(n, 1024, mix.hot)
 			runs = append(runs,

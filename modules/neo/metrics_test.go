@@ -45,8 +45,8 @@ func access(t testing.TB, h *AccessHandler, host, target string, status int, hdr
 			return caddyhttp.Error(http.StatusForbidden, nil)
 		}
 		return route.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
-			w.Header().Set(HeaderUpstreamReplica, "10.0.0.7:8080")
-			w.Header().Set(HeaderUpstreamZone, "az-b")
+			w.Header().Set(HeaderServedReplica, "10.0.0.7:8080")
+			w.Header().Set(HeaderServedZone, "az-b")
 			w.WriteHeader(status)
 			return nil
 		}))
@@ -60,8 +60,7 @@ func access(t testing.TB, h *AccessHandler, host, target string, status int, hdr
 // use different vectors; a request stopped before routing counts for the
 // tenant of its host.
 func TestRequestMetricsCached(t *testing.T) {
-	h := &AccessHandler{app: newTestApp(t, demoTenants()), logger: zap.NewNop()}
-	h.app.metrics = &metrics{}
+	h := &AccessHandler{app: newTestApp(t, demoTenants()), metrics: &metrics{}, logger: zap.NewNop()}
 	acmeDev := mRequests.WithLabelValues("acme", "dev", "orders", "2xx")
 	acmeDev5 := mRequests.WithLabelValues("acme", "dev", "orders", "5xx")
 	acmeProd := mRequests.WithLabelValues("acme", "prod", "orders", "2xx")
@@ -114,7 +113,7 @@ func TestRequestMetricsCached(t *testing.T) {
 	// the cached series of the other vector must not be used.
 	noTenant := mRequestsNoTenant.WithLabelValues("dev", "orders", "2xx")
 	b := testutil.ToFloat64(noTenant)
-	h.app.metrics = &metrics{noTenant: true}
+	h.metrics = &metrics{noTenant: true}
 	if _, _, err := access(t, h, "acme-dev.apps.localhost", "/orders/x", 200, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -130,8 +129,7 @@ func TestRequestMetricsCached(t *testing.T) {
 // app, the replica and zone a stage gateway reported (removed from the
 // response), and nothing for what is unknown.
 func TestAccessLogFields(t *testing.T) {
-	h := &AccessHandler{app: newTestApp(t, demoTenants()), logger: zap.NewNop()}
-	h.app.metrics = &metrics{}
+	h := &AccessHandler{app: newTestApp(t, demoTenants()), metrics: &metrics{}, logger: zap.NewNop()}
 	line := func(extra *caddyhttp.ExtraLogFields) map[string]any {
 		enc := zapcore.NewMapObjectEncoder()
 		for _, f := range extraFields(extra) {
@@ -148,7 +146,7 @@ func TestAccessLogFields(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("fields %v, want %v", got, want)
 	}
-	if w.Header().Get(HeaderUpstreamReplica) != "" || w.Header().Get(HeaderUpstreamZone) != "" || w.Code != 201 {
+	if w.Header().Get(HeaderServedReplica) != "" || w.Header().Get(HeaderServedZone) != "" || w.Code != 201 {
 		t.Fatalf("response %d %v: the gateway's report reached the client", w.Code, w.Header())
 	}
 	_, extra, _ = access(t, h, "globex.apps.localhost", "/shop/", 200, http.Header{"X-Test-Blocked": {"1"}})
@@ -205,4 +203,23 @@ func histCount(o prometheus.Observer) uint64 {
 		panic(err)
 	}
 	return m.GetHistogram().GetSampleCount()
+}
+
+// TestAccessWithoutRegistry: in a config without a neo app, neo_access
+// still observes every request, with no tenant.
+func TestAccessWithoutRegistry(t *testing.T) {
+	h := &AccessHandler{metrics: &metrics{}, logger: zap.NewNop()}
+	extra := new(caddyhttp.ExtraLogFields)
+	ctx := context.WithValue(context.Background(), caddy.ReplacerCtxKey, caddy.NewReplacer())
+	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{})
+	ctx = context.WithValue(ctx, caddyhttp.ExtraLogFieldsCtxKey, extra)
+	r := httptest.NewRequest("GET", "https://acme-dev.apps.localhost/orders/", nil).WithContext(ctx)
+	none := mRequests.WithLabelValues("", "", "", "4xx")
+	before := testutil.ToFloat64(none)
+	err := h.ServeHTTP(httptest.NewRecorder(), r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error {
+		return caddyhttp.Error(http.StatusTooManyRequests, nil)
+	}))
+	if status(err) != 429 || testutil.ToFloat64(none)-before != 1 {
+		t.Fatalf("error %v, counted %v", err, testutil.ToFloat64(none)-before)
+	}
 }
