@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -78,6 +79,9 @@ type Options struct {
 	Admin string
 	// Env adds environment variables (KEY=value).
 	Env []string
+	// Unset removes variables of this process's environment from the
+	// process's (as a shell without them would start it).
+	Unset []string
 	// WaitFor lists TCP addresses that must accept connections before Start returns.
 	WaitFor []string
 	// Home is the directory used as HOME and XDG data/config home (Caddy's
@@ -259,7 +263,12 @@ func StartProcess(o Options) (*Instance, error) {
 	} else {
 		cmd = exec.Command(bin, args...)
 		cmd.Dir = o.Dir
-		cmd.Env = append(os.Environ(),
+		for _, kv := range os.Environ() {
+			if k, _, _ := strings.Cut(kv, "="); !slices.Contains(o.Unset, k) {
+				cmd.Env = append(cmd.Env, kv)
+			}
+		}
+		cmd.Env = append(cmd.Env,
 			"HOME="+o.Home,
 			"XDG_DATA_HOME="+filepath.Join(o.Home, "data"),
 			"XDG_CONFIG_HOME="+filepath.Join(o.Home, "config"),
