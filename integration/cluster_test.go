@@ -156,15 +156,15 @@ func startClusterTopo(t *testing.T, o clusterOpts) *clusterTopo {
 	for i, z := range clusterZones {
 		admin, stage := ports[i], ports[2+i]
 		ct.gateways[z] = harness.Start(t, harness.Options{Config: "caddyfiles/stage.Caddyfile", Args: []string{"--envfile", zoneEnvFile(z)},
-			Admin: fmt.Sprintf("127.0.0.1:%d", admin),
-			Env:   env(z, i, fmt.Sprintf("NEO_ADMIN=127.0.0.1:%d", admin), fmt.Sprintf("NEO_STAGE_PORT=%d", stage), "NEO_STAGE=prod"),
+			Admin:   fmt.Sprintf("127.0.0.1:%d", admin),
+			Env:     env(z, i, fmt.Sprintf("NEO_ADMIN=127.0.0.1:%d", admin), fmt.Sprintf("NEO_STAGE_PORT=%d", stage), "NEO_STAGE=prod"),
 			WaitFor: []string{fmt.Sprintf("127.0.0.1:%d", stage)}})
 	}
 	for i, z := range clusterZones {
 		admin, https, http := ports[4+i], ports[6+i], ports[8+i]
 		inst := harness.Start(t, harness.Options{Config: "caddyfiles/edge.Caddyfile", Args: []string{"--envfile", zoneEnvFile(z)},
-			Admin: fmt.Sprintf("127.0.0.1:%d", admin),
-			Env:   env(z, i, fmt.Sprintf("NEO_ADMIN=127.0.0.1:%d", admin), fmt.Sprintf("NEO_HTTPS_PORT=%d", https), fmt.Sprintf("NEO_HTTP_PORT=%d", http)),
+			Admin:   fmt.Sprintf("127.0.0.1:%d", admin),
+			Env:     env(z, i, fmt.Sprintf("NEO_ADMIN=127.0.0.1:%d", admin), fmt.Sprintf("NEO_HTTPS_PORT=%d", https), fmt.Sprintf("NEO_HTTP_PORT=%d", http)),
 			WaitFor: []string{fmt.Sprintf("127.0.0.1:%d", https)}})
 		roots, err := inst.RootPool("local")
 		if err != nil {
