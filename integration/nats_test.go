@@ -93,7 +93,7 @@ http://:%[5]d {
 func gatewayBlock(zones ...string) string {
 	var b strings.Builder
 	for _, z := range zones {
-		fmt.Fprintf(&b, "\tnats_gateway %s {\n\t\tserver stage\n\t\tstage prod\n\t\tzone %s\n\t\tdrain_timeout 5s\n\t}\n", z, z)
+		fmt.Fprintf(&b, "\tneo_nats_gateway %s {\n\t\tserver stage\n\t\tstage prod\n\t\tzone %s\n\t\tdrain_timeout 5s\n\t}\n", z, z)
 	}
 	return b.String()
 }
