@@ -24,6 +24,7 @@ var registered = []string{
 	"caddy.storage.neo_nats",
 	"http.handlers.neo_echo",
 	"http.handlers.neo_egress",
+	"http.handlers.neo_forwarded",
 	"http.handlers.neo_identity",
 	"http.handlers.neo_login_user",
 	"http.handlers.neo_route",
