@@ -223,8 +223,8 @@ func TestEdgeForwardedTrustedProxy(t *testing.T) {
 	r := e.get(t, "127.0.0.9", cdn, got)
 	checkHeaders(t, r.header, map[string]string{
 		"X-Forwarded-For": "198.51.100.7, 127.0.0.9", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "shop.example.com",
-		"Forwarded":       `for=198.51.100.7;host=shop.example.com;proto=https, for=127.0.0.9;host="` + host + `";proto=https`,
-		"X-Real-IP":       "198.51.100.7", "CF-Connecting-IP": "",
+		"Forwarded": `for=198.51.100.7;host=shop.example.com;proto=https, for=127.0.0.9;host="` + host + `";proto=https`,
+		"X-Real-IP": "198.51.100.7", "CF-Connecting-IP": "",
 	})
 	r = e.get(t, "127.0.0.5", cdn, got)
 	checkHeaders(t, r.header, map[string]string{
