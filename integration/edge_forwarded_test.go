@@ -54,6 +54,13 @@ type fwdEdge struct {
 // trusted_proxies).
 func startForwardedEdge(t *testing.T, replica, servers string) *fwdEdge {
 	t.Helper()
+	return startEdgeSite(t, servers, "import neo_edge {\n\t\treverse_proxy "+replica+"\n\t}")
+}
+
+// startEdgeSite runs the site acme-dev.apps.localhost with the given body
+// (the edge snippets are imported) and server options.
+func startEdgeSite(t *testing.T, servers, site string) *fwdEdge {
+	t.Helper()
 	ports, err := harness.FreePorts(3)
 	if err != nil {
 		t.Fatal(err)
@@ -71,11 +78,9 @@ func startForwardedEdge(t *testing.T, replica, servers string) *fwdEdge {
 import %s/caddyfiles/snippets/edge.caddy
 
 acme-dev.apps.localhost {
-	import neo_edge {
-		reverse_proxy %s
-	}
+	%s
 }
-`, ports[0], ports[1], ports[2], servers, harness.RepoRoot(), replica)
+`, ports[0], ports[1], ports[2], servers, harness.RepoRoot(), site)
 	inst := harness.Start(t, harness.Options{Config: cfg, Admin: fmt.Sprintf("127.0.0.1:%d", ports[0]),
 		WaitFor: []string{fmt.Sprintf("127.0.0.1:%d", ports[2])}})
 	roots, err := inst.RootPool("local")

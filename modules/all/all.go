@@ -8,6 +8,7 @@ import (
 	_ "github.com/projectneo/caddy-neo/modules/edgewaf"
 	_ "github.com/projectneo/caddy-neo/modules/egress"
 	_ "github.com/projectneo/caddy-neo/modules/forwarded"
+	_ "github.com/projectneo/caddy-neo/modules/framing"
 	_ "github.com/projectneo/caddy-neo/modules/identity"
 	_ "github.com/projectneo/caddy-neo/modules/nats"
 	_ "github.com/projectneo/caddy-neo/modules/natskv"
