@@ -73,8 +73,9 @@ type checker struct {
 	requests  int
 
 	// the request head being read
-	host             string
-	method           string
+	host             [64]byte // the Host header, clipped (copied: no allocation)
+	hostLen          int
+	connect          bool
 	http10           bool
 	cl               []byte
 	clSeen, clDiffer bool
@@ -169,7 +170,7 @@ func (c *checker) lineLimit() int {
 
 func (c *checker) fail(reason string, inBody bool) *Violation {
 	c.st = stFailed
-	return &Violation{Reason: reason, Host: c.host, InBody: inBody}
+	return &Violation{Reason: reason, Host: string(c.host[:c.hostLen]), InBody: inBody}
 }
 
 // endLine handles the complete line in c.line (with its LF).
@@ -242,7 +243,7 @@ func (c *checker) requestLine(l []byte) *Violation {
 	default:
 		return c.fail(fmt.Sprintf("unsupported HTTP version %q", clip(version)), false)
 	}
-	c.method = string(method)
+	c.connect = string(method) == "CONNECT"
 	c.st = stHeader
 	return nil
 }
@@ -291,8 +292,8 @@ func (c *checker) headerLine(l []byte) *Violation {
 	case asciiEqualFold(name, "upgrade"):
 		c.upgrade = len(value) > 0
 	case asciiEqualFold(name, "host"):
-		if c.host == "" {
-			c.host = string(clip(value))
+		if c.hostLen == 0 {
+			c.hostLen = copy(c.host[:], value)
 		}
 	}
 	return nil
@@ -302,7 +303,7 @@ func (c *checker) headerLine(l []byte) *Violation {
 func (c *checker) endHead() *Violation {
 	c.requests++
 	switch {
-	case c.method == "CONNECT":
+	case c.connect:
 		c.upgradeAsked = connectAsked
 	case c.upgrade:
 		c.upgradeAsked = upgradeAsked
@@ -340,7 +341,7 @@ func (c *checker) endRequest() {
 		c.ends = append(c.ends, c.fed+int64(c.at))
 	}
 	c.st = stRequestLine
-	c.host, c.method, c.http10 = "", "", false
+	c.hostLen, c.connect, c.http10 = 0, false, false
 	c.cl, c.clSeen, c.clDiffer = c.cl[:0], false, false
 	c.te, c.teCount, c.upgrade = c.te[:0], 0, false
 }
