@@ -10,6 +10,7 @@ import (
 	_ "github.com/projectneo/caddy-neo/modules/forwarded"
 	_ "github.com/projectneo/caddy-neo/modules/framing"
 	_ "github.com/projectneo/caddy-neo/modules/identity"
+	_ "github.com/projectneo/caddy-neo/modules/logredact"
 	_ "github.com/projectneo/caddy-neo/modules/nats"
 	_ "github.com/projectneo/caddy-neo/modules/natskv"
 	_ "github.com/projectneo/caddy-neo/modules/natsstorage"

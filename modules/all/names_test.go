@@ -28,6 +28,7 @@ var registered = []string{
 	"http.handlers.neo_forwarded",
 	"http.handlers.neo_framing",
 	"http.handlers.neo_identity",
+	"http.handlers.neo_log_fingerprints",
 	"http.handlers.neo_login_user",
 	"http.handlers.neo_route",
 	"http.handlers.neo_waf",
