@@ -120,6 +120,7 @@ func await(t *testing.T, got <-chan recorded, id string) recorded {
 			if r.header.Get("X-Test-Id") == id {
 				return r
 			}
+			t.Logf("skipped a request: %v", r.header)
 		case <-timeout:
 			t.Fatalf("the replica got no request %s", id)
 		}
@@ -238,5 +239,88 @@ func TestEdgeForwardedTrustedProxy(t *testing.T) {
 	})
 	if strings.Contains(fmt.Sprint(r.header), "198.51.100.7") {
 		t.Errorf("an untrusted peer's client address reached the replica: %v", r.header)
+	}
+}
+
+// The runtime path: the edge's Forwarded (and no client copy of a
+// client-address header) reaches the replica through NATS and a stage
+// gateway; request trailers the edge controls do not.
+func TestEdgeForwardedOverNATS(t *testing.T) {
+	replica, got := recordingReplica(t)
+	ports, err := harness.FreePorts(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, edge, stage := ports[0], ports[1], ports[2]
+	cfg := fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	servers 127.0.0.1:%d {
+		name stage
+	}
+	neo_nats {
+		embedded
+	}
+	neo_nats_gateway az-a {
+		server stage
+		stage prod
+		zone az-a
+	}
+}
+
+import %s/caddyfiles/snippets/edge.caddy
+
+http://:%d {
+	bind 127.0.0.1
+	import neo_edge {
+		reverse_proxy nats {
+			transport neo_nats {
+				subject neo.rt.prod.{neo.zone}.acme.orders
+				zones az-a
+			}
+		}
+	}
+}
+
+http://:%[2]d {
+	bind 127.0.0.1
+	reverse_proxy %[5]s
+}
+`, admin, stage, harness.RepoRoot(), edge, replica)
+	inst := harness.Start(t, harness.Options{Config: cfg, Admin: fmt.Sprintf("127.0.0.1:%d", admin),
+		WaitFor: []string{fmt.Sprintf("127.0.0.1:%d", edge)}})
+	d := &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.5")}}
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return d.DialContext(ctx, "tcp", fmt.Sprintf("127.0.0.1:%d", edge))
+	}}}
+	url := fmt.Sprintf("http://acme.apps.localhost:%d/orders/x", edge)
+	var r recorded
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; ; i++ {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		for k, v := range clientSpoofs {
+			req.Header.Set(k, v)
+		}
+		id := fmt.Sprintf("nats-%d", i)
+		req.Header.Set("X-Test-Id", id)
+		resp, err := c.Do(req)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				r = await(t, got, id)
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no answer over NATS: %v\n%s", err, inst.Logs())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	checkHeaders(t, r.header, map[string]string{
+		"Forwarded": fmt.Sprintf(`for=127.0.0.5;host="acme.apps.localhost:%d";proto=http`, edge),
+		"X-Real-IP": "127.0.0.5", "True-Client-IP": "", "Client-IP": "", "X-Client-IP": "", "CF-Connecting-IP": "",
+	})
+	if strings.Contains(fmt.Sprint(r.header), "10.6.6.6") {
+		t.Errorf("a client-sent address reached the replica: %v", r.header)
 	}
 }
