@@ -21,10 +21,14 @@ const modulePath = "github.com/projectneo/caddy-neo/"
 // means adding it here, namespaced.
 var registered = []string{
 	"admin.api.neo",
+	"caddy.listeners.neo_framing",
 	"caddy.storage.neo_nats",
 	"http.handlers.neo_echo",
 	"http.handlers.neo_egress",
+	"http.handlers.neo_forwarded",
+	"http.handlers.neo_framing",
 	"http.handlers.neo_identity",
+	"http.handlers.neo_log_fingerprints",
 	"http.handlers.neo_login_user",
 	"http.handlers.neo_route",
 	"http.handlers.neo_waf",

@@ -251,8 +251,8 @@ func (t *TenantConfig) Validate(field string, stages *stageSet) error {
 	for _, host := range sortedKeys(t.Domains) {
 		d := t.Domains[host]
 		f := field + ".domains." + host
-		if !ValidHostname(host) {
-			return fmt.Errorf("%s: %q is not a valid lowercase host name", f, host)
+		if err := CheckCustomDomain(host); err != nil {
+			return fmt.Errorf("%s: %w", f, err)
 		}
 		if d == nil {
 			return fmt.Errorf("%s: missing domain object", f)
