@@ -411,7 +411,8 @@ func TestEmbeddedAuthorizationErrors(t *testing.T) {
 
 // TestEmbeddedAuthorizationReload: a reload keeps the server, its
 // connections and the passwords; a changed authorization file is applied by
-// the reload, without a restart.
+// the reload, without a restart; a deleted credentials file gives new
+// passwords at the next reload, and the connections follow.
 func TestEmbeddedAuthorizationReload(t *testing.T) {
 	credsFile := useDataDir(t)
 	t.Cleanup(func() { _ = caddy.Stop() })
@@ -423,7 +424,8 @@ func TestEmbeddedAuthorizationReload(t *testing.T) {
 		}
 	}
 	writeAuth("a.>")
-	cfg := embeddedAuthConfig("", auth, `"app":{"local_user":"app"}`)
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cfg := embeddedAuthConfig(listen, auth, `"app":{"local_user":"app"}`)
 	if err := caddy.Load(cfg, true); err != nil {
 		t.Fatal(err)
 	}
@@ -460,6 +462,30 @@ func TestEmbeddedAuthorizationReload(t *testing.T) {
 	}
 	if deniedAs(t, srv, "app", pw, "pub", "b.x") || !deniedAs(t, srv, "app", pw, "pub", "a.x") {
 		t.Fatal("the changed file's permissions are not enforced after the reload")
+	}
+
+	// the credentials file deleted: the reload generates a new password,
+	// the old one no longer logs in, the connection is made anew with the new one
+	if err := os.Remove(credsFile); err != nil {
+		t.Fatal(err)
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		t.Fatal(err)
+	}
+	fourth := activeApp(t)
+	nc4, _ := fourth.Conn("app")
+	var lc2 localCredentials
+	if data, err := os.ReadFile(credsFile); err != nil || json.Unmarshal(data, &lc2) != nil || lc2.Users["app"] == pw || len(lc2.Users["app"]) != 43 {
+		t.Fatalf("after deleting the credentials: %v %+v", err, lc2)
+	}
+	if _, err := nats.Connect("nats://"+listen, nats.UserInfo("app", pw)); !isAuthError(err) {
+		t.Fatalf("the old password: %v, want an authorization violation", err)
+	}
+	if nc4 == nc || deniedAs(t, srv, "app", lc2.Users["app"], "pub", "b.x") {
+		t.Fatal("no new connection, or the new password does not log in")
+	}
+	if err := nc4.Flush(); err != nil {
+		t.Fatalf("the new connection: %v", err)
 	}
 }
 
