@@ -56,7 +56,7 @@ func TestEmbeddedInProcess(t *testing.T) {
 	t.Cleanup(func() { _ = caddy.Stop() })
 	edge, stage := freePort(t), freePort(t)
 	cfg := fmt.Sprintf(`{"admin":{"disabled":true},"logging":{"logs":{"default":{"level":"ERROR"}}},"apps":{
-	"neo_nats":{"embedded":{"jetstream":true,"store_dir":%q}},
+	"neo_nats":{"embedded":{"anonymous":true,"jetstream":true,"store_dir":%q}},
 	"neo_nats_gateway":{"gateways":[{"server":"stage","stage":"dev","zone":"az-a"}]},
 	"http":{"servers":{
 	 "edge":{"listen":["127.0.0.1:%d"],"automatic_https":{"disable":true},"routes":[{"handle":[{"handler":"neo_test_route"},{"handler":"reverse_proxy","upstreams":[{"dial":"nats:0"}],"transport":{"protocol": "neo_nats"}}]}]},
