@@ -79,6 +79,12 @@ func (pc *permConn) denied(t *testing.T, op, subject string) bool {
 			t.Fatal(err)
 		}
 		defer sub.Unsubscribe()
+	case "qsub": // in the gateways' queue group
+		sub, err := pc.nc.QueueSubscribeSync(subject, "neo-gateway")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
 	case "pub":
 		if err := pc.nc.Publish(subject, nil); err != nil {
 			t.Fatal(err)
@@ -115,10 +121,14 @@ func TestProductionPermissions(t *testing.T) {
 		{"edge", "sub", "neo.rt.prod.az-a.acme.orders", true},
 		{"edge", "sub", "_GW.>", true},
 		{"platform", "sub", "_EDGE.>", true},
-		{"gw-prod", "sub", "neo.rt.prod.az-a.>", false},
-		{"gw-prod", "sub", "neo.rt.prod.>", false},
-		{"gw-prod", "sub", "neo.rt.dev.az-a.>", true},
-		{"gw-prod", "sub", "neo.rt.>", true},
+		// request heads: only in the queue group, so no gateway gets a
+		// copy of a head given to another
+		{"gw-prod", "qsub", "neo.rt.prod.az-a.>", false},
+		{"gw-prod", "qsub", "neo.rt.prod.>", false},
+		{"gw-prod", "sub", "neo.rt.prod.az-a.>", true},
+		{"gw-prod", "sub", "neo.rt.prod.>", true},
+		{"gw-prod", "qsub", "neo.rt.dev.az-a.>", true},
+		{"gw-prod", "qsub", "neo.rt.>", true},
 		{"gw-prod", "sub", "_GW.dev.>", true},
 		{"gw-prod", "sub", "_EDGE.>", true},
 		{"gw-prod", "pub", "neo.rt.prod.az-a.acme.orders", true},
@@ -129,14 +139,16 @@ func TestProductionPermissions(t *testing.T) {
 		{"gw-dev", "pub", "_EDGE.x.1", true},
 		{"gw-prod-acme", "pub", "_EDGE.x.1", true},
 		{"gw-prod-acme", "pub", "_PLATFORM.x.1", true},
-		{"gw-dev", "sub", "neo.rt.prod.az-a.>", true},
-		{"gw-dev", "sub", "neo.rt.dev.az-b.>", false},
-		{"gw-prod-acme", "sub", "neo.rt.prod.az-a.acme.>", false},
-		{"gw-prod-acme", "sub", "neo.rt.prod.az-b.acme.orders", false},
-		{"gw-prod-acme", "sub", "neo.rt.prod.az-a.globex.>", true},
-		{"gw-prod-acme", "sub", "neo.rt.prod.az-a.>", true},
-		{"gw-prod-acme", "sub", "neo.rt.prod.*.*.>", true},
-		{"gw-prod-acme", "sub", "neo.rt.dev.az-a.acme.>", true},
+		{"gw-dev", "qsub", "neo.rt.prod.az-a.>", true},
+		{"gw-dev", "qsub", "neo.rt.dev.az-b.>", false},
+		{"gw-dev", "sub", "neo.rt.dev.az-b.>", true},
+		{"gw-prod-acme", "qsub", "neo.rt.prod.az-a.acme.>", false},
+		{"gw-prod-acme", "qsub", "neo.rt.prod.az-b.acme.orders", false},
+		{"gw-prod-acme", "sub", "neo.rt.prod.az-a.acme.>", true},
+		{"gw-prod-acme", "qsub", "neo.rt.prod.az-a.globex.>", true},
+		{"gw-prod-acme", "qsub", "neo.rt.prod.az-a.>", true},
+		{"gw-prod-acme", "qsub", "neo.rt.prod.*.*.>", true},
+		{"gw-prod-acme", "qsub", "neo.rt.dev.az-a.acme.>", true},
 		{"gw-prod-acme", "sub", "_GW.prod.>", true},
 		{"monitor", "sub", "neo.rt.>", true},
 	}
