@@ -248,7 +248,7 @@ func TestNATSHostileGateway(t *testing.T) {
 	dir := t.TempDir()
 	gwCfg := dir + "/gateways.Caddyfile"
 	gatewayBlock := func(name, conn, stage, tenant string) string {
-		b := fmt.Sprintf("\tnats_gateway %s {\n\t\tconnection %s\n\t\tserver stage\n\t\tstage %s\n\t\tzone az-a\n", name, conn, stage)
+		b := fmt.Sprintf("\tneo_nats_gateway %s {\n\t\tconnection %s\n\t\tserver stage\n\t\tstage %s\n\t\tzone az-a\n", name, conn, stage)
 		if tenant != "" {
 			b += "\t\ttenant " + tenant + "\n"
 		}
@@ -262,7 +262,7 @@ func TestNATSHostileGateway(t *testing.T) {
 	servers 127.0.0.1:%d {
 		name stage
 	}
-	nats {
+	neo_nats {
 %s%s%s	}
 %s%s%s}
 
@@ -293,12 +293,12 @@ http://:%d {
 	}
 	log transport {
 		level DEBUG
-		include http.reverse_proxy.transport.nats
+		include http.reverse_proxy.transport.neo_nats
 	}
 	log {
-		exclude http.reverse_proxy.transport.nats
+		exclude http.reverse_proxy.transport.neo_nats
 	}
-	nats {
+	neo_nats {
 		connection default {
 			servers %s
 			user edge pw-edge
@@ -314,7 +314,7 @@ acme.apps.localhost, globex.apps.localhost, acme-dev.apps.localhost {
 		acme-dev.apps.localhost acme dev web
 	}
 	reverse_proxy nats {
-		transport nats {
+		transport neo_nats {
 			zones az-a
 			response_header_timeout 20s
 			chunk_timeout 20s

@@ -41,7 +41,7 @@ func forged(to, evilIn string) []*nats.Msg {
 // and the gateways' in these topologies).
 func activeConn(t *testing.T) *nats.Conn {
 	t.Helper()
-	app, err := caddy.ActiveContext().App("nats")
+	app, err := caddy.ActiveContext().App("neo_nats")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestForgedFramesDropped(t *testing.T) {
 			}
 		}
 		waitFor(t, "the forged frames dropped", func() bool {
-			return rejectedCount(sideEdge, reasonWrongReply) == before+float64(len(msgs))
+			return rejectedCount(sideEdge, reasonWrongReply) >= before+float64(len(msgs))
 		})
 	}
 	// waitAccepted returns the edge inbox of the next request once a frame

@@ -50,10 +50,10 @@ func TestClientIdentity(t *testing.T) {
 	t.Cleanup(func() { _ = caddy.Stop() })
 	replica, seen := identityReplica(t)
 	trusted, untrusted, stage := freePort(t), freePort(t), freePort(t)
-	edgeRoutes := `"routes":[{"handle":[{"handler":"neo_test_route"},{"handler":"reverse_proxy","upstreams":[{"dial":"nats:0"}],"transport":{"protocol":"nats","zones":["az-a"]}}]}]`
+	edgeRoutes := `"routes":[{"handle":[{"handler":"neo_test_route"},{"handler":"reverse_proxy","upstreams":[{"dial":"nats:0"}],"transport":{"protocol":"neo_nats","zones":["az-a"]}}]}]`
 	cfg := fmt.Sprintf(`{"admin":{"disabled":true},"logging":{"logs":{"default":{"level":"ERROR"}}},"apps":{
-	"nats":{"connections":{"default":{"servers":[%q]}}},
-	"nats_gateway":{"gateways":[{"server":"stage","stage":"prod","zone":"az-a"}]},
+	"neo_nats":{"connections":{"default":{"servers":[%q]}}},
+	"neo_nats_gateway":{"gateways":[{"server":"stage","stage":"prod","zone":"az-a"}]},
 	"http":{"servers":{
 	 "cdn":{"listen":["127.0.0.1:%d"],"automatic_https":{"disable":true},"trusted_proxies":{"source":"static","ranges":["127.0.0.1/32"]},"client_ip_headers":["X-Forwarded-For"],%s},
 	 "direct":{"listen":["127.0.0.1:%d"],"automatic_https":{"disable":true},%s},

@@ -147,7 +147,7 @@ func TestEdgeBinding(t *testing.T) {
 	send(evilNC, frameMsg(st.inbox, evilIn, kindData, hdrSeq, "1"))
 	send(evilNC, frameMsg(st.inbox, "", kindCredit, hdrCredit, "8", hdrInbox, evilIn))
 	waitFor(t, "two early frames dropped", func() bool {
-		return rejectedCount(sideEdge, reasonNotAccepted) == notAcc0+1 && rejectedCount(sideEdge, reasonWrongReply) == wrong0+1
+		return rejectedCount(sideEdge, reasonNotAccepted) >= notAcc0+1 && rejectedCount(sideEdge, reasonWrongReply) >= wrong0+1
 	})
 	if st.peerInbox() != "" {
 		t.Fatal("bound to a frame without a reply subject")
@@ -183,7 +183,7 @@ func TestEdgeBinding(t *testing.T) {
 		send(evilNC, m)
 	}
 	waitFor(t, "the attacker's frames dropped", func() bool {
-		return rejectedCount(sideEdge, reasonWrongReply) == wrong0+1+float64(len(evil))
+		return rejectedCount(sideEdge, reasonWrongReply) >= wrong0+1+float64(len(evil))
 	})
 	if len(st.ch) != 0 || len(st.probeCh) != 0 || st.canceled.Load() {
 		t.Fatalf("an attacker's frame got through: %d frames, %d probe answers, canceled %v", len(st.ch), len(st.probeCh), st.canceled.Load())
@@ -290,7 +290,9 @@ func TestGatewayBinding(t *testing.T) {
 		_ = edgeNC.PublishMsg(frameMsg(st.inbox, reply, kindCancel))
 		_ = edgeNC.PublishMsg(frameMsg(st.inbox, reply, kindProbe))
 	}
-	waitFor(t, "36 frames dropped", func() bool { return rejectedCount(sideGateway, reasonWrongReply) == wrong0+36 })
+	// (at least: the counter is the package's, shared with other tests'
+	// gateways)
+	waitFor(t, "36 frames dropped", func() bool { return rejectedCount(sideGateway, reasonWrongReply) >= wrong0+36 })
 	if len(st.ch) != 0 || st.canceled.Load() || st.takeCredit() || st.dest() != edgeIn {
 		t.Fatalf("a frame not from the edge got through: %d frames, canceled %v, dest %q", len(st.ch), st.canceled.Load(), st.dest())
 	}
