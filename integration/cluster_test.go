@@ -458,8 +458,12 @@ func TestNATSClusterConfigs(t *testing.T) {
 				strings.Join(edge.Permissions.Subscribe.Allow, ",") != "_EDGE.>" {
 				t.Fatalf("edge user: %+v", edge)
 			}
-			if gw := users["gw-prod"]; gw == nil || gw.Permissions == nil || !strings.HasPrefix(strings.Join(gw.Permissions.Publish.Allow, ","), "_EDGE.>,_PLATFORM.>,") ||
-				strings.Join(gw.Permissions.Subscribe.Allow, ",") != "neo.rt.prod.>,_GW.prod.>,$SRV.>" {
+			// a gateway answers only what it was delivered: no publish
+			// right on edge or platform inboxes, responses instead
+			if gw := users["gw-prod"]; gw == nil || gw.Permissions == nil || !strings.HasPrefix(strings.Join(gw.Permissions.Publish.Allow, ","), "$JS.API.INFO,") ||
+				strings.Contains(strings.Join(gw.Permissions.Publish.Allow, ","), "_EDGE") || strings.Contains(strings.Join(gw.Permissions.Publish.Allow, ","), "_PLATFORM") ||
+				gw.Permissions.Response == nil || gw.Permissions.Response.MaxMsgs != 1100 || gw.Permissions.Response.Expires != 2*time.Minute ||
+				strings.Join(gw.Permissions.Subscribe.Allow, ",") != "neo.rt.prod.> neo-gateway,_GW.prod.>,$SRV.>" {
 				t.Fatalf("gw-prod user: %+v", gw)
 			}
 		})

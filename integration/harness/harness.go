@@ -86,6 +86,9 @@ type Options struct {
 	Home string
 	// Dir is the working directory. Default: the repository root.
 	Dir string
+	// Binary is the caddy binary to run. Default: Binary() (this
+	// repository's, or NEO_CADDY_BIN).
+	Binary string
 }
 
 // Instance is a running caddy process.
@@ -193,9 +196,11 @@ func (i *Instance) neoGoroutines() string {
 
 // StartProcess is Start without a testing.TB; the caller must call Stop.
 func StartProcess(o Options) (*Instance, error) {
-	bin, err := Binary()
-	if err != nil {
-		return nil, err
+	bin, err := o.Binary, error(nil)
+	if bin == "" {
+		if bin, err = Binary(); err != nil {
+			return nil, err
+		}
 	}
 	if o.Admin == "" {
 		o.Admin = "localhost:2019"
