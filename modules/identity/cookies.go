@@ -47,6 +47,7 @@ func takeCookies(r *http.Request) *reqCookies {
 			var rest []string
 			for part := range strings.SplitSeq(h, ";") {
 				name, val, _ := strings.Cut(strings.TrimSpace(part), "=")
+				name, val = strings.TrimSpace(name), strings.TrimSpace(val)
 				switch name {
 				case cookieAccess:
 					ck.access = val
@@ -58,7 +59,10 @@ func takeCookies(r *http.Request) *reqCookies {
 					ck.oidc = val
 				case "":
 				default:
-					rest = append(rest, strings.TrimSpace(part))
+					// Every name of the identity's namespace stays here.
+					if !strings.HasPrefix(name, "__Host-neo_") {
+						rest = append(rest, strings.TrimSpace(part))
+					}
 				}
 			}
 			if len(rest) > 0 {
