@@ -49,9 +49,12 @@ func headerReplica(t *testing.T) *httptest.Server {
 type identityEdgeOpts struct {
 	identity string   // the neo_identity global option's block body
 	neoExtra string   // more lines of the neo block (tenants)
+	store    string   // the neo block's store line; default a file store in home
+	globals  string   // more global options
 	env      []string // more environment
 	home     string
 	ports    []int // admin, http, https (to restart on the same ports)
+	backend  *httptest.Server
 }
 
 func startIdentityEdge(t *testing.T, o identityEdgeOpts) *identityEdge {
@@ -68,7 +71,14 @@ func startIdentityEdge(t *testing.T, o identityEdgeOpts) *identityEdge {
 	if home == "" {
 		home = t.TempDir()
 	}
-	be := headerReplica(t)
+	store := o.store
+	if store == "" {
+		store = "store file " + home + "/tenants"
+	}
+	be := o.backend
+	if be == nil {
+		be = headerReplica(t)
+	}
 	beAddr := strings.TrimPrefix(be.URL, "http://")
 	root := harness.RepoRoot()
 	cfg := fmt.Sprintf(`{
@@ -82,13 +92,14 @@ func startIdentityEdge(t *testing.T, o identityEdgeOpts) *identityEdge {
 		permission neo
 	}
 	import %[4]s/caddyfiles/snippets/edge-global.caddy
+	%[9]s
 	neo_identity {
 		%[5]s
 	}
 	neo {
 		zone az-a
 		stages dev prod
-		store file %[6]s/tenants
+		%[6]s
 		service build /api/build/ {
 			replica %[7]s az-a
 		}
@@ -116,7 +127,7 @@ https:// {
 		}
 	}
 }
-`, admin, httpPort, httpsPort, root, o.identity, home, beAddr, o.neoExtra)
+`, admin, httpPort, httpsPort, root, o.identity, store, beAddr, o.neoExtra, o.globals)
 	env := append([]string{"NEO_RL_LOGIN_EVENTS=1000", "NEO_RL_API_EVENTS=1000", "NEO_WAF_AUDIT_LOG=/dev/null"}, o.env...)
 	inst := harness.Start(t, harness.Options{
 		Config:  cfg,
