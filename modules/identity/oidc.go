@@ -202,6 +202,19 @@ func (rq *portalRequest) oidcCallback() error {
 	if err := idt.Claims(&claims); err != nil {
 		return fail("id token claims: " + err.Error())
 	}
+	// Providers that keep profile claims out of the ID token serve them at
+	// their userinfo endpoint: claims the ID token lacks come from there,
+	// for the same subject only.
+	if ui, err := p.UserInfo(ctx, oauth2.StaticTokenSource(tok)); err == nil && ui.Subject == idt.Subject {
+		var extra map[string]any
+		if ui.Claims(&extra) == nil {
+			for k, v := range extra {
+				if _, ok := claims[k]; !ok {
+					claims[k] = v
+				}
+			}
+		}
+	}
 	roles := mapRoles(pc, claims)
 	if pc.RequireRole && len(roles) == 0 {
 		return fail("no mapped role")
