@@ -3,6 +3,7 @@ package integration
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -424,5 +425,109 @@ func waitServingPath(e *identityEdge, host, path string) error {
 			return err
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestIdentityLimits: the platform's public API limit per organization
+// (NEO_RL_API_EVENTS, counted after identity, 429 with Retry-After), the
+// brute-force limit on the sign-in form and the WAF on the identity
+// endpoints.
+func TestIdentityLimits(t *testing.T) {
+	e := startIdentityEdge(t, identityEdgeOpts{env: []string{"NEO_RL_API_EVENTS=3", "NEO_RL_LOGIN_EVENTS=6"}})
+	identityTenants(t, e)
+	e.waitHost(t, "acme.platform.localhost", "globex.platform.localhost")
+	clientToken := func(tenant string) string {
+		var c struct {
+			ClientID     string `json:"client_id"`
+			ClientSecret string `json:"client_secret"`
+		}
+		json.Unmarshal(e.admin(t, "POST", "/neo/tenants/"+tenant+"/identity/clients", `{"realm":"platform"}`, 201), &c)
+		tok, _ := tokenFromJSON(t, e.postForm(t, nil, e.url(tenant+".platform.localhost", "/identity/token"),
+			url.Values{"grant_type": {"client_credentials"}}, "Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(c.ClientID+":"+c.ClientSecret))))
+		return tok
+	}
+	acme, globex := clientToken("acme"), clientToken("globex")
+	api := func(tenant, tok string) resp {
+		return e.do(t, nil, "GET", e.url(tenant+".platform.localhost", "/api/build/v1/status"), nil, "Authorization", "Bearer "+tok)
+	}
+	// Requests without a valid token do not use up acme's quota.
+	for range 5 {
+		if r := api("acme", "forged"); r.status != 401 {
+			t.Fatalf("forged token: %d", r.status)
+		}
+	}
+	for i := range 3 {
+		if r := api("acme", acme); r.status != 200 {
+			t.Fatalf("acme API request %d: %d %.200q", i+1, r.status, r.body)
+		}
+	}
+	r := api("acme", acme)
+	if r.status != 429 || r.header.Get("Retry-After") == "" {
+		t.Fatalf("acme's 4th API request: %d, Retry-After %q", r.status, r.header.Get("Retry-After"))
+	}
+	if r := api("globex", globex); r.status != 200 {
+		t.Fatalf("globex during acme's limit: %d", r.status)
+	}
+
+	// POSTs to /identity/ from one address (the two token requests above,
+	// then sign-in attempts): the 7th gets 429, whatever the user.
+	host := "acme-dev.apps.localhost"
+	for i := range 4 {
+		if r := e.signInForm(t, e.browserClient(t), host, fmt.Sprintf("guess%d", i), "wrong-password", "/"); r.status != 401 {
+			t.Fatalf("attempt %d: %d", i+1, r.status)
+		}
+	}
+	if r := e.signInForm(t, e.browserClient(t), host, "alice", "alice-password", "/"); r.status != 429 || r.header.Get("Retry-After") == "" {
+		t.Fatalf("5th sign-in attempt: %d", r.status)
+	}
+	// The WAF inspects the identity endpoints.
+	if r := e.do(t, nil, "GET", e.url(host, "/identity/login?return=/x%27%20UNION%20SELECT%20password%20FROM%20users--"), nil); r.status != 403 {
+		t.Fatalf("SQL injection at the sign-in page: %d", r.status)
+	}
+}
+
+// TestIdentityBrowserRenewal: a browser whose access token expired (only
+// its session cookie left) is renewed on its next request: the request is
+// served and both cookies are replaced (the refresh token rotated).
+func TestIdentityBrowserRenewal(t *testing.T) {
+	e := startIdentityEdge(t, identityEdgeOpts{})
+	identityTenants(t, e)
+	host := "acme-dev.apps.localhost"
+	b := e.browserClient(t)
+	e.signInForm(t, b, host, "alice", "alice-password", "/")
+	var rt string
+	for _, c := range b.Jar.Cookies(mustURL(e.url(host, "/"))) {
+		if c.Name == "__Host-neo_rt" {
+			rt = c.Value
+		}
+	}
+	r := e.do(t, nil, "GET", e.url(host, "/ledger/"), nil, "Cookie", "__Host-neo_rt="+rt, "Accept", "text/html")
+	if s := seen(t, r); s.Headers["Neo-User"][0] != "alice" {
+		t.Fatalf("renewed request: %v", s.Headers)
+	}
+	var newAT, newRT string
+	for _, c := range (&http.Response{Header: r.header}).Cookies() {
+		switch c.Name {
+		case "__Host-neo_at":
+			newAT = c.Value
+		case "__Host-neo_rt":
+			newRT = c.Value
+		}
+	}
+	if newAT == "" || newRT == "" || newRT == rt {
+		t.Fatalf("renewal set at %t, rotated rt %t", newAT != "", newRT != "" && newRT != rt)
+	}
+	// A parallel request of the same browser with the token just replaced
+	// is served within the grace (no new refresh token) ...
+	r = e.do(t, nil, "GET", e.url(host, "/ledger/"), nil, "Cookie", "__Host-neo_rt="+rt, "Accept", "text/html")
+	if r.status != 200 || strings.Contains(strings.Join(r.header.Values("Set-Cookie"), ";"), "__Host-neo_rt=") {
+		t.Fatalf("parallel renewal: %d %q", r.status, r.header.Values("Set-Cookie"))
+	}
+	// ... and the explicit token endpoint allows no reuse at all: the chain ends.
+	if r := e.postForm(t, nil, e.url(host, "/identity/token"), url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}); r.status != 400 {
+		t.Fatalf("reuse at the token endpoint: %d", r.status)
+	}
+	if r := e.do(t, nil, "GET", e.url(host, "/ledger/"), nil, "Cookie", "__Host-neo_rt="+newRT, "Accept", "text/html"); r.status != 302 {
+		t.Fatalf("the chain's newest token after the reuse: %d", r.status)
 	}
 }
