@@ -484,6 +484,17 @@ func TestIdentityLimits(t *testing.T) {
 	if r := e.do(t, nil, "GET", e.url(host, "/identity/login?return=/x%27%20UNION%20SELECT%20password%20FROM%20users--"), nil); r.status != 403 {
 		t.Fatalf("SQL injection at the sign-in page: %d", r.status)
 	}
+	// The metrics count what happened, without a tenant label.
+	metrics := string(e.admin(t, "GET", "/metrics", nil, 200))
+	for _, m := range []string{
+		`caddy_neo_identity_signins_total{method="password",result="refused"} 4`,
+		`caddy_neo_identity_tokens_total{grant="client_credentials",result="ok"} 2`,
+		`caddy_neo_identity_refused_total{status="401"} 5`,
+	} {
+		if !strings.Contains(metrics, m) {
+			t.Errorf("metrics lack %s", m)
+		}
+	}
 }
 
 // TestIdentityBrowserRenewal: a browser whose access token expired (only

@@ -108,6 +108,7 @@ var states = caddy.NewUsagePool()
 // Provision fills defaults and opens the state store.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	registerMetrics(ctx.GetMetricsRegistry())
 	if a.now == nil {
 		a.now = time.Now
 	}

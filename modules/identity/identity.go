@@ -109,6 +109,7 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 	route, ok := neo.RouteFromRequest(r)
 	if !ok || route.Tenant == "" {
 		g.refuse(r, "", "", "no resolved tenant", "")
+		mRefused.WithLabelValues("403").Inc()
 		return caddyhttp.Error(http.StatusForbidden, errNoRoute)
 	}
 	realm := route.Stage
@@ -128,9 +129,11 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 			return g.admit(w, r, next, route.Tenant, realm, v, tok, api)
 		case errors.Is(err, errUnavailable):
 			g.refuse(r, route.Tenant, realm, "identity state unavailable: "+err.Error(), "")
+			mRefused.WithLabelValues("503").Inc()
 			return caddyhttp.Error(http.StatusServiceUnavailable, errStateDown)
 		}
 		if api {
+			mRefused.WithLabelValues("401").Inc()
 			g.refuse(r, route.Tenant, realm, "bad token: "+err.Error(), "")
 			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 			return caddyhttp.Error(http.StatusUnauthorized, errNoToken)
@@ -138,6 +141,7 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 	}
 	if api || r.Header.Get("Authorization") != "" {
 		g.refuse(r, route.Tenant, realm, "no bearer token", "")
+		mRefused.WithLabelValues("401").Inc()
 		w.Header().Set("WWW-Authenticate", `Bearer`)
 		return caddyhttp.Error(http.StatusUnauthorized, errNoToken)
 	}
@@ -149,15 +153,18 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 		}
 		if errors.Is(err, errUnavailable) {
 			g.refuse(r, route.Tenant, realm, "identity state unavailable: "+err.Error(), "")
+			mRefused.WithLabelValues("503").Inc()
 			return caddyhttp.Error(http.StatusServiceUnavailable, errStateDown)
 		}
 		g.refuse(r, route.Tenant, realm, "session not renewed: "+err.Error(), "")
 		clearSessionCookies(w)
 	}
 	if g.NoRedirect || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
+		mRefused.WithLabelValues("401").Inc()
 		w.Header().Set("WWW-Authenticate", `Bearer`)
 		return caddyhttp.Error(http.StatusUnauthorized, errNoToken)
 	}
+	mRefused.WithLabelValues("302").Inc()
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, loginPath+"?return="+url.QueryEscape(r.URL.RequestURI()), http.StatusFound)
 	return nil
@@ -168,10 +175,12 @@ func (g *Guard) admit(w http.ResponseWriter, r *http.Request, next caddyhttp.Han
 	c := &v.claims
 	if c.Tenant != tenant || c.Realm != realm {
 		g.refuse(r, tenant, realm, "token of tenant "+c.Tenant+" realm "+c.Realm, c.Subject)
+		mRefused.WithLabelValues("403").Inc()
 		return caddyhttp.Error(http.StatusForbidden, errNotBound)
 	}
 	if len(g.Roles) > 0 && !slices.ContainsFunc(c.Roles, func(x string) bool { return slices.Contains(g.Roles, x) }) {
 		g.refuse(r, tenant, realm, "no required role", c.Subject)
+		mRefused.WithLabelValues("403").Inc()
 		return caddyhttp.Error(http.StatusForbidden, errNoRole)
 	}
 	h := r.Header

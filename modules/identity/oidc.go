@@ -147,6 +147,7 @@ var errFlow = errors.New("sign-in at the identity provider failed")
 func (rq *portalRequest) oidcCallback() error {
 	fail := func(reason string) error {
 		rq.log("oidc sign-in refused", reason)
+		mSignIns.WithLabelValues("oidc", "refused").Inc()
 		setCookie(rq.w, cookieOIDC, "", -1, http.SameSiteLaxMode)
 		return rq.loginPage(http.StatusUnauthorized, "Sign-in at the identity provider failed. Please try again.")
 	}
@@ -230,6 +231,7 @@ func (rq *portalRequest) oidcCallback() error {
 	if err := rq.a.startSession(rq.w, rq.r, s); err != nil {
 		return rq.stateError(err)
 	}
+	mSignIns.WithLabelValues("oidc", "ok").Inc()
 	rq.log("signed in", "oidc", zap.String("provider", f.Provider), zap.String("user", s.Subject))
 	http.Redirect(rq.w, rq.r, f.Return, http.StatusSeeOther)
 	return nil

@@ -284,6 +284,7 @@ func (rq *portalRequest) login() error {
 	}
 	if err := rq.a.checkPassword(u, password); err != nil {
 		rq.log("sign-in refused", "wrong user name or password", zap.String("user", name))
+		mSignIns.WithLabelValues("password", "refused").Inc()
 		return rq.loginPage(http.StatusUnauthorized, "Wrong user name or password.")
 	}
 	s := &session{Tenant: rq.tenant.Name, Realm: rq.realm, Subject: name, Name: displayName(name, u),
@@ -292,6 +293,7 @@ func (rq *portalRequest) login() error {
 		return rq.stateError(err)
 	}
 	rq.log("signed in", "password", zap.String("user", name))
+	mSignIns.WithLabelValues("password", "ok").Inc()
 	http.Redirect(rq.w, rq.r, safeReturn(rq.r.PostFormValue("return")), http.StatusSeeOther)
 	return nil
 }
@@ -327,6 +329,7 @@ func (rq *portalRequest) logout() error {
 // tokenError answers an OAuth 2 error.
 func (rq *portalRequest) tokenError(status int, code, reason string) error {
 	rq.log("token refused", reason, zap.String("error", code))
+	mTokens.WithLabelValues(grantLabel(rq.r.PostFormValue("grant_type")), "refused").Inc()
 	if status == http.StatusUnauthorized {
 		rq.w.Header().Set("WWW-Authenticate", `Basic realm="identity"`)
 	}
@@ -395,6 +398,7 @@ func (rq *portalRequest) clientCredentials() error {
 		return rq.stateError(err)
 	}
 	rq.log("token issued", "client_credentials", zap.String("client_id", id))
+	mTokens.WithLabelValues("client_credentials", "ok").Inc()
 	return rq.json(http.StatusOK, tokenResponse{AccessToken: tok, TokenType: "Bearer", ExpiresIn: int(time.Duration(rq.a.AccessTokenLifetime) / time.Second)})
 }
 
@@ -423,6 +427,7 @@ func (rq *portalRequest) refreshGrant() error {
 	if err != nil {
 		return rq.stateError(err)
 	}
+	mTokens.WithLabelValues("refresh_token", "ok").Inc()
 	resp := tokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int(time.Duration(rq.a.AccessTokenLifetime) / time.Second)}
 	if fromCookie {
 		rq.a.setSessionCookies(rq.w, at, next, s)
@@ -470,3 +475,11 @@ var (
 	_ caddy.Provisioner           = (*Portal)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Portal)(nil)
 )
+
+func grantLabel(g string) string {
+	switch g {
+	case "client_credentials", "refresh_token":
+		return g
+	}
+	return "other"
+}

@@ -122,6 +122,7 @@ func (ss *sessions) refresh(tok string, grace time.Duration, check func(*session
 		case subtle.ConstantTimeCompare([]byte(h), []byte(s.Current)) == 1:
 			if err := check(s); err != nil {
 				ss.revoke(id, err.Error())
+				mRenewals.WithLabelValues("refused").Inc()
 				return s, "", err
 			}
 			next := randomID(32)
@@ -137,14 +138,17 @@ func (ss *sessions) refresh(tok string, grace time.Duration, check func(*session
 			if err != nil {
 				return nil, "", err
 			}
+			mRenewals.WithLabelValues("ok").Inc()
 			return s, id + "." + next, nil
 		case s.Previous != "" && subtle.ConstantTimeCompare([]byte(h), []byte(s.Previous)) == 1 && grace > 0 && now.Sub(s.RotatedAt) < grace:
 			if err := check(s); err != nil {
 				return s, "", err
 			}
+			mRenewals.WithLabelValues("grace").Inc()
 			return s, "", nil
 		default:
 			ss.revoke(id, "reuse")
+			mRenewals.WithLabelValues("reuse").Inc()
 			return s, "", errReuse
 		}
 	}
