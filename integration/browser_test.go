@@ -104,6 +104,15 @@ func readPage(t *testing.T, ctx context.Context, pathPrefix, shot string) browse
 	return p
 }
 
+// waitVisible waits until the page the browser is on shows sel (the next
+// page after a form's submission, when it has the same URL).
+func waitVisible(t *testing.T, ctx context.Context, sel string) {
+	t.Helper()
+	if err := chromedp.Run(ctx, chromedp.WaitVisible(sel, chromedp.ByQuery)); err != nil {
+		t.Fatalf("waiting for %s: %v", sel, err)
+	}
+}
+
 // submitSignIn fills the sign-in form of the page the browser is on and submits it.
 func submitSignIn(t *testing.T, ctx context.Context, user, password string) {
 	t.Helper()
@@ -141,6 +150,7 @@ func TestBrowserSignIn(t *testing.T) {
 		t.Fatalf("sign-in page: %+v", p)
 	}
 	submitSignIn(t, ctx, "alice", "wrong-password")
+	waitVisible(t, ctx, "#neo-error")
 	p = readPage(t, ctx, "/identity/login", "2-wrong-password")
 	if !strings.Contains(p.Body, "Wrong user name or password.") {
 		t.Fatalf("wrong password page: %.300q", p.Body)
@@ -167,6 +177,7 @@ func TestBrowserSignIn(t *testing.T) {
 	}
 	// alice is not a user of globex.
 	submitSignIn(t, ctx, "alice", "alice-password")
+	waitVisible(t, ctx, "#neo-error")
 	if p = readPage(t, ctx, "/identity/login", "7-alice-on-globex"); !strings.Contains(p.Body, "Wrong user name or password.") {
 		t.Fatalf("alice on globex: %.300q", p.Body)
 	}

@@ -197,7 +197,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	lifetime := time.Duration(a.AccessTokenLifetime)
 	a.keys = &keyring{store: keysKV, seal: seal, alg: jose.SignatureAlgorithm(a.Algorithm),
 		rotation: time.Duration(a.KeyRotation), overlap: lifetime + time.Minute, now: a.now, timeout: timeout}
-	a.sessions = &sessions{store: sessKV, timeout: timeout, now: a.now}
+	a.sessions = &sessions{store: sessKV, timeout: timeout, now: a.now, macKey: deriveKey(kek, "caddy-neo identity refresh tokens v1")}
 	a.cache = newTokenCache()
 	a.oidc = newOIDCClients(a.logger)
 	a.dummyPW = dummyHash()

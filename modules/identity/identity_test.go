@@ -54,7 +54,7 @@ func testApp(t testing.TB, c *clock, keys, sess kv, secret []byte) *App {
 		t.Fatal(err)
 	}
 	a.keys = &keyring{store: keys, seal: seal, alg: jose.ES256, rotation: time.Hour, overlap: 6 * time.Minute, now: c.Now, timeout: time.Second}
-	a.sessions = &sessions{store: sess, timeout: time.Second, now: c.Now}
+	a.sessions = &sessions{store: sess, timeout: time.Second, now: c.Now, macKey: deriveKey(secret, "refresh")}
 	a.cache = newTokenCache()
 	a.macKey = deriveKey(secret, "cookies")
 	a.dummyPW = dummyHash()
@@ -245,10 +245,17 @@ func TestRefreshRotationReuse(t *testing.T) {
 	if _, _, err := a.sessions.refresh(e2, 0, ok); !errors.Is(err, errNoSession) {
 		t.Fatalf("expired session: %v", err)
 	}
-	for _, bad := range []string{"", "x", "a.b", strings.Repeat("a", 22) + "." + strings.Repeat("b", 43)} {
+	// A forged or mangled token of a live session neither renews nor
+	// revokes it (the session id is not a secret: it is in access tokens).
+	_, live, _ := a.sessions.create(&session{Tenant: "acme", Realm: "dev", Subject: "alice"}, time.Hour)
+	id, _, _ := a.sessions.parseRefresh(live)
+	for _, bad := range []string{"", "x", "a.b", strings.Repeat("a", 22) + ".1." + strings.Repeat("b", 43), id + ".1.AAAA", id + ".2." + live[len(live)-43:], id + ".01." + live[len(live)-43:]} {
 		if _, _, err := a.sessions.refresh(bad, 0, ok); !errors.Is(err, errNoSession) {
 			t.Fatalf("refresh(%q): %v", bad, err)
 		}
+	}
+	if _, _, err := a.sessions.refresh(live, 0, ok); err != nil {
+		t.Fatalf("the live session after forged tokens: %v", err)
 	}
 }
 
@@ -379,4 +386,32 @@ func TestTakeCookies(t *testing.T) {
 // withVars gives a request Caddy's variable table, as the server does.
 func withVars(r *http.Request) {
 	*r = *r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, map[string]any{}))
+}
+
+// FuzzRefreshToken: untrusted refresh tokens never panic, never renew a
+// session and never revoke it, except the session's current token itself.
+func FuzzRefreshToken(f *testing.F) {
+	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	a := testApp(f, c, newMemKV(0), newMemKV(0), kek(f))
+	_, rt, err := a.sessions.create(&session{Tenant: "acme", Realm: "dev", Subject: "alice"}, time.Hour)
+	if err != nil {
+		f.Fatal(err)
+	}
+	id, _, _ := a.sessions.parseRefresh(rt)
+	f.Add(id + ".1." + strings.Repeat("A", 43))
+	f.Add(id + ".2." + rt[len(rt)-43:])
+	f.Add(id + ".")
+	f.Add("." + rt)
+	f.Add(strings.ToUpper(rt))
+	f.Fuzz(func(t *testing.T, tok string) {
+		if tok == rt {
+			return
+		}
+		if _, next, err := a.sessions.refresh(tok, time.Minute, func(*session) error { return nil }); err == nil {
+			t.Fatalf("refresh(%q) renewed (next %q)", tok, next)
+		}
+		if s, err := a.sessions.get(id); err != nil || s.Revoked != "" {
+			t.Fatalf("refresh(%q) revoked the session: %v", tok, err)
+		}
+	})
 }

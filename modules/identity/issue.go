@@ -66,7 +66,7 @@ func (a *App) renewFromCookie(w http.ResponseWriter, r *http.Request, refresh, t
 	if err != nil {
 		return nil, "", err
 	}
-	id, _, _ := parseRefresh(refresh)
+	id, _, _ := a.sessions.parseRefresh(refresh)
 	at, v, err := a.accessToken(r, s, id)
 	if err != nil {
 		return nil, "", err
@@ -77,7 +77,7 @@ func (a *App) renewFromCookie(w http.ResponseWriter, r *http.Request, refresh, t
 
 // renew rotates a refresh token of the given realm.
 func (a *App) renew(refresh, tenant, realm string, grace time.Duration) (*session, string, error) {
-	if id, _, ok := parseRefresh(refresh); ok {
+	if id, _, ok := a.sessions.parseRefresh(refresh); ok {
 		// A session of another realm is refused without touching it: its
 		// token was not used here, so it is no reuse.
 		s, err := a.sessions.get(id)

@@ -314,7 +314,7 @@ func (rq *portalRequest) logout() error {
 	if !rq.csrfOK() {
 		return rq.logoutPage()
 	}
-	if id, _, ok := parseRefresh(rq.ck.refresh); ok {
+	if id, _, ok := rq.a.sessions.parseRefresh(rq.ck.refresh); ok {
 		if s, err := rq.a.sessions.get(id); err == nil && s.Tenant == rq.tenant.Name && s.Realm == rq.realm {
 			if err := rq.a.sessions.revoke(id, "signed out"); err != nil {
 				return rq.stateError(err)
@@ -422,7 +422,7 @@ func (rq *portalRequest) refreshGrant() error {
 		}
 		return rq.tokenError(http.StatusBadRequest, "invalid_grant", err.Error())
 	}
-	id, _, _ := parseRefresh(rt)
+	id, _, _ := rq.a.sessions.parseRefresh(rt)
 	at, _, err := rq.a.accessToken(rq.r, s, id)
 	if err != nil {
 		return rq.stateError(err)

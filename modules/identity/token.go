@@ -153,7 +153,7 @@ type tokenCache struct {
 
 const (
 	cacheShards   = 32
-	cacheShardMax = 2048
+	cacheShardMax = 1024
 )
 
 type cacheShard struct {
