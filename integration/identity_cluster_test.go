@@ -6,11 +6,13 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -130,5 +132,76 @@ func TestIdentitySharedAcrossEdges(t *testing.T) {
 	})
 	if err == nil || !strings.Contains(err.Error(), "key_encryption_key") {
 		t.Fatalf("edge without NEO_IDENTITY_KEK: %v", err)
+	}
+}
+
+// TestIdentityClusterPermissions: an edge connected as the production
+// cluster's `edge` user (caddyfiles/nats/cluster/authorization.conf) keeps
+// identity state in JetStream: it creates the buckets, signs in, renews, and
+// watches the keys; a stage gateway's user cannot read them.
+func TestIdentityClusterPermissions(t *testing.T) {
+	dir := t.TempDir()
+	auth, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "caddyfiles", "nats", "cluster", "authorization.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := harness.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"NEO_NATS_EDGE_PASSWORD", "NEO_NATS_PLATFORM_PASSWORD", "NEO_NATS_GW_PROD_PASSWORD", "NEO_NATS_GW_DEV_PASSWORD",
+		"NEO_NATS_GW_PROD_ACME_PASSWORD", "NEO_NATS_MONITOR_PASSWORD"} {
+		t.Setenv(v, "pw-"+strings.ToLower(v))
+	}
+	conf := fmt.Sprintf("listen: 127.0.0.1:%d\njetstream { store_dir: %q }\ninclude ./authorization.conf\n", port, filepath.Join(dir, "js"))
+	os.WriteFile(filepath.Join(dir, "authorization.conf"), auth, 0o600)
+	os.WriteFile(filepath.Join(dir, "nats.conf"), []byte(conf), 0o600)
+	opts, err := server.ProcessConfigFile(filepath.Join(dir, "nats.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := startNATSServerOpts(t, opts)
+	t.Cleanup(srv.Shutdown)
+	natsURL := srv.ClientURL()
+	e := startIdentityEdge(t, identityEdgeOpts{
+		globals:  fmt.Sprintf("neo_nats {\n\t\tconnection default {\n\t\t\tservers %s\n\t\t\tuser edge pw-neo_nats_edge_password\n\t\t\tinbox_prefix _EDGE\n\t\t}\n\t}", natsURL),
+		store:    "store nats",
+		identity: "key_encryption_key {env.NEO_IDENTITY_KEK}\n\t\tstore nats",
+		env:      []string{"NEO_IDENTITY_KEK=" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 32))},
+	})
+	identityTenants(t, e)
+	host := "acme-dev.apps.localhost"
+	b := e.browserClient(t)
+	if r := e.signInForm(t, b, host, "alice", "alice-password", "/ledger/"); r.status != 303 {
+		t.Fatalf("sign-in: %d %.200q", r.status, r.body)
+	}
+	var rt string
+	for _, c := range b.Jar.Cookies(mustURL(e.url(host, "/"))) {
+		if c.Name == "__Host-neo_rt" {
+			rt = c.Value
+		}
+	}
+	tokenFromJSON(t, e.postForm(t, nil, e.url(host, "/identity/token"), url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}))
+	if r := e.do(t, nil, "GET", e.url(host, "/identity/.well-known/jwks.json"), nil); r.status != 200 {
+		t.Fatalf("jwks: %d", r.status)
+	}
+	if strings.Contains(e.inst.Logs(), "identity keys watch stopped") {
+		t.Fatalf("the keys watch failed under the edge's permissions:\n%s", harness.NotableLogLines(e.inst.Logs(), 20))
+	}
+	// A stage gateway cannot read identity state.
+	nc, err := nats.Connect(natsURL, nats.UserInfo("gw-prod", "pw-neo_nats_gw_prod_password"), nats.CustomInboxPrefix("_GW.prod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc, jetstream.WithDefaultTimeout(2*time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, bucket := range []string{"neo_identity_keys", "neo_identity_sessions"} {
+		if kv, err := js.KeyValue(ctx, bucket); err == nil {
+			if _, err := kv.Get(ctx, "acme.dev"); err == nil {
+				t.Fatalf("a stage gateway reads %s", bucket)
+			}
+		}
 	}
 }
