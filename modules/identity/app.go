@@ -220,6 +220,11 @@ func (a *App) Validate() error {
 	if a.KeyRotation < caddy.Duration(time.Minute) {
 		return errors.New("key_rotation: at least 1m")
 	}
+	if a.KeyEncryptionKey != "" && a.kek == "" {
+		// Configured, but its placeholder is empty: fail closed rather
+		// than run without the key the operator meant to give.
+		return fmt.Errorf("key_encryption_key: %s is empty; set it to 32 or more random bytes, base64", a.KeyEncryptionKey)
+	}
 	if a.kek != "" || a.Store != nil {
 		if _, err := decodeKEK(a.kek); err != nil {
 			if a.Store != nil && a.kek == "" {

@@ -415,3 +415,36 @@ func FuzzRefreshToken(f *testing.F) {
 		}
 	})
 }
+
+// TestValidateFailsClosed: no key-encryption key with a shared store, an
+// empty placeholder, or a short key: the config is refused, naming the field.
+func TestValidateFailsClosed(t *testing.T) {
+	base := func() *App {
+		return &App{Algorithm: "ES256", AccessTokenLifetime: caddy.Duration(5 * time.Minute),
+			SessionLifetime: caddy.Duration(time.Hour), KeyRotation: caddy.Duration(time.Hour)}
+	}
+	for name, tc := range map[string]struct {
+		a    func() *App
+		want string
+	}{
+		"store without key": {func() *App {
+			a := base()
+			a.Store = &StoreConfig{Replicas: 1, KeysBucket: "k", SessionsBucket: "s"}
+			return a
+		}, "key_encryption_key: required"},
+		"empty placeholder":       {func() *App { a := base(); a.KeyEncryptionKey = "{env.NEO_IDENTITY_KEK}"; return a }, "key_encryption_key: {env.NEO_IDENTITY_KEK} is empty"},
+		"short key":               {func() *App { a := base(); a.KeyEncryptionKey, a.kek = "short", "short"; return a }, "key_encryption_key: want at least 32"},
+		"bad algorithm":           {func() *App { a := base(); a.Algorithm = "HS256"; return a }, "algorithm"},
+		"token lifetime too long": {func() *App { a := base(); a.AccessTokenLifetime = caddy.Duration(2 * time.Hour); return a }, "access_token_lifetime"},
+	} {
+		if err := tc.a().Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", name, err, tc.want)
+		}
+	}
+	a := base()
+	a.KeyEncryptionKey = "{env.X}"
+	a.kek = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32))
+	if err := a.Validate(); err != nil {
+		t.Fatalf("a good key: %v", err)
+	}
+}
