@@ -39,23 +39,3 @@ func (s *Snapshot) RealmForHost(host string) (HostRealm, bool) {
 	}
 	return HostRealm{}, false
 }
-
-// HostOf returns the canonical host of a tenant's realm: its Platform host
-// for "platform", its Runtime host for a stage. ok is false for an unknown
-// stage.
-func (s *Snapshot) HostOf(tenant, realm string) (string, bool) {
-	if realm == RealmPlatform {
-		return tenant + s.g.platformSuffix, true
-	}
-	i, ok := s.g.stages.index[realm]
-	if !ok {
-		return "", false
-	}
-	return s.g.stages.hostLabel(tenant, i) + s.g.runtimeSuffix, true
-}
-
-// HasStage reports whether the registry has the stage.
-func (s *Snapshot) HasStage(stage string) bool {
-	_, ok := s.g.stages.index[stage]
-	return ok
-}
