@@ -343,6 +343,9 @@ func (i *Instance) Kill() {
 	<-i.done
 }
 
+// Pid returns the caddy process's id (for CPU accounting in benchmarks).
+func (i *Instance) Pid() int { return i.cmd.Process.Pid }
+
 // AdminURL returns the admin API URL for path.
 func (i *Instance) AdminURL(path string) string { return "http://" + i.Opts.Admin + path }
 

@@ -27,6 +27,9 @@ type TenantConfig struct {
 	// (a DNS label, for example "large"): the edge's zones match tiers with
 	// the `neo_rate_tier` request matcher. Default: "" (the default tier).
 	RateLimitTier string `json:"rate_limit_tier,omitempty"`
+	// Identity is who may sign in to the tenant's Platform and stages, and
+	// its API clients (identity.go). Default: nobody.
+	Identity *IdentityConfig `json:"identity,omitempty"`
 }
 
 // WAFPolicy is a tenant's WAF override. The edge keeps one compiled WAF for
@@ -245,6 +248,11 @@ func (t *TenantConfig) Validate(field string, stages *stageSet) error {
 	}
 	if t.RateLimitTier != "" {
 		if err := checkLabel(field+".rate_limit_tier", t.RateLimitTier); err != nil {
+			return err
+		}
+	}
+	if t.Identity != nil {
+		if err := t.Identity.Validate(field+".identity", stages); err != nil {
 			return err
 		}
 	}

@@ -316,6 +316,9 @@ func (g *globals) compileTenant(name string, src Source, tc *TenantConfig) (*Ten
 	if err := tc.Validate(field, g.stages); err != nil {
 		return nil, err
 	}
+	if src == SourceStore && tc.Identity.HasPlainPasswords() {
+		return nil, fmt.Errorf("%s.identity: plain-text passwords are accepted only in the Caddy config; the admin API stores their hashes", field)
+	}
 	for _, host := range sortedKeys(tc.Domains) {
 		if err := g.checkDomainAgainstGlobals(host); err != nil {
 			return nil, fmt.Errorf("%s.domains.%s: %w", field, host, err)
