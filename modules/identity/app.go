@@ -108,7 +108,9 @@ var states = caddy.NewUsagePool()
 // Provision fills defaults and opens the state store.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
-	registerMetrics(ctx.GetMetricsRegistry())
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
 	if a.now == nil {
 		a.now = time.Now
 	}

@@ -1,8 +1,7 @@
 package identity
 
 import (
-	"errors"
-
+	"github.com/projectneo/caddy-neo/internal/neometrics"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -27,16 +26,6 @@ var (
 	}, []string{"status"})
 )
 
-func registerMetrics(reg *prometheus.Registry) {
-	if reg == nil {
-		return
-	}
-	for _, c := range []prometheus.Collector{mSignIns, mTokens, mRenewals, mRefused} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				continue
-			}
-		}
-	}
+func registerMetrics(reg prometheus.Registerer) error {
+	return neometrics.Register(reg, mSignIns, mTokens, mRenewals, mRefused)
 }

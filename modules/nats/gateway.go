@@ -162,7 +162,9 @@ func (GatewayApp) CaddyModule() caddy.ModuleInfo {
 // Provision resolves connections and http servers.
 func (a *GatewayApp) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
-	registerMetrics(ctx.GetMetricsRegistry())
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
 	names := map[string]bool{}
 	for i, g := range a.Gateways {
 		if g == nil {

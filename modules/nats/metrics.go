@@ -1,8 +1,7 @@
 package neonats
 
 import (
-	"errors"
-
+	"github.com/projectneo/caddy-neo/internal/neometrics"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -63,16 +62,6 @@ func rejectedCounter(side, reason string) prometheus.Counter {
 // proxyOK is the transport's outcome of almost every request, resolved once.
 var proxyOK = proxyRequests.WithLabelValues("ok")
 
-func registerMetrics(reg *prometheus.Registry) {
-	if reg == nil {
-		return
-	}
-	for _, c := range []prometheus.Collector{connUp, connReconnects, proxyRequests, proxyFailovers, gatewayRequests, gatewayInFlight, rejectedFrames} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				continue
-			}
-		}
-	}
+func registerMetrics(reg prometheus.Registerer) error {
+	return neometrics.Register(reg, connUp, connReconnects, proxyRequests, proxyFailovers, gatewayRequests, gatewayInFlight, rejectedFrames)
 }

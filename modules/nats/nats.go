@@ -70,7 +70,9 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // reusing those left by the previous configuration.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
-	registerMetrics(ctx.GetMetricsRegistry())
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
 	if err := a.Validate(); err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"encoding/json"
+
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
