@@ -258,7 +258,9 @@ func TestEdgeForwardedOverNATS(t *testing.T) {
 		name stage
 	}
 	neo_nats {
-		embedded
+		embedded {
+			anonymous
+		}
 	}
 	neo_nats_gateway az-a {
 		server stage

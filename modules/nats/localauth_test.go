@@ -338,8 +338,9 @@ func TestEmbeddedAuthorization(t *testing.T) {
 		{"edge", "sub", "_GW.dev.x", true},
 		{"edge", "pub", "neo.rt.dev.az-a.acme.orders", false},
 		{"edge", "sub", "_EDGE.x", false},
-		{"gw-dev", "sub", "neo.rt.dev.az-a.>", false},
-		{"gw-dev", "sub", "neo.rt.prod.az-a.>", true},
+		{"gw-dev", "qsub", "neo.rt.dev.az-a.>", false}, // request heads only in the gateways' queue group
+		{"gw-dev", "sub", "neo.rt.dev.az-a.>", true},
+		{"gw-dev", "qsub", "neo.rt.prod.az-a.>", true},
 		{"gw-dev", "pub", "neo.rt.dev.az-a.acme.orders", true},
 		{"monitor", "pub", "neo.rt.dev.az-a.acme.orders", true},
 		{"monitor", "sub", "_EDGE.>", true},
@@ -350,7 +351,8 @@ func TestEmbeddedAuthorization(t *testing.T) {
 	}
 }
 
-// deniedAs reports whether the server refuses op (pub or sub) on subject to
+// deniedAs reports whether the server refuses op (pub, sub, or qsub: a
+// subscription in the gateways' queue group neo-gateway) on subject to
 // a new in-process connection of user.
 func deniedAs(t *testing.T, srv *server.Server, user, password, op, subject string) bool {
 	t.Helper()
@@ -359,9 +361,12 @@ func deniedAs(t *testing.T, srv *server.Server, user, password, op, subject stri
 		t.Fatalf("%s: %v", user, err)
 	}
 	defer nc.Close()
-	if op == "sub" {
+	switch op {
+	case "sub":
 		_, err = nc.SubscribeSync(subject)
-	} else {
+	case "qsub":
+		_, err = nc.QueueSubscribeSync(subject, "neo-gateway")
+	default:
 		err = nc.Publish(subject, nil)
 	}
 	if err != nil {
