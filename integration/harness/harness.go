@@ -196,7 +196,8 @@ func (i *Instance) neoGoroutines() string {
 
 // StartProcess is Start without a testing.TB; the caller must call Stop.
 func StartProcess(o Options) (*Instance, error) {
-	bin, err := o.Binary, error(nil)
+	bin := o.Binary
+	var err error
 	if bin == "" {
 		if bin, err = Binary(); err != nil {
 			return nil, err

@@ -89,7 +89,7 @@ func requestCookies(r *http.Request) *reqCookies {
 }
 
 func setCookie(w http.ResponseWriter, name, value string, maxAge time.Duration, sameSite http.SameSite) {
-	c := &http.Cookie{Name: name, Value: value, Path: "/", Secure: true, HttpOnly: true, SameSite: sameSite}
+	c := &http.Cookie{Name: name, Value: value, Path: "/", Secure: true, HttpOnly: true, SameSite: sameSite} //nolint:gosec // G124: SameSite is the caller's (Lax or Strict)
 	if maxAge > 0 {
 		c.MaxAge = int(maxAge / time.Second)
 	} else {

@@ -139,8 +139,6 @@ func (rq *portalRequest) oidcStart(name string) error {
 	return nil
 }
 
-var errFlow = errors.New("sign-in at the identity provider failed")
-
 // oidcCallback finishes a sign-in at a provider: state, code exchange with
 // the PKCE verifier, ID token verification (issuer, audience, expiry,
 // nonce), the role mapping, then a session of this realm.

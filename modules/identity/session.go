@@ -140,8 +140,10 @@ func (ss *sessions) refresh(tok string, grace time.Duration, check func(*session
 		switch {
 		case gen == s.Gen:
 			if err := check(s); err != nil {
-				ss.revoke(id, err.Error())
 				mRenewals.WithLabelValues("refused").Inc()
+				if rerr := ss.revoke(id, err.Error()); rerr != nil {
+					return s, "", fmt.Errorf("%w; revoking the session: %v", err, rerr)
+				}
 				return s, "", err
 			}
 			s.Gen++
@@ -165,8 +167,10 @@ func (ss *sessions) refresh(tok string, grace time.Duration, check func(*session
 			mRenewals.WithLabelValues("grace").Inc()
 			return s, "", nil
 		case gen < s.Gen:
-			ss.revoke(id, "reuse")
 			mRenewals.WithLabelValues("reuse").Inc()
+			if rerr := ss.revoke(id, "reuse"); rerr != nil {
+				return s, "", fmt.Errorf("%w; revoking the session: %v", errReuse, rerr)
+			}
 			return s, "", errReuse
 		default: // a generation not issued yet: cannot be ours
 			return nil, "", errNoSession

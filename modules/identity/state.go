@@ -27,12 +27,6 @@ type kv interface {
 	Delete(ctx context.Context, key string) error
 }
 
-// watcher is a kv that reports changes made by any edge.
-type watcher interface {
-	// Watch calls f for every change of any key until ctx ends.
-	Watch(ctx context.Context, f func(key string, val []byte, rev uint64)) error
-}
-
 var (
 	errNoKey    = errors.New("no such key")
 	errExists   = errors.New("key exists")

@@ -104,7 +104,7 @@ func (kr *keyring) verify(tok string, now time.Time) (*verified, error) {
 	if hdr.Alg != string(k.alg) {
 		return nil, errSignature
 	}
-	jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{k.alg})
+	jws, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{k.alg})
 	if err != nil {
 		return nil, errMalformed
 	}

@@ -136,7 +136,7 @@ func (p *workers) loop(f func()) {
 	defer t.Stop()
 	for {
 		f()
-		f = nil
+		f = nil //nolint:wastedassign // an idle worker must not keep the last request's closure alive
 		t.Reset(workerIdle)
 		select {
 		case f = <-p.work:

@@ -55,7 +55,7 @@ const (
 	hdrSeq     = "Neo-Nats-Seq"
 	hdrEOF     = "Neo-Nats-Eof"
 	hdrInbox   = "Neo-Nats-Inbox"
-	hdrCredit  = "Neo-Nats-Credit"
+	hdrCredit  = "Neo-Nats-Credit" //nolint:gosec // G101: a header name (flow-control credit), not a credential
 	hdrMethod  = "Neo-Nats-Method"
 	hdrPath    = "Neo-Nats-Path"
 	hdrQuery   = "Neo-Nats-Query"

@@ -139,12 +139,6 @@ func serveAdmin(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, status, v)
 }
 
-// handleAdmin serves one admin request: it returns the status, the JSON
-// value to answer with, or an error whose status is the first result.
-func (a *App) handleAdmin(method string, segs []string, body []byte) (int, any, error) {
-	return a.handleAdminBy(method, segs, body, Author{})
-}
-
 func (a *App) handleAdminBy(method string, segs []string, body []byte, who Author) (int, any, error) {
 	snap := a.reg.Snapshot()
 	if len(segs) == 0 {
