@@ -1,7 +1,7 @@
 # caddy-neo image: built with xcaddy from xcaddy.json, run as a non-root user.
 #   docker build -t caddy-neo .
 #   docker run -p 80:80 -p 443:443 -p 443:443/udp -v caddy-neo-data:/data -v caddy-neo-config:/config \
-#     -e NEO_JWT_KEY=… -e NEO_NATS_EDGE_PASSWORD=… -e NEO_NATS_URL=nats://… caddy-neo
+#     -e NEO_IDENTITY_KEK=… -e NEO_NATS_EDGE_PASSWORD=… -e NEO_NATS_URL=nats://… caddy-neo
 # The default command is the edge role (caddyfiles/edge.Caddyfile); it refuses to
 # start without its secrets. Pins follow xcaddy.json's caddy_version
 # (go run ./cmd/neo-build -check); integration/image_test.go lays out a root

@@ -142,7 +142,7 @@ func startClusterTopo(t *testing.T, o clusterOpts) *clusterTopo {
 	env := func(zone string, i int, more ...string) []string {
 		urls := append([]string{ct.nats.URLs[i]}, append(append([]string{}, ct.nats.URLs[:i]...), ct.nats.URLs[i+1:]...)...)
 		e := []string{"NEO_NATS_URL=" + strings.Join(urls, " "), "NEO_TENANTS=" + tenants, "NEO_STORE_DIR=" + t.TempDir(),
-			"NEO_NATS_EDGE_PASSWORD=cluster-edge-password", "NEO_NATS_GW_PASSWORD=cluster-gw-password", "NEO_JWT_KEY=cluster-signing-key-0123456789",
+			"NEO_NATS_EDGE_PASSWORD=cluster-edge-password", "NEO_NATS_GW_PASSWORD=cluster-gw-password", "NEO_IDENTITY_KEK=" + testKEK,
 			"NEO_BIND=127.0.0.1", "NEO_TLS=internal", "NEO_RL_CLIENT_EVENTS=1000000", "NEO_RL_HOST_EVENTS=1000000", "NEO_JS_REPLICAS=3",
 			"NEO_RUNTIME_DOMAIN=apps.localhost", "NEO_PLATFORM_DOMAIN=platform.localhost"}
 		if !o.natsStore {
@@ -487,8 +487,12 @@ func TestNATSClusterConfigs(t *testing.T) {
 				strings.Join(edge.Permissions.Subscribe.Allow, ",") != "_EDGE.>" {
 				t.Fatalf("edge user: %+v", edge)
 			}
-			if gw := users["gw-prod"]; gw == nil || gw.Permissions == nil || !strings.HasPrefix(strings.Join(gw.Permissions.Publish.Allow, ","), "_EDGE.>,_PLATFORM.>,") ||
-				strings.Join(gw.Permissions.Subscribe.Allow, ",") != "neo.rt.prod.>,_GW.prod.>,$SRV.>" {
+			// a gateway answers only what it was delivered: no publish
+			// right on edge or platform inboxes, responses instead
+			if gw := users["gw-prod"]; gw == nil || gw.Permissions == nil || !strings.HasPrefix(strings.Join(gw.Permissions.Publish.Allow, ","), "$JS.API.INFO,") ||
+				strings.Contains(strings.Join(gw.Permissions.Publish.Allow, ","), "_EDGE") || strings.Contains(strings.Join(gw.Permissions.Publish.Allow, ","), "_PLATFORM") ||
+				gw.Permissions.Response == nil || gw.Permissions.Response.MaxMsgs != 1100 || gw.Permissions.Response.Expires != 2*time.Minute ||
+				strings.Join(gw.Permissions.Subscribe.Allow, ",") != "neo.rt.prod.> neo-gateway,_GW.prod.>,$SRV.>" {
 				t.Fatalf("gw-prod user: %+v", gw)
 			}
 		})

@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,19 +40,53 @@ func startLocal(t *testing.T, env ...string) (*harness.Instance, *http.Client) {
 	return inst, c
 }
 
-// localKey is the local topology's default token signing key
-// (snippets/identity-global.caddy).
-const localKey = "local-topology-only-signing-key-change-me"
+// localTokens caches the local topology's access tokens per client and host.
+var localTokens sync.Map // "<client pointer> <host>" -> token
 
-// operatorToken is an access token of the local topology for a user who is a
-// member and end user of both demo tenants in both stages: routing tests use
-// it to reach private apps and platform APIs (identity has its own tests).
-func operatorToken(t *testing.T) string {
-	return token(t, localKey, []string{"acme/member", "acme/dev/user", "acme/prod/user",
-		"globex/member", "globex/dev/user", "globex/prod/user"}, 5*time.Minute)
+// localToken signs in on host as the local topology's demo user of its
+// tenant (alice for acme, bob for globex; caddyfiles/local/identity.caddy)
+// and returns the access token: routing tests use it to reach private
+// apps and platform APIs (identity has its own tests).
+func localToken(t *testing.T, c *http.Client, host string) string {
+	t.Helper()
+	key := fmt.Sprintf("%p %s", c, host)
+	if v, ok := localTokens.Load(key); ok {
+		return v.(string)
+	}
+	user := "alice"
+	if strings.HasPrefix(host, "globex") {
+		user = "bob"
+	}
+	jar, _ := cookiejar.New(nil)
+	bc := *c
+	bc.Jar = jar
+	base := "https://" + host + ":8443"
+	resp, err := bc.Get(base + "/identity/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := csrfRE.FindSubmatch(page)
+	if m == nil {
+		t.Fatalf("sign-in page of %s: %d %.200q", host, resp.StatusCode, page)
+	}
+	resp, err = bc.PostForm(base+"/identity/login", url.Values{"username": {user}, "password": {"neo-demo-password"}, "csrf": {string(m[1])}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "__Host-neo_at" {
+			localTokens.Store(key, ck.Value)
+			return ck.Value
+		}
+	}
+	t.Fatalf("signing in as %s on %s: %d, no access token", user, host, resp.StatusCode)
+	return ""
 }
 
-// getReport GETs url with the operator's token (unless hdr sets
+// getReport GETs url with a token of the host's demo user (unless hdr sets
 // Authorization) and decodes the echo replica's report of a 200.
 func getReport(t *testing.T, c *http.Client, url string, hdr ...string) (*http.Response, echo.Report) {
 	t.Helper()
@@ -57,7 +94,7 @@ func getReport(t *testing.T, c *http.Client, url string, hdr ...string) (*http.R
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+operatorToken(t))
+	req.Header.Set("Authorization", "Bearer "+localToken(t, c, req.URL.Hostname()))
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Add(hdr[i], hdr[i+1])
 	}

@@ -136,7 +136,7 @@ func TestRegistryLocalResolutions(t *testing.T) {
 func TestRegistrySpoofing(t *testing.T) {
 	inst, c := startLocal(t)
 	roots, _ := inst.RootPool("local")
-	bearer := "Bearer " + operatorToken(t)
+	bearer := "Bearer " + localToken(t, c, "acme-dev.apps.localhost")
 	req := func(method, target, host string, hdr ...string) string {
 		s := method + " " + target + " HTTP/1.1\r\nHost: " + host + "\r\nAuthorization: " + bearer + "\r\n"
 		for i := 0; i+1 < len(hdr); i += 2 {

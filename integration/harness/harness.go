@@ -97,6 +97,9 @@ type Options struct {
 	// its environment is then Env alone. Default: the binary itself, with
 	// this process's environment, HOME and the XDG directories, and Env.
 	Command func(bin string, args []string) *exec.Cmd
+	// Binary is the caddy binary to run. Default: Binary() (this
+	// repository's, or NEO_CADDY_BIN).
+	Binary string
 }
 
 // Instance is a running caddy process.
@@ -204,9 +207,12 @@ func (i *Instance) neoGoroutines() string {
 
 // StartProcess is Start without a testing.TB; the caller must call Stop.
 func StartProcess(o Options) (*Instance, error) {
-	bin, err := Binary()
-	if err != nil {
-		return nil, err
+	bin := o.Binary
+	var err error
+	if bin == "" {
+		if bin, err = Binary(); err != nil {
+			return nil, err
+		}
 	}
 	if o.Admin == "" {
 		o.Admin = "localhost:2019"
@@ -360,6 +366,9 @@ func (i *Instance) Kill() {
 	_ = syscall.Kill(-i.cmd.Process.Pid, syscall.SIGKILL)
 	<-i.done
 }
+
+// Pid returns the caddy process's id (for CPU accounting in benchmarks).
+func (i *Instance) Pid() int { return i.cmd.Process.Pid }
 
 // AdminURL returns the admin API URL for path.
 func (i *Instance) AdminURL(path string) string { return "http://" + i.Opts.Admin + path }

@@ -1,7 +1,11 @@
 package edgewaf
 
 import (
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
+	"os"
 	"reflect"
 	"strconv"
 	"strings"
@@ -27,9 +31,11 @@ import (
 // log, with part K (the matched rules), to the `neo` audit log writer
 // registered here (SecAuditLogType neo, SecAuditLogParts AKZ),
 // which keeps each transaction's outcome until neo_waf, in the same request,
-// takes it by transaction id: nothing is written anywhere else, so a blocked
-// request is logged once, as the access log line that carries these fields
-// (neo.ReportWAF; not one line per matched rule, and no record on stdout).
+// takes it by transaction id, so a blocked request is logged as the access
+// log line that carries these fields (neo.ReportWAF; not one line per
+// matched rule). When SecAuditLog names a target other than /dev/null, the
+// writer also writes the audit record there in SecAuditLogFormat, one line
+// per record (for example neo_json, with credentials as fingerprints).
 const (
 	PlaceholderOutcome = "neo.waf.outcome"
 	PlaceholderRules   = "neo.waf.rules"
@@ -43,7 +49,7 @@ const (
 )
 
 func init() {
-	plugins.RegisterAuditLogWriter("neo", func() plugintypes.AuditLogWriter { return auditWriter{} })
+	plugins.RegisterAuditLogWriter("neo", func() plugintypes.AuditLogWriter { return &auditWriter{} })
 }
 
 // outcome is what the audit log told of one transaction.
@@ -63,13 +69,52 @@ var outcomes = struct {
 const maxOutcomes = 4096
 
 // auditWriter is Coraza's `neo` audit log writer.
-type auditWriter struct{}
+type auditWriter struct {
+	mu        sync.Mutex
+	out       io.Writer // nil: records are not written
+	file      *os.File  // opened by Init, closed by Close
+	formatter plugintypes.AuditLogFormatter
+}
 
-func (auditWriter) Init(plugintypes.AuditLogConfig) error { return nil }
-func (auditWriter) Close() error                          { return nil }
+// Init opens the record target, if any: SecAuditLog /dev/stdout,
+// /dev/stderr or a file (appended to, created with SecAuditLogFileMode);
+// none, or /dev/null, writes no records.
+func (w *auditWriter) Init(c plugintypes.AuditLogConfig) error {
+	w.formatter = c.Formatter
+	switch c.Target {
+	case "", "/dev/null":
+	case "/dev/stdout":
+		w.out = os.Stdout
+	case "/dev/stderr":
+		w.out = os.Stderr
+	default:
+		mode := c.FileMode
+		if mode == 0 {
+			mode = 0o600
+		}
+		f, err := os.OpenFile(c.Target, os.O_WRONLY|os.O_APPEND|os.O_CREATE, mode)
+		if err != nil {
+			return fmt.Errorf("audit log: %w", err)
+		}
+		w.file, w.out = f, f
+	}
+	if w.out != nil && w.formatter == nil {
+		return errors.New("audit log: SecAuditLog needs a SecAuditLogFormat")
+	}
+	return nil
+}
 
-// Write keeps the transaction's outcome for neo_waf.
-func (auditWriter) Write(al plugintypes.AuditLog) error {
+// Close closes the record file.
+func (w *auditWriter) Close() error {
+	if w.file != nil {
+		return w.file.Close()
+	}
+	return nil
+}
+
+// Write keeps the transaction's outcome for neo_waf and writes the record
+// to the target, if any.
+func (w *auditWriter) Write(al plugintypes.AuditLog) error {
 	tx := al.Transaction()
 	if tx == nil {
 		return nil
@@ -95,7 +140,20 @@ func (auditWriter) Write(al plugintypes.AuditLog) error {
 		outcomes.m[tx.ID()] = o
 	}
 	outcomes.Unlock()
-	return nil
+	if w.out == nil {
+		return nil
+	}
+	rec, err := w.formatter.Format(al)
+	if err != nil {
+		return err
+	}
+	if len(rec) == 0 || rec[len(rec)-1] != '\n' {
+		rec = append(rec, '\n')
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, err = w.out.Write(rec)
+	return err
 }
 
 func contains(s []string, v string) bool {

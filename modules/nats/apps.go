@@ -1,7 +1,6 @@
 package neonats
 
 import (
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -9,6 +8,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/projectneo/caddy-neo/modules/secrets"
 )
 
 // zoneFailover is what the tenant registry (the neo app) offers: this node's
@@ -35,10 +36,7 @@ func registryZones(ctx caddy.Context) []string {
 // connection uses its credentials: a missing secret is then reported naming
 // its variable, not as the server's authorization failure.
 func checkSecrets(ctx caddy.Context) error {
-	if _, err := ctx.AppIfConfigured("neo_secrets"); err != nil && !errors.Is(err, caddy.ErrNotConfigured) {
-		return err
-	}
-	return nil
+	return secrets.CheckFirst(ctx)
 }
 
 // Ready reports whether every connection of the app is connected (the

@@ -74,7 +74,9 @@ func (h *AccessHandler) Provision(ctx caddy.Context) error {
 	a, err := ctx.AppIfConfigured("neo")
 	switch {
 	case errors.Is(err, caddy.ErrNotConfigured):
-		h.metrics = newMetrics(ctx, false)
+		if h.metrics, err = newMetrics(ctx, false); err != nil {
+			return err
+		}
 	case err != nil:
 		return err
 	default:

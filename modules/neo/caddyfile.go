@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"encoding/json"
+
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -66,7 +67,9 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	            paranoia <1-4>
 //	        }
 //	        rate_limit_tier <tier>
+//	        identity { ... }      (caddyfile_identity.go)
 //	    }
+//	    identity <tenant> { ... } (the identity of a tenant defined above)
 //	}
 //
 // `import` works inside the block, so each tenant can live in its own file
@@ -225,6 +228,25 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			a.Tenants[tn] = tc
+		case "identity":
+			// A tenant's identity apart from its tenant file (the local
+			// topology keeps its demo users out of the tenant files).
+			var tn string
+			if !d.Args(&tn) || d.NextArg() {
+				return d.ArgErr()
+			}
+			tc, ok := a.Tenants[tn]
+			if !ok {
+				return d.Errf("neo: identity %s: no tenant %q defined before it", tn, tn)
+			}
+			if tc.Identity != nil {
+				return d.Errf("neo: tenant %s: identity defined twice", tn)
+			}
+			ic, err := parseIdentityBlock(d, tn)
+			if err != nil {
+				return err
+			}
+			tc.Identity = ic
 		default:
 			return d.Errf("neo: unknown subdirective %q", name)
 		}
@@ -340,6 +362,18 @@ func parseTenantBlock(d *caddyfile.Dispenser, tn string, src sources) (*TenantCo
 			if !d.Args(&tc.RateLimitTier) || d.NextArg() {
 				return nil, d.ArgErr()
 			}
+		case "identity":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			if tc.Identity != nil {
+				return nil, d.Errf("neo: tenant %s: identity defined twice", tn)
+			}
+			ic, err := parseIdentityBlock(d, tn)
+			if err != nil {
+				return nil, err
+			}
+			tc.Identity = ic
 		case "waf":
 			if d.NextArg() {
 				return nil, d.ArgErr()

@@ -27,6 +27,9 @@ type TenantConfig struct {
 	// (a DNS label, for example "large"): the edge's zones match tiers with
 	// the `neo_rate_tier` request matcher. Default: "" (the default tier).
 	RateLimitTier string `json:"rate_limit_tier,omitempty"`
+	// Identity is who may sign in to the tenant's Platform and stages, and
+	// its API clients (identity.go). Default: nobody.
+	Identity *IdentityConfig `json:"identity,omitempty"`
 }
 
 // WAFPolicy is a tenant's WAF override. The edge keeps one compiled WAF for
@@ -256,11 +259,16 @@ func (t *TenantConfig) Validate(field string, stages *stageSet) error {
 			return err
 		}
 	}
+	if t.Identity != nil {
+		if err := t.Identity.Validate(field+".identity", stages); err != nil {
+			return err
+		}
+	}
 	for _, host := range sortedKeys(t.Domains) {
 		d := t.Domains[host]
 		f := field + ".domains." + host
-		if !ValidHostname(host) {
-			return fmt.Errorf("%s: %q is not a valid lowercase host name", f, host)
+		if err := CheckCustomDomain(host); err != nil {
+			return fmt.Errorf("%s: %w", f, err)
 		}
 		if d == nil {
 			return fmt.Errorf("%s: missing domain object", f)

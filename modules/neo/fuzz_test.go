@@ -1,6 +1,7 @@
 package neo
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -85,6 +86,10 @@ func FuzzAdminBody(f *testing.F) {
 		`{"apps":{"crm":null}}`, `{"apps":[]}`, `{"colour":1}`, `{}`, `null`, `[]`, `{"apps":{"crm":{}}} {}`,
 		`[{"address":"127.0.0.1:1"}]`, `{"stage":"dev"}`,
 		`[{"address":"127.0.0.1:1","zone":"az-bb"}]`, `[{"address":"127.0.0.1:1","zone":"az-a"},{"address":"127.0.0.1:1","zone":"az-b"}]`,
+		`{"identity":{"stages":{"dev":{"users":{"dana":{"password_hash":"$2a$04$abcdefghijklmnopqrstuuM5ON9gq9cz4EGqOGMd/NKtv0HqyD8Ry"}}}}}}`,
+		`{"stages":{"dev":{"providers":{"corp":{"issuer":"https://login.example.com","client_id":"c"}}}}}`,
+		`{"password_hash":"$2a$04$abcdefghijklmnopqrstuuM5ON9gq9cz4EGqOGMd/NKtv0HqyD8Ry","roles":["r"]}`,
+		`{"name":"ci","realm":"dev"}`, `{"clients":{"neo_0123456789abcdef":{"secret_hash":"sha256:0000000000000000000000000000000000000000000000000000000000000000"}}}`,
 	} {
 		f.Add(s)
 	}
@@ -107,6 +112,9 @@ func fuzzAdminBody(t *testing.T, a *App, body string) {
 		{"tenants", "initech", "apps", "crm"},
 		{"tenants", "initech", "apps", "crm", "stages", "dev", "replicas"},
 		{"tenants", "initech", "domains", "crm.example.com"},
+		{"tenants", "initech", "identity"},
+		{"tenants", "initech", "identity", "stages", "dev", "users", "dana"},
+		{"tenants", "initech", "identity", "clients"},
 		{"tenants", "acme"},
 	} {
 		before := a.reg.Snapshot()
@@ -129,6 +137,14 @@ func fuzzAdminBody(t *testing.T, a *App, body string) {
 		}
 		if acme, _ := after.Tenant("acme"); acme.Source != SourceConfig {
 			t.Fatal("acme replaced")
+		}
+		// No read shows a secret.
+		for _, get := range [][]string{{"tenants", "initech"}, {"tenants", "initech", "identity"}, {"tenants", "initech", "identity", "clients"}} {
+			if _, v, err := a.handleAdmin(http.MethodGet, get, nil); err == nil {
+				if out, _ := json.Marshal(v); strings.Contains(string(out), "_hash") || strings.Contains(string(out), `"password"`) {
+					t.Fatalf("GET %v after PUT %v %q shows a secret: %s", get, path, body, out)
+				}
+			}
 		}
 		if a.g.zones != nil {
 			t2, _ := after.Tenant("initech")

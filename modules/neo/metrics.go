@@ -1,13 +1,13 @@
 package neo
 
 import (
-	"errors"
 	"net/http"
 	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/projectneo/caddy-neo/internal/neometrics"
 	"github.com/projectneo/caddy-neo/modules/zonelb"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -103,33 +103,16 @@ type metrics struct {
 	noTenant bool
 }
 
-func register(reg *prometheus.Registry, c prometheus.Collector) {
-	if reg == nil {
-		return
-	}
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			caddy.Log().Named("neo.metrics").Warn("registering metric: " + err.Error())
-		}
-	}
-}
-
-func newMetrics(ctx caddy.Context, noTenant bool) *metrics {
-	reg := ctx.GetMetricsRegistry()
+func newMetrics(ctx caddy.Context, noTenant bool) (*metrics, error) {
+	requests, platform, duration := mRequests, mPlatform, mDuration
 	if noTenant {
-		register(reg, mRequestsNoTenant)
-		register(reg, mPlatformNoTenant)
-		register(reg, mDurationNoTenant)
-	} else {
-		register(reg, mRequests)
-		register(reg, mPlatform)
-		register(reg, mDuration)
+		requests, platform, duration = mRequestsNoTenant, mPlatformNoTenant, mDurationNoTenant
 	}
-	for _, c := range []prometheus.Collector{mUnrouted, mTenants, mDomains, mAdminChanges, mAdminLatency, mStoreChanges, mWatchRestarts} {
-		register(reg, c)
+	err := neometrics.Register(ctx.GetMetricsRegistry(), requests, platform, duration, mUnrouted, mTenants, mDomains, mAdminChanges, mAdminLatency, mStoreChanges, mWatchRestarts)
+	if err != nil {
+		return nil, err
 	}
-	return &metrics{noTenant: noTenant}
+	return &metrics{noTenant: noTenant}, nil
 }
 
 // observe counts a request at the edge, after its response: its tenant,

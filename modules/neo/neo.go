@@ -186,7 +186,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if _, ok := a.store.(Watcher); ok {
 		a.ws = new(watchState)
 	}
-	a.metrics = newMetrics(ctx, a.MetricsNoTenantLabel)
+	m, err := newMetrics(ctx, a.MetricsNoTenantLabel)
+	if err != nil {
+		return err
+	}
+	a.metrics = m
 	snap, err := a.load()
 	if err != nil {
 		return err

@@ -139,6 +139,10 @@ type Snapshot struct {
 	g       *globals
 	tenants pmap[*Tenant]
 	domains pmap[domainEntry]
+	// sub counts, for every parent name (of at least two labels) of a
+	// custom domain, the custom domains under it, so that a domain that
+	// would be the parent of another tenant's is found without a scan.
+	sub     pmap[int]
 	version uint64
 
 	// byAddr maps a replica's IP to its tenant, stage and app; built on
@@ -398,12 +402,12 @@ func (g *globals) compileTenant(name string, src Source, tc *TenantConfig) (*Ten
 			}
 		}
 	}
-	for host := range tc.Domains {
-		f := field + ".domains." + host
-		for _, d := range []string{g.runtimeDomain, g.platformDomain} {
-			if host == d || strings.HasSuffix(host, "."+d) {
-				return nil, fmt.Errorf("%s: a custom domain must not be %s or under it", f, d)
-			}
+	if src == SourceStore && tc.Identity.HasPlainPasswords() {
+		return nil, fmt.Errorf("%s.identity: plain-text passwords are accepted only in the Caddy config; the admin API stores their hashes", field)
+	}
+	for _, host := range sortedKeys(tc.Domains) {
+		if err := g.checkDomainAgainstGlobals(host); err != nil {
+			return nil, fmt.Errorf("%s.domains.%s: %w", field, host, err)
 		}
 	}
 	t := &Tenant{Name: name, Source: src, Config: tc, apps: make(map[string]*TenantApp, len(tc.Apps)), appList: make([]appRef, 0, len(tc.Apps))}
@@ -443,19 +447,28 @@ func (s *Snapshot) putMode(t *Tenant, inPlace bool) (*Snapshot, error) {
 	if amb := s.g.stages.ambiguity(t.Name, exists); amb != "" {
 		return nil, fmt.Errorf("tenants.%s: ambiguous host names: %s", t.Name, amb)
 	}
-	for host, dc := range t.Config.Domains {
-		if de, ok := s.domains.Get(host); ok && de.tenant != t.Name {
-			return nil, fmt.Errorf("tenants.%s.domains.%s: already a domain of tenant %q", t.Name, host, de.tenant)
+	old, hadOld := s.tenants.Get(t.Name)
+	for _, host := range sortedKeys(t.Config.Domains) {
+		if err := s.checkDomainNesting(t.Name, host, old); err != nil {
+			return nil, fmt.Errorf("tenants.%s.domains.%s: %w", t.Name, host, err)
 		}
-		_ = dc
 	}
-	ns := &Snapshot{g: s.g, tenants: s.tenants, domains: s.domains, version: s.version + 1}
-	if old, ok := s.tenants.Get(t.Name); ok {
+	ns := &Snapshot{g: s.g, tenants: s.tenants, domains: s.domains, sub: s.sub, version: s.version + 1}
+	if hadOld {
 		for host := range old.Config.Domains {
 			if _, keep := t.Config.Domains[host]; !keep {
 				ns.domains = ns.domains.Without(host)
+				ns.sub = countParents(ns.sub, host, -1, false)
 			}
 		}
+	}
+	for host := range t.Config.Domains {
+		if hadOld {
+			if _, had := old.Config.Domains[host]; had {
+				continue
+			}
+		}
+		ns.sub = countParents(ns.sub, host, +1, inPlace)
 	}
 	for host, dc := range t.Config.Domains {
 		mode := dc.DefaultAppMode
@@ -483,11 +496,73 @@ func (s *Snapshot) remove(name string) *Snapshot {
 	if !ok {
 		return s
 	}
-	ns := &Snapshot{g: s.g, tenants: s.tenants.Without(name), domains: s.domains, version: s.version + 1}
+	ns := &Snapshot{g: s.g, tenants: s.tenants.Without(name), domains: s.domains, sub: s.sub, version: s.version + 1}
 	for host := range old.Config.Domains {
 		ns.domains = ns.domains.Without(host)
+		ns.sub = countParents(ns.sub, host, -1, false)
 	}
 	return ns
+}
+
+// checkDomainNesting refuses host as a custom domain of tenant when it is
+// another tenant's custom domain, a name under one, or a parent of one: a
+// tenant must not receive requests, certificates or cookies (Domain=...) of
+// another tenant's names. old is the tenant's current version, if any (its
+// own domains do not count). O(labels of host + domains of old).
+func (s *Snapshot) checkDomainNesting(tenant, host string, old *Tenant) error {
+	if de, ok := s.domains.Get(host); ok && de.tenant != tenant {
+		return fmt.Errorf("already a domain of tenant %q: %w", de.tenant, ErrCustomDomain)
+	}
+	var err error
+	domainAncestors(host, func(parent string) bool {
+		if de, ok := s.domains.Get(parent); ok && de.tenant != tenant {
+			err = fmt.Errorf("%q is under %q, a domain of tenant %q: %w", host, parent, de.tenant, ErrCustomDomain)
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	under, _ := s.sub.Get(host)
+	if old != nil {
+		for own := range old.Config.Domains {
+			if isUnder(own, host) {
+				under--
+			}
+		}
+	}
+	if under > 0 {
+		// Name one (a scan, on refusal only).
+		other, otherTenant := "", ""
+		s.domains.Range(func(name string, de domainEntry) bool {
+			if de.tenant != tenant && isUnder(name, host) {
+				other, otherTenant = name, de.tenant
+				return false
+			}
+			return true
+		})
+		return fmt.Errorf("%q is a parent of %q, a domain of tenant %q: %w", host, other, otherTenant, ErrCustomDomain)
+	}
+	return nil
+}
+
+// countParents adds delta to the count of every parent of host in m; inPlace
+// (only for an unpublished snapshot) changes m's tables in place.
+func countParents(m pmap[int], host string, delta int, inPlace bool) pmap[int] {
+	domainAncestors(host, func(parent string) bool {
+		n, _ := m.Get(parent)
+		switch n += delta; {
+		case n <= 0:
+			m = m.Without(parent)
+		case inPlace:
+			m = m.withInPlace(parent, n)
+		default:
+			m = m.With(parent, n)
+		}
+		return true
+	})
+	return m
 }
 
 // Version counts the changes since the snapshot's registry was built.

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/projectneo/caddy-neo/internal/cfblock"
+	"github.com/projectneo/caddy-neo/internal/neometrics"
 	"github.com/projectneo/caddy-neo/modules/zonelb"
 )
 
@@ -66,8 +67,7 @@ func (s *ZoneSelection) Provision(ctx caddy.Context) error {
 		return err
 	}
 	s.checks = zonelb.NewCheckerSet(s.HealthChecks)
-	register(ctx.GetMetricsRegistry(), mSelections)
-	return nil
+	return neometrics.Register(ctx.GetMetricsRegistry(), mSelections)
 }
 
 // Cleanup releases the active checkers this config used.

@@ -182,3 +182,13 @@ var (
 	_ caddy.Provisioner = (*App)(nil)
 	_ caddy.Validator   = (*App)(nil)
 )
+
+// CheckFirst loads the config's neo_secrets app, if it has one, so that a
+// module holding a secret reports a missing or default secret naming its
+// variable before it uses the value (and fails on it in its own words).
+func CheckFirst(ctx caddy.Context) error {
+	if _, err := ctx.AppIfConfigured("neo_secrets"); err != nil && !errors.Is(err, caddy.ErrNotConfigured) {
+		return err
+	}
+	return nil
+}
