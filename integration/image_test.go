@@ -296,7 +296,7 @@ func TestImage(t *testing.T) {
 	run := append(append([]string{}, im.env...), // docker run -e ...
 		"NEO_ADMIN="+admin, fmt.Sprintf("NEO_HTTPS_PORT=%d", ports[1]), fmt.Sprintf("NEO_HTTP_PORT=%d", ports[2]),
 		"NEO_BIND=127.0.0.1", "NEO_TLS=internal", "NEO_NATS_URL="+natsURL, "NEO_TENANTS=/etc/neo/tenants",
-		"NEO_IDENTITY_KEK=" + testKEK, "NEO_NATS_EDGE_PASSWORD="+natsPassword("edge"),
+		"NEO_IDENTITY_KEK="+testKEK, "NEO_NATS_EDGE_PASSWORD="+natsPassword("edge"),
 		"NEO_IMAGE_ROOT="+im.root)
 	start := func() *harness.Instance {
 		t.Helper()
