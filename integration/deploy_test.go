@@ -101,7 +101,7 @@ func startRole(t *testing.T, r role, natsURL string, secrets map[string]string, 
 		t.Fatal(err)
 	}
 	env, admin, listen := r.env(ports)
-	env = append(env, "NEO_NATS_URL="+natsURL, "NEO_TENANT_STORE=file", "NEO_CERT_STORAGE=file")
+	env = append(env, "NEO_NATS_URL="+natsURL, "NEO_TENANT_STORE=file", "NEO_CERT_STORAGE=file", "NEO_IDENTITY_STORE=memory")
 	// only the secrets given (a value "" unsets it): the test process's own
 	// (prodNATS) are removed
 	unset := []string{"NEO_IDENTITY_KEK", "NEO_NATS_EDGE_PASSWORD", "NEO_NATS_GW_PASSWORD", "NEO_NATS_PLATFORM_PASSWORD"}
