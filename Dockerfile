@@ -18,10 +18,10 @@ RUN go run ./cmd/neo-build -manifest xcaddy.json -o /usr/bin/caddy
 FROM caddy:2.11.9
 # Every path the image writes is under its volumes: Caddy's data
 # (certificates, the internal CA, run-time tenants in /data/caddy/neo/tenants)
-# and config (autosave.json) directories, as the base image sets them, the
-# identity user store, and the temporary files of large request bodies (WAF).
+# and config (autosave.json) directories, as the base image sets them, and
+# the temporary files of large request bodies (WAF).
 ENV XDG_CONFIG_HOME=/config XDG_DATA_HOME=/data
-ENV NEO_IDENTITY_DB=/data/identity/users.json TMPDIR=/data/tmp
+ENV TMPDIR=/data/tmp
 # The edge role's admin address, also where the health check asks.
 ENV NEO_ADMIN=localhost:2020
 COPY --from=builder /usr/bin/caddy /usr/bin/caddy

@@ -492,7 +492,7 @@ func checkImage(img *Stage) []error {
 	for _, kv := range img.Env {
 		env[kv[0]] = kv[1]
 	}
-	for _, k := range []string{"XDG_DATA_HOME", "XDG_CONFIG_HOME", "TMPDIR", "NEO_IDENTITY_DB"} {
+	for _, k := range []string{"XDG_DATA_HOME", "XDG_CONFIG_HOME", "TMPDIR"} {
 		v := env[k]
 		in := false
 		for _, vol := range img.Volumes {
