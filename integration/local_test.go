@@ -293,3 +293,68 @@ func TestLocalTopologyOperatorView(t *testing.T) {
 		}
 	}
 }
+
+// TestLocalTopologyLimitedRequestsLogged: requests a rate limit stopped
+// (the per-host limit of globex's tier, lowered to 30 a minute) have their access line
+// with the tenant and stage and status 429, and are counted in the
+// tenant's 4xx series.
+func TestLocalTopologyLimitedRequestsLogged(t *testing.T) {
+	inst, c := startLocal(t, "NEO_RL_HOST_LARGE_EVENTS=30")
+	const series = `caddy_neo_requests_total{app="",code_class="4xx",stage="prod",tenant="globex"}`
+	counted := func() float64 {
+		_, body, _ := inst.Admin("GET", "/metrics", nil)
+		for _, l := range strings.Split(string(body), "\n") {
+			if v, ok := strings.CutPrefix(l, series+" "); ok {
+				var f float64
+				fmt.Sscan(v, &f)
+				return f
+			}
+		}
+		return 0
+	}
+	before := counted()
+	limited := 0
+	for i := range 40 {
+		resp, err := c.Get(fmt.Sprintf("https://globex.apps.localhost:8443/shop/limited-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusTooManyRequests {
+			limited++
+		}
+	}
+	if limited == 0 {
+		t.Fatal("no request was limited")
+	}
+	type line struct {
+		Logger, Tenant, Stage string
+		Status                int
+		Request               struct{ URI string }
+	}
+	var logged int
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		logged = 0
+		for _, l := range strings.Split(inst.Logs(), "\n") {
+			var a line
+			if json.Unmarshal([]byte(l), &a) == nil && strings.HasPrefix(a.Logger, "http.log.access") &&
+				strings.Contains(a.Request.URI, "/shop/limited-") && a.Status == http.StatusTooManyRequests {
+				if a.Tenant != "globex" || a.Stage != "prod" {
+					t.Fatalf("access line of a limited request: %s", l)
+				}
+				logged++
+			}
+		}
+		if logged >= limited || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if logged != limited {
+		t.Fatalf("%d access lines for %d limited requests", logged, limited)
+	}
+	if got := counted() - before; got != float64(limited) {
+		t.Fatalf("%s grew by %v for %d limited requests", series, got, limited)
+	}
+}
