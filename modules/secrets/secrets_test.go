@@ -109,7 +109,7 @@ func TestValidate(t *testing.T) {
 }
 
 // TestKnownDefaultsCoverShippedFiles: every default that a file in
-// caddyfiles/ gives a variable some role requires (`{$NEO_JWT_KEY:...}`) is
+// caddyfiles/ gives a variable some role requires (`{$NEO_NATS_EDGE_PASSWORD:...}`) is
 // a known default, so a production role never runs on it.
 func TestKnownDefaultsCoverShippedFiles(t *testing.T) {
 	root := filepath.Join("..", "..", "caddyfiles")
