@@ -15,6 +15,9 @@ import (
 // A blocked request's Authorization and Cookie values never reach the WAF's
 // audit line or the access log; both carry the same fingerprints instead.
 func TestEdgeLogsRedactCredentials(t *testing.T) {
+	// the WAF's JSON audit records (off by default: the access line
+	// carries the outcome and rule ids)
+	t.Setenv("NEO_WAF_AUDIT_LOG", "/dev/stderr")
 	replica, _ := recordingReplica(t)
 	e := startEdgeSite(t, "import "+harness.RepoRoot()+"/caddyfiles/snippets/edge-global.caddy",
 		"log\n\timport neo_edge {\n\t\treverse_proxy "+replica+"\n\t}")

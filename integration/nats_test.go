@@ -547,9 +547,12 @@ func TestPlatformCaddyfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	harness.Start(t, harness.Options{
-		Config:  "caddyfiles/platform.Caddyfile",
-		Admin:   fmt.Sprintf("127.0.0.1:%d", admin),
-		Env:     []string{fmt.Sprintf("NEO_NATS_URL=nats://127.0.0.1:%d", nt.natsPort), fmt.Sprintf("NEO_ADMIN=127.0.0.1:%d", admin)},
+		Config: "caddyfiles/platform.Caddyfile",
+		Admin:  fmt.Sprintf("127.0.0.1:%d", admin),
+		// a NATS server without authorization ignores the password, but
+		// the role requires one
+		Env: []string{fmt.Sprintf("NEO_NATS_URL=nats://127.0.0.1:%d", nt.natsPort), fmt.Sprintf("NEO_ADMIN=127.0.0.1:%d", admin),
+			"NEO_NATS_PLATFORM_PASSWORD=platform-test-password"},
 		WaitFor: []string{"127.0.0.1:9800"},
 	})
 	get := func(path string) (int, echo.Report) {
@@ -644,7 +647,7 @@ func TestRoleCaddyfilesProductionNATS(t *testing.T) {
 			Admin:  fmt.Sprintf("127.0.0.1:%d", admin),
 			Env: []string{natsURL, "NEO_STAGE=prod", "NEO_ZONE=az-a", "NEO_NATS_GW_PASSWORD=" + password,
 				fmt.Sprintf("NEO_ADMIN=127.0.0.1:%d", admin), "NEO_STORE_DIR=" + t.TempDir()},
-			WaitFor: []string{"127.0.0.1:9700"},
+			WaitFor: []string{"127.0.0.1:9701"},
 		})
 	}
 	gw := startGateway("pw-gw-prod")
@@ -711,7 +714,7 @@ func TestRoleCaddyfilesProductionNATS(t *testing.T) {
 		Admin:  fmt.Sprintf("127.0.0.1:%d", admin),
 		Env: []string{natsURL, "NEO_STAGE=prod", "NEO_ZONE=az-a", "NEO_NATS_GW_PASSWORD=wrong",
 			fmt.Sprintf("NEO_ADMIN=127.0.0.1:%d", admin), "NEO_STORE_DIR=" + t.TempDir()},
-		WaitFor: []string{"127.0.0.1:9700"},
+		WaitFor: []string{"127.0.0.1:9701"},
 	})
 	if err == nil {
 		bad.Stop()

@@ -23,6 +23,7 @@ var registered = []string{
 	"admin.api.neo",
 	"caddy.listeners.neo_framing",
 	"caddy.storage.neo_nats",
+	"http.handlers.neo_access",
 	"http.handlers.neo_echo",
 	"http.handlers.neo_egress",
 	"http.handlers.neo_forwarded",
@@ -43,6 +44,7 @@ var registered = []string{
 	"neo_identity",
 	"neo_nats",
 	"neo_nats_gateway",
+	"neo_secrets",
 	"neo_waf_accel",
 	"tls.permission.neo",
 }

@@ -15,6 +15,7 @@ import (
 
 	neonats "github.com/projectneo/caddy-neo/modules/nats"
 	"github.com/projectneo/caddy-neo/modules/neo"
+	"github.com/projectneo/caddy-neo/modules/secrets"
 )
 
 func init() {
@@ -108,6 +109,11 @@ var states = caddy.NewUsagePool()
 // Provision fills defaults and opens the state store.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	// the required secrets first (neo_secrets): a missing key is refused
+	// naming its variable
+	if err := secrets.CheckFirst(ctx); err != nil {
+		return err
+	}
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}

@@ -76,6 +76,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.Validate(); err != nil {
 		return err
 	}
+	if err := checkSecrets(ctx); err != nil {
+		return err
+	}
 	if a.Embedded != nil {
 		key, err := a.Embedded.poolKey()
 		if err != nil {

@@ -45,8 +45,10 @@ type Transport struct {
 	Connection string `json:"connection,omitempty"`
 	// Subject template. Default: "neo.rt.{neo.stage}.{neo.zone}.{neo.tenant}.{neo.app}".
 	Subject string `json:"subject,omitempty"`
-	// Zones is the failover order of the zone token. Default: only the
-	// request's {neo.zone}.
+	// Zones is the failover order of the zone token, after the request's
+	// own {neo.zone}. Default: the tenant registry's failover order (the neo
+	// app's zone_order, or the zones after this node's around its zones)
+	// when the config has a neo app; otherwise none.
 	Zones []string `json:"zones,omitempty"`
 	// ResponseHeaderTimeout bounds the wait for the response head after the
 	// last request progress. Default: 60s.
@@ -125,6 +127,9 @@ func (t *Transport) Provision(ctx caddy.Context) error {
 	}
 	if err := t.Validate(); err != nil {
 		return err
+	}
+	if len(t.Zones) == 0 && t.tmpl.HasZone() {
+		t.Zones = registryZones(ctx)
 	}
 	t.windowValue = []string{strconv.Itoa(t.Window)}[:1:1]
 	t.timeoutValue = []string{strconv.FormatInt(time.Duration(t.ResponseHeaderTimeout).Milliseconds(), 10)}[:1:1]

@@ -32,6 +32,7 @@ func init() {
 //	GET|PUT|DELETE /neo/tenants/{t}/apps/{a}/stages/{s}/replicas   [Replica]
 //	GET|PUT|DELETE /neo/tenants/{t}/domains/{d}              DomainConfig
 //	GET    /neo/tenants/{t}/history                          audit trail ([HistoryEntry])
+//	GET    /neo/live, /neo/ready                             liveness, readiness (health.go)
 //	GET|PUT|DELETE /neo/tenants/{t}/identity[/...]           identity (admin_identity.go); secrets never returned
 //
 // Changes record who made them (the client address and the optional
@@ -94,6 +95,9 @@ func adminPath(p string) ([]string, bool) {
 }
 
 func serveAdmin(w http.ResponseWriter, r *http.Request) error {
+	if r.URL.Path == "/neo/live" || r.URL.Path == "/neo/ready" {
+		return serveHealth(w, r, r.URL.Path[len("/neo/"):])
+	}
 	a := Current()
 	if a == nil {
 		return apiErr(http.StatusServiceUnavailable, errors.New("the neo app is not running"))

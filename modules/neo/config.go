@@ -87,7 +87,9 @@ type StageConfig struct {
 type Replica struct {
 	// Address is host:port (a Caddy dial address without scheme). Required.
 	Address string `json:"address"`
-	// Zone is the replica's availability zone. Default: the node's zone.
+	// Zone is the replica's availability zone. Required, and one of the
+	// registry's zones, when the registry declares zones (App.Zones);
+	// otherwise it defaults to the node's zone.
 	Zone string `json:"zone,omitempty"`
 }
 
@@ -194,6 +196,12 @@ func ValidHostname(s string) bool {
 func checkReplicas(field string, rs []Replica) error {
 	for i, r := range rs {
 		f := fmt.Sprintf("%s[%d]", field, i)
+		// A replica listed twice would take twice its share of the traffic.
+		for j := range i {
+			if rs[j].Address == r.Address {
+				return fmt.Errorf("%s.address: %q is already %s[%d]: list each replica once", f, r.Address, field, j)
+			}
+		}
 		host, port, err := net.SplitHostPort(r.Address)
 		if err != nil || host == "" {
 			return fmt.Errorf("%s.address: %q is not host:port", f, r.Address)

@@ -3,6 +3,7 @@ package neo
 import (
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/projectneo/caddy-neo/modules/zonelb"
 
@@ -101,6 +102,8 @@ type Service struct {
 	// Pool is the zone-aware rotation over Replicas (same order).
 	Pool  *zonelb.Pool
 	stats *poolStats
+	// declared is Replicas as configured (zones not filled in).
+	declared []Replica
 }
 
 type domainEntry struct {
@@ -122,6 +125,11 @@ type globals struct {
 	stages         *stageSet
 	services       []*Service // longest path first
 	serviceByName  map[string]*Service
+	// zones is the registry's declared zones (App.Zones), nil when none
+	// are declared.
+	zones map[string]bool
+	// zoneNames is App.Zones in order, for error messages.
+	zoneNames []string
 }
 
 // Snapshot is one immutable version of the registry. Readers load it once per
@@ -257,7 +265,7 @@ func newGlobals(zone, runtimeDomain, platformDomain string, stages []string, ser
 		if err := checkReplicas(f+".replicas", sc.Replicas); err != nil {
 			return nil, err
 		}
-		s := &Service{Name: name, Path: p, Replicas: withZone(sc.Replicas, zone)}
+		s := &Service{Name: name, Path: p, Replicas: withZone(sc.Replicas, zone), declared: sc.Replicas}
 		g.services = append(g.services, s)
 		g.serviceByName[name] = s
 	}
@@ -266,6 +274,77 @@ func newGlobals(zone, runtimeDomain, platformDomain string, stages []string, ser
 		return nil, err
 	}
 	return g, nil
+}
+
+// setZones declares the registry's zones: the node's zone and every replica's
+// zone (services here, tenants in compileTenant) must be one of them.
+func (g *globals) setZones(zones []string) error {
+	if len(zones) == 0 {
+		return nil
+	}
+	g.zones = make(map[string]bool, len(zones))
+	for i, z := range zones {
+		if err := checkLabel(fmt.Sprintf("zones[%d]", i), z); err != nil {
+			return err
+		}
+		if g.zones[z] {
+			return fmt.Errorf("zones[%d]: %q is listed twice", i, z)
+		}
+		g.zones[z] = true
+	}
+	g.zoneNames = slices.Clone(zones)
+	if !g.zones[g.zone] {
+		return fmt.Errorf("zone: %q is not one of the registry's zones (%s)", g.zone, strings.Join(zones, ", "))
+	}
+	for _, name := range sortedKeys(g.serviceByName) {
+		if err := g.checkZones("services."+name+".replicas", g.serviceByName[name].declared); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkZones checks, when the registry declares zones, that every replica
+// names one of them: a replica without a zone would be in whichever zone
+// the node reading the file is in, and a misspelt zone in none.
+func (g *globals) checkZones(field string, rs []Replica) error {
+	if g.zones == nil {
+		return nil
+	}
+	for i, r := range rs {
+		switch {
+		case r.Zone == "":
+			return fmt.Errorf("%s[%d].zone: missing: name the replica's zone (%s)", field, i, strings.Join(g.zoneNames, ", "))
+		case !g.zones[r.Zone]:
+			return fmt.Errorf("%s[%d].zone: unknown zone %q (zones: %s)", field, i, r.Zone, strings.Join(g.zoneNames, ", "))
+		}
+	}
+	return nil
+}
+
+// checkZoneOrder checks, when the registry declares zones, that a failover
+// order names only declared zones.
+func (g *globals) checkZoneOrder(order []string) error {
+	for i, z := range order {
+		if g.zones != nil && !g.zones[z] {
+			return fmt.Errorf("zone_order[%d]: unknown zone %q (zones: %s)", i, z, strings.Join(g.zoneNames, ", "))
+		}
+	}
+	return nil
+}
+
+// ringOrder returns the zones after zone around the ring of zones, the
+// failover order of a node in zone when none is configured.
+func ringOrder(zones []string, zone string) []string {
+	i := slices.Index(zones, zone)
+	if i < 0 {
+		return nil
+	}
+	out := make([]string, 0, len(zones)-1)
+	for k := 1; k < len(zones); k++ {
+		out = append(out, zones[(i+k)%len(zones)])
+	}
+	return out
 }
 
 // setLB sets the zone-aware selection options and rebuilds the services'
@@ -315,6 +394,13 @@ func (g *globals) compileTenant(name string, src Source, tc *TenantConfig) (*Ten
 	}
 	if err := tc.Validate(field, g.stages); err != nil {
 		return nil, err
+	}
+	for _, an := range sortedKeys(tc.Apps) {
+		for _, sn := range sortedKeys(tc.Apps[an].Stages) {
+			if err := g.checkZones(field+".apps."+an+".stages."+sn+".replicas", tc.Apps[an].Stages[sn].Replicas); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if src == SourceStore && tc.Identity.HasPlainPasswords() {
 		return nil, fmt.Errorf("%s.identity: plain-text passwords are accepted only in the Caddy config; the admin API stores their hashes", field)

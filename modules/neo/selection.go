@@ -133,6 +133,7 @@ func (s *ZoneSelection) Select(pool reverseproxy.UpstreamPool, r *http.Request, 
 	if s.ZoneHeader {
 		w.Header().Set("Neo-Upstream-Zone", chosen)
 	}
+	rt.upstream, rt.upstreamZone = rt.Replicas[i].Address, chosen
 	return pool[i]
 }
 
