@@ -512,7 +512,7 @@ func (g *Gateway) serve(m *nats.Msg) {
 	if rt {
 		// neo_route (when the gateway's routes use it) serves the request
 		// only if it resolves to the subject's tenant, stage and app.
-		reqCtx = neo.WithSubjectRoute(ctx, neo.SubjectRoute{Stage: toks[2], Tenant: toks[4], App: toks[5]})
+		reqCtx = neo.WithSubjectRoute(ctx, neo.SubjectRoute{Stage: toks[2], Zone: toks[3], Tenant: toks[4], App: toks[5]})
 	}
 	u := &url.URL{Path: "/", RawQuery: rh.query}
 	if p, err := url.PathUnescape(rh.path); err == nil {

@@ -43,7 +43,7 @@ func init() {
 // app (else 404, reason subject_mismatch, logged as a warning).
 //
 // Placeholders: `{neo.tenant}`, `{neo.stage}`, `{neo.app}`, `{neo.service}`,
-// `{neo.zone}` (this node's zone), `{neo.host}` (the normalised host) and
+// `{neo.zone}` (the route's zone: the one its NATS subject addressed behind a stage gateway, else this node's), `{neo.host}` (the normalised host) and
 // `{neo.public}` ("true" for a public app, "false" otherwise).
 //
 // Go API: RouteFromRequest returns the resolved Route to later handlers and
@@ -104,7 +104,9 @@ type Route struct {
 	App string
 	// Service is the platform service name (empty for app requests).
 	Service string
-	// Zone is this node's availability zone.
+	// Zone is the request's zone: the zone its NATS subject addressed
+	// behind a stage gateway, else this node's zone. lb_policy neo_zone
+	// prefers its replicas.
 	Zone string
 	// Replicas are the app's replicas in the stage or the service's replicas,
 	// from the registry snapshot the request was resolved with. Shared: do
@@ -263,6 +265,9 @@ func (h *RouteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 	}
 	reps, pool, st := res.target(true)
 	rt := &Route{Host: host, Tenant: res.Tenant.Name, Stage: res.Stage, Zone: snap.g.zone, Replicas: reps, Pool: pool, Snapshot: snap, stats: st}
+	if viaGateway && sr.Zone != "" {
+		rt.Zone = sr.Zone // the route carries the zone its subject named
+	}
 	// One backing array for the trusted headers; each value slice is capped
 	// so that an append by a later handler cannot write into its neighbour.
 	vals := make([]string, 3)

@@ -316,3 +316,40 @@ func TestSubjectRouteKeepsCaller(t *testing.T) {
 		}
 	}
 }
+
+// TestSubjectRouteCarriesZone: behind a stage gateway the route's zone is
+// the one the subject addressed (lb_policy neo_zone starts there); at the
+// edge it is the node's own.
+func TestSubjectRouteCarriesZone(t *testing.T) {
+	h := testHandler(t)
+	for _, c := range []struct {
+		sr   *SubjectRoute
+		want string
+	}{
+		{nil, h.app.reg.Snapshot().g.zone},
+		{&SubjectRoute{Stage: "prod", Zone: "az-b", Tenant: "acme", App: "orders"}, "az-b"},
+		{&SubjectRoute{Stage: "prod", Zone: "az-c", Tenant: "acme", App: "orders"}, "az-c"},
+	} {
+		u, _ := url.ParseRequestURI("/orders/x")
+		r := &http.Request{Method: "GET", URL: u, RequestURI: "/orders/x", Host: "acme.apps.localhost", Header: http.Header{"Neo-Zone": {"az-evil"}}, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
+		repl := caddy.NewReplacer()
+		ctx := context.WithValue(context.Background(), caddy.ReplacerCtxKey, repl)
+		ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{})
+		if c.sr != nil {
+			ctx = WithSubjectRoute(ctx, *c.sr)
+		}
+		var zone, placeholder string
+		err := h.ServeHTTP(httptest.NewRecorder(), r.WithContext(ctx), caddyhttp.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) error {
+			rt, _ := RouteFromRequest(r)
+			zone = rt.Zone
+			placeholder = repl.ReplaceAll("{neo.zone}", "")
+			return nil
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if zone != c.want || placeholder != c.want {
+			t.Errorf("subject %+v: route zone %q, {neo.zone} %q, want %q", c.sr, zone, placeholder, c.want)
+		}
+	}
+}

@@ -41,9 +41,9 @@ var mSelections = prometheus.NewCounterVec(prometheus.CounterOpts{
 //
 // Placeholder: `{neo.upstream.zone}`, the chosen replica's zone.
 type ZoneSelection struct {
-	// Zone is the request's local zone. Default: `{neo.zone}`, this node's
-	// zone. A stage gateway serving several zones uses the zone the request
-	// was addressed to, for example `{http.request.header.Neo-Zone}`.
+	// Zone is the request's local zone. Default: the route's zone (neo_route
+	// sets it): behind a stage gateway the zone the request's NATS subject
+	// addressed, else this node's zone.
 	Zone string `json:"zone,omitempty"`
 	// ZoneHeader adds `Neo-Upstream-Zone: <zone>` to responses. Default: off.
 	ZoneHeader bool `json:"zone_header,omitempty"`
