@@ -33,6 +33,7 @@ var registered = []string{
 	"http.handlers.neo_login_user",
 	"http.handlers.neo_route",
 	"http.handlers.neo_signin",
+	"http.handlers.neo_stage_host",
 	"http.handlers.neo_waf",
 	"http.matchers.neo_rate_tier",
 	"http.reverse_proxy.selection_policies.neo_zone",

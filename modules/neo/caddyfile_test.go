@@ -22,6 +22,8 @@ func TestCaddyfileErrors(t *testing.T) {
 		"domain args":         {"{\n neo {\n  tenant acme {\n   domain x.com\n  }\n }\n}\n:80", "wrong argument count"},
 		"domain sub":          {"{\n neo {\n  tenant acme {\n   domain x.com prod {\n    colour\n   }\n  }\n }\n}\n:80", `unknown subdirective "colour"`},
 		"route arg":           {":80 {\n neo_route x\n}", "wrong argument count"},
+		"stage host args":     {":80 {\n neo_stage_host prod\n}", "neo_stage_host: want <stage> <tenant>"},
+		"stage host extra":    {":80 {\n neo_stage_host prod acme x\n}", `got an extra argument "x"`},
 		"access arg":          {":80 {\n neo_access x\n}", "wrong argument count"},
 		"access sub":          {":80 {\n neo_access {\n  colour\n }\n}", `unknown subdirective "colour"`},
 		"welcome args":        {"{\n neo {\n  welcome a b\n }\n}\n:80", "wrong argument count"},
