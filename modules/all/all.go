@@ -9,6 +9,7 @@ import (
 	_ "github.com/projectneo/caddy-neo/modules/egress"
 	_ "github.com/projectneo/caddy-neo/modules/forwarded"
 	_ "github.com/projectneo/caddy-neo/modules/framing"
+	_ "github.com/projectneo/caddy-neo/modules/sni"
 	_ "github.com/projectneo/caddy-neo/modules/identity"
 	_ "github.com/projectneo/caddy-neo/modules/logredact"
 	_ "github.com/projectneo/caddy-neo/modules/nats"
