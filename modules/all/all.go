@@ -9,7 +9,6 @@ import (
 	_ "github.com/projectneo/caddy-neo/modules/egress"
 	_ "github.com/projectneo/caddy-neo/modules/forwarded"
 	_ "github.com/projectneo/caddy-neo/modules/framing"
-	_ "github.com/projectneo/caddy-neo/modules/sni"
 	_ "github.com/projectneo/caddy-neo/modules/identity"
 	_ "github.com/projectneo/caddy-neo/modules/logredact"
 	_ "github.com/projectneo/caddy-neo/modules/nats"
@@ -18,5 +17,6 @@ import (
 	_ "github.com/projectneo/caddy-neo/modules/neo"
 	_ "github.com/projectneo/caddy-neo/modules/neoegress"
 	_ "github.com/projectneo/caddy-neo/modules/secrets"
+	_ "github.com/projectneo/caddy-neo/modules/sni"
 	_ "github.com/projectneo/caddy-neo/modules/wafaccel"
 )
