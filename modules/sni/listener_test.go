@@ -30,8 +30,8 @@ func selfSigned(t testing.TB) tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
-// serve runs a TLS server behind the wrapper (no neo app: only Allow
-// passes) on loopback; each connection answers "ok" after the handshake.
+// serve runs a TLS server behind the wrapper (the registry routes only
+// tenant.example.com) on loopback; each connection answers "ok" after the handshake.
 func serve(t testing.TB, lw *ListenerWrapper) string {
 	t.Helper()
 	lw.logger = zap.NewNop()
@@ -62,7 +62,8 @@ func serve(t testing.TB, lw *ListenerWrapper) string {
 func newWrapper(t testing.TB, allow ...string) *ListenerWrapper {
 	t.Helper()
 	// Provision without a caddy.Context: Allow by hand.
-	lw := &ListenerWrapper{Allow: allow, Timeout: 2e9, exact: map[string]struct{}{}}
+	lw := &ListenerWrapper{Allow: allow, Timeout: 2e9, exact: map[string]struct{}{},
+		routes: func(h string) bool { return h == "tenant.example.com" }}
 	for _, a := range allow {
 		lw.exact[a] = struct{}{}
 	}
@@ -82,8 +83,10 @@ func handshake(addr, name string) error {
 
 func TestListenerRefusesUnroutedSNI(t *testing.T) {
 	addr := serve(t, newWrapper(t, "console.example.com"))
-	if err := handshake(addr, "console.example.com"); err != nil {
-		t.Fatalf("allowed name: %v", err)
+	for _, name := range []string{"console.example.com", "tenant.example.com", "TENANT.example.com."} {
+		if err := handshake(addr, name); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
 	}
 	err := handshake(addr, "removed.example.com")
 	if err == nil || !strings.Contains(err.Error(), "tls: unrecognized name") {
