@@ -26,6 +26,7 @@ var registered = []string{
 	"http.handlers.neo_egress",
 	"http.handlers.neo_identity",
 	"http.handlers.neo_login_user",
+	"http.handlers.neo_rate_limit",
 	"http.handlers.neo_route",
 	"http.handlers.neo_waf",
 	"http.matchers.neo_rate_tier",
