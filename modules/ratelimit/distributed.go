@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	neonats "github.com/projectneo/caddy-neo/modules/nats"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
 
@@ -136,6 +137,7 @@ type syncer struct {
 	done   chan struct{}
 	cons   jetstream.ConsumeContext
 	cands  []cand
+	seq    prometheus.Gauge
 }
 
 type cand struct {
@@ -168,7 +170,7 @@ func (d *Distributed) start(ctx caddy.Context, zones []*Zone, logger *zap.Logger
 
 // run binds the stream and starts the sync loop, which ends with ctx.
 func (d *Distributed) run(ctx context.Context, js jetstream.JetStream, zones []*Zone, logger *zap.Logger) (*syncer, error) {
-	s := &syncer{d: d, js: js, zones: map[string]*Zone{}, list: zones, logger: logger, done: make(chan struct{})}
+	s := &syncer{d: d, js: js, zones: map[string]*Zone{}, list: zones, logger: logger, done: make(chan struct{}), seq: mStreamSeq.WithLabelValues(d.Stream)}
 	var longest time.Duration
 	for _, z := range zones {
 		s.zones[z.name] = z
@@ -355,12 +357,14 @@ func (s *syncer) send(ctx context.Context, z *Zone) {
 // receive applies a counter another edge (or this one) updated.
 func (s *syncer) receive(m jetstream.Msg) {
 	zone, win, key, total, ok := parseCounter(s.d.Subject, m.Subject(), m.Data())
-	if !ok {
-		return
+	if ok {
+		if z := s.zones[zone]; z != nil {
+			z.stats.received.Inc()
+			z.apply(key, win, total, clock(true))
+		}
 	}
-	if z := s.zones[zone]; z != nil {
-		z.stats.received.Inc()
-		z.apply(key, win, total, clock(true))
+	if md, err := m.Metadata(); err == nil {
+		s.seq.Set(float64(md.Sequence.Stream))
 	}
 }
 

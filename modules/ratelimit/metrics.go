@@ -16,6 +16,7 @@ import (
 //	                                                    light (on probation), heavy (protected)
 //	caddy_neo_rate_limit_sync_total{zone,result}        distributed: sent, received, error
 //	caddy_neo_rate_limit_log_suppressed_total{zone}     limited keys not logged (log budget spent)
+//	caddy_neo_rate_limit_stream_seq{stream}             distributed: the last stream sequence applied
 var (
 	mRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "neo_rate_limit", Name: "requests_total",
@@ -37,6 +38,10 @@ var (
 		Namespace: "caddy", Subsystem: "neo_rate_limit", Name: "sync_total",
 		Help: "Distributed rate-limit counters sent to NATS, received from it, and failed sends, by zone.",
 	}, []string{"zone", "result"})
+	mStreamSeq = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "caddy", Subsystem: "neo_rate_limit", Name: "stream_seq",
+		Help: "Distributed rate limits: the sequence of the last counter update applied from the stream (compare with the stream's last sequence to see how far behind this edge is).",
+	}, []string{"stream"})
 	mSuppressed = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "neo_rate_limit", Name: "log_suppressed_total",
 		Help: "Limited keys not logged because the zone's log budget was spent.",
@@ -47,7 +52,7 @@ func registerMetrics(reg *prometheus.Registry) {
 	if reg == nil {
 		return
 	}
-	for _, c := range []prometheus.Collector{mRequests, mKeys, mBytes, mEvictions, mSync, mSuppressed} {
+	for _, c := range []prometheus.Collector{mRequests, mKeys, mBytes, mEvictions, mSync, mSuppressed, mStreamSeq} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

@@ -457,3 +457,9 @@ func mod(a, b int64) int64 {
 	}
 	return r
 }
+
+// ZoneCapacity is how many keys a zone with memory bytes holds at most.
+func ZoneCapacity(memory int64) int {
+	e, _ := capacity(memory)
+	return nShards * e
+}
