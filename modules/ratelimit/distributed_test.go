@@ -2,8 +2,12 @@ package ratelimit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/maphash"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,22 +19,40 @@ import (
 	"go.uber.org/zap/zaptest"
 )
 
-// EdgePermissions are the least NATS permissions an edge needs for
-// distributed rate limits with the default stream and subject
-// (docs/rate-limit.md; caddyfiles/nats/cluster/authorization.conf).
-func edgePermissions(stream, subject, inbox string) *server.Permissions {
-	return &server.Permissions{
-		Publish: &server.SubjectPermission{Allow: []string{
-			subject + ".>",
-			"$JS.API.INFO",
-			"$JS.API.STREAM.INFO." + stream,
-			"$JS.API.STREAM.CREATE." + stream,
-			"$JS.API.CONSUMER.*." + stream,
-			"$JS.API.CONSUMER.*." + stream + ".>",
-			"$JS.API.CONSUMER.MSG.NEXT." + stream + ".>",
-		}},
-		Subscribe: &server.SubjectPermission{Allow: []string{inbox + ".>"}},
+// productionNATS runs a nats-server with JetStream and the production
+// users and permissions (caddyfiles/nats/cluster/authorization.conf; each
+// user's password is "pw-<user>").
+func productionNATS(t *testing.T) *server.Server {
+	t.Helper()
+	for _, u := range []string{"EDGE", "PLATFORM", "GW_PROD", "GW_DEV", "GW_PROD_ACME", "MONITOR"} {
+		t.Setenv("NEO_NATS_"+u+"_PASSWORD", "pw-"+strings.ReplaceAll(strings.ToLower(u), "_", "-"))
 	}
+	dir := t.TempDir()
+	auth, err := os.ReadFile(filepath.Join("..", "..", "caddyfiles", "nats", "cluster", "authorization.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf("listen: 127.0.0.1:-1\njetstream { store_dir: %q }\ninclude ./authorization.conf\n", filepath.Join(dir, "js"))
+	for name, body := range map[string][]byte{"authorization.conf": auth, "nats.conf": []byte(conf)} {
+		if err := os.WriteFile(filepath.Join(dir, name), body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opts, err := server.ProcessConfigFile(filepath.Join(dir, "nats.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.NoSigs, opts.NoLog = true, true
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	t.Cleanup(s.Shutdown)
+	return s
 }
 
 // testZone is a zone provisioned as Handler.Provision does, with its own table.
@@ -91,31 +113,18 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // Two edges share one zone's counts through JetStream counters, each
-// connected as a NATS user with only the documented edge permissions: once
-// synced, the limit holds across both; the stream's counter is the number
-// of requests allowed cluster-wide.
+// connected as the production edge user (authorization.conf): once synced,
+// the limit holds across both; the stream's counter is the number of
+// requests allowed cluster-wide. A stage gateway's user cannot write a
+// counter (a hostile gateway cannot exhaust another tenant's limits).
 func TestDistributedCounts(t *testing.T) {
-	s, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
-		Users: []*server.User{
-			{Username: "edge", Password: "pw", Permissions: edgePermissions(DefaultStream, DefaultSubject, "_EDGE")},
-			{Username: "admin", Password: "pw"},
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	t.Cleanup(s.Shutdown)
+	s := productionNATS(t)
 	var mu sync.Mutex
 	var violations []string
 	const limit = 20
 	key := keyHash(true, maphash.Seed{}, []byte("a"))
 	edge := func(name string) natsEdge {
-		nc, err := nats.Connect(s.ClientURL(), nats.UserInfo("edge", "pw"), nats.CustomInboxPrefix("_EDGE"), nats.Name(name),
+		nc, err := nats.Connect(s.ClientURL(), nats.UserInfo("edge", "pw-edge"), nats.CustomInboxPrefix("_EDGE"), nats.Name(name),
 			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 				mu.Lock()
 				violations = append(violations, err.Error())
@@ -153,7 +162,7 @@ func TestDistributedCounts(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(violations) > 0 {
-			t.Fatalf("permission violations with the documented edge permissions: %v", violations)
+			t.Fatalf("permission violations of the edge user: %v", violations)
 		}
 		return e2.known() >= 15
 	})
@@ -165,29 +174,66 @@ func TestDistributedCounts(t *testing.T) {
 		t.Fatalf("edge1 allowed %d after the limit was used up across both edges", ok)
 	}
 	// The counter in the stream holds what both edges allowed.
-	admin, err := nats.Connect(s.ClientURL(), nats.UserInfo("admin", "pw"))
+	reader, err := nats.Connect(s.ClientURL(), nats.UserInfo("edge", "pw-edge"), nats.CustomInboxPrefix("_EDGE"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer admin.Close()
-	ajs, _ := jetstream.New(admin)
-	str, err := ajs.Stream(context.Background(), DefaultStream)
+	defer reader.Close()
+	rjs, _ := jetstream.New(reader)
+	str, err := rjs.Stream(context.Background(), DefaultStream)
 	if err != nil {
 		t.Fatal(err)
 	}
 	win := clock(true) / int64(time.Hour)
 	subj := fmt.Sprintf("%s.shared.%d.%s", DefaultSubject, win, WireKey("a"))
-	msg, err := str.GetLastMsgForSubject(context.Background(), subj)
-	if err != nil {
-		t.Fatalf("counter %s: %v", subj, err)
+	counter := func() string {
+		t.Helper()
+		// Read as the edge reads: the ordered consumer's last message.
+		c, err := str.OrderedConsumer(context.Background(), jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := c.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			t.Fatalf("counter %s: %v", subj, err)
+		}
+		return string(m.Data())
 	}
-	if string(msg.Data) != `{"val":"20"}` {
-		t.Fatalf("counter %s = %s, want 20", subj, msg.Data)
+	if v := counter(); v != `{"val":"20"}` {
+		t.Fatalf("counter %s = %s, want 20", subj, v)
+	}
+	// A gateway of another tenant tries to add to the counter: the server
+	// refuses it (a permissions violation).
+	refused := make(chan error, 1)
+	gw, err := nats.Connect(s.ClientURL(), nats.UserInfo("gw-prod-acme", "pw-gw-prod-acme"), nats.CustomInboxPrefix("_GW.prod-acme"),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			select {
+			case refused <- err:
+			default:
+			}
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	if err := gw.PublishMsg(&nats.Msg{Subject: subj, Header: nats.Header{"Nats-Incr": []string{"+1000"}}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-refused:
+		if !errors.Is(err, nats.ErrPermissionViolation) {
+			t.Fatalf("the gateway's publish: %v, want a permissions violation", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the gateway's increment was not refused")
+	}
+	if v := counter(); v != `{"val":"20"}` {
+		t.Fatalf("counter %s = %s after the gateway's attempt, want 20", subj, v)
 	}
 	mu.Lock()
 	defer mu.Unlock()
 	if len(violations) > 0 {
-		t.Fatalf("permission violations with the documented edge permissions: %v", violations)
+		t.Fatalf("permission violations of the edge user: %v", violations)
 	}
 }
 
