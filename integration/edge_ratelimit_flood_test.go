@@ -105,9 +105,10 @@ func metric(t *testing.T, inst *harness.Instance, sample string) float64 {
 // client zone's memory is 1 MiB (NEO_RL_CLIENT_MEMORY), a fifth of what
 // 100,000 addresses need: the zone evicts, and
 //   - the edge's live heap grows by no more than that 1 MiB plus a slack
-//     for the rest of the process (caddy-ratelimit held about 200 bytes per
-//     address at this limit, 20 MB, and 28 KiB per address at the default
-//     1,200 events);
+//     for the rest of the process (2 MiB; unbounded, this limiter would
+//     hold about 4.6 MB for 100,000 keys, and caddy-ratelimit held about
+//     170 bytes per address at this limit, 17 MB, and 32 KB per address at
+//     the edge's default of 1,200 events: BenchmarkMemoryPerKey);
 //   - every flooding address is limited at its 3rd request;
 //   - every legitimate request is served;
 //   - the heavy client gets exactly its 2 requests in the window: its count

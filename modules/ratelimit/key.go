@@ -209,6 +209,10 @@ func appendClient(b []byte, ip string, v4, v6 int) []byte {
 	if err != nil {
 		return append(b, ip...)
 	}
+	if a.Is4() && v4 >= 32 {
+		// ParseAddr takes IPv4 only in its canonical form: no formatting.
+		return append(b, ip...)
+	}
 	a = a.WithZone("").Unmap()
 	bits := v6
 	if a.Is4() {
