@@ -129,7 +129,7 @@ func TestEdgeRateLimitFlood(t *testing.T) {
 	)
 	e := startEdge(t,
 		"NEO_RL_CLIENT_EVENTS="+strconv.Itoa(events), "NEO_RL_CLIENT_WINDOW=1h", "NEO_RL_CLIENT_MEMORY=1MiB",
-		"NEO_RL_HOST_EVENTS=1000000000",
+		"NEO_RL_HOST_EVENTS=1000000",
 		// The limiter runs before the WAF; the WAF's cost is not measured here.
 		"NEO_WAF_ENGINE=Off")
 	cache := tls.NewLRUClientSessionCache(64)
