@@ -20,25 +20,56 @@ import (
 
 // TestCaddyfilesAdapt is the golden adapt test of every role Caddyfile in
 // caddyfiles/: each must adapt, and to exactly its golden JSON in
-// testdata/golden/ (rewrite with -update after a deliberate change).
+// testdata/golden/ (rewrite with -update after a deliberate change). The
+// zones of the three-zone deployment differ only by their env files:
+// every role adapts with each zone's env file, and the edge and the stage
+// gateway of zone az-b have goldens (testdata/golden/zones/az-b-*.json).
 func TestCaddyfilesAdapt(t *testing.T) {
 	root := harness.RepoRoot()
 	files, err := filepath.Glob(filepath.Join(root, "caddyfiles", "*.Caddyfile"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no Caddyfiles found: %v", err)
 	}
-	// the three-zone deployment's roles: caddyfiles/zones/x.Caddyfile,
-	// golden testdata/golden/zones/x.json
-	zones, err := filepath.Glob(filepath.Join(root, "caddyfiles", "zones", "*.Caddyfile"))
-	if err != nil || len(zones) == 0 {
-		t.Fatalf("no zone Caddyfiles found: %v", err)
-	}
-	for _, f := range append(files, zones...) {
+	for _, f := range files {
 		rel, _ := filepath.Rel(filepath.Join(root, "caddyfiles"), f)
 		name := strings.TrimSuffix(rel, ".Caddyfile")
 		t.Run(rel, func(t *testing.T) {
 			adapttest.File(t, f, filepath.Join("testdata", "golden", name+".json"))
 		})
+	}
+	envs, err := filepath.Glob(filepath.Join(root, "caddyfiles", "zones", "*.env"))
+	if err != nil || len(envs) != 3 {
+		t.Fatalf("want the env files of three zones, found %v (%v)", envs, err)
+	}
+	for _, env := range envs {
+		zone := strings.TrimSuffix(filepath.Base(env), ".env")
+		for _, f := range files {
+			role := strings.TrimSuffix(filepath.Base(f), ".Caddyfile")
+			if role == "local" {
+				continue
+			}
+			t.Run("zones/"+zone+"/"+role, func(t *testing.T) {
+				vars := harness.EnvFile(t, env)
+				for k, v := range vars {
+					t.Setenv(k, v)
+				}
+				if zone == "az-b" && (role == "edge" || role == "stage") {
+					adapttest.File(t, f, filepath.Join("testdata", "golden", "zones", zone+"-"+role+".json"))
+					return
+				}
+				body, err := os.ReadFile(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				out, err := adapttest.Adapt(t, f, body)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !strings.Contains(string(out), `"zone": "`+vars["NEO_ZONE"]+`"`) {
+					t.Fatalf("%s with %s: the node is not in zone %s", role, zone, vars["NEO_ZONE"])
+				}
+			})
+		}
 	}
 }
 
@@ -72,8 +103,9 @@ func TestBinaryModules(t *testing.T) {
 }
 
 // TestTenantFilesAdapt is the golden adapt test of every per-tenant file in
-// caddyfiles/tenants/, imported into a minimal neo option as the role
-// Caddyfiles import them (golden JSON in testdata/golden/tenants/).
+// caddyfiles/tenants/, imported alone through caddyfiles/registry.caddy (its
+// zones, stages and services) as the roles import it (NEO_TENANTS; golden
+// JSON in testdata/golden/tenants/).
 func TestTenantFilesAdapt(t *testing.T) {
 	root := harness.RepoRoot()
 	files, err := filepath.Glob(filepath.Join(root, "caddyfiles", "tenants", "*.caddy"))
@@ -84,8 +116,16 @@ func TestTenantFilesAdapt(t *testing.T) {
 		name := strings.TrimSuffix(filepath.Base(f), ".caddy")
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, name+".caddy"), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			t.Setenv("NEO_TENANTS", dir)
 			wrapper := filepath.Join(dir, "Caddyfile")
-			body := "{\n\tneo {\n\t\tzone az-a\n\t\timport " + f + "\n\t}\n}\n"
+			body := "{\n\tneo {\n\t\tzone az-a\n\t}\n\timport " + filepath.Join(root, "caddyfiles", "registry.caddy") + "\n}\n"
 			if err := os.WriteFile(wrapper, []byte(body), 0o644); err != nil {
 				t.Fatal(err)
 			}

@@ -1,17 +1,20 @@
 package integration
 
 import (
+	"bytes"
 	"context"
+	imagepng "image/png"
+	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
-	"github.com/chromedp/chromedp/kb"
 )
 
 // chromium returns a headless Debian Chromium context (.ci/run installs it).
@@ -52,143 +55,140 @@ func chromium(t *testing.T) context.Context {
 	return ctx
 }
 
-// documentStatus records the status of every top-level document the browser loads.
-type documentStatus struct {
-	mu     sync.Mutex
-	byURL  map[string]int64
-	latest int64
+// browserPage is one step of a browser flow: where the browser is and what
+// the page says.
+type browserPage struct {
+	URL, Tenant, Realm, Body string
 }
 
-func watchDocuments(ctx context.Context) *documentStatus {
-	ds := &documentStatus{byURL: map[string]int64{}}
-	chromedp.ListenTarget(ctx, func(ev any) {
-		if e, ok := ev.(*network.EventResponseReceived); ok && e.Type == network.ResourceTypeDocument {
-			ds.mu.Lock()
-			ds.byURL[e.Response.URL] = e.Response.Status
-			ds.latest = e.Response.Status
-			ds.mu.Unlock()
-		}
-	})
-	return ds
-}
-
-func (ds *documentStatus) last() int64 {
-	ds.mu.Lock()
-	defer ds.mu.Unlock()
-	return ds.latest
-}
-
-// signIn goes through the portal's two steps: user name, then password.
-func signIn(t *testing.T, ctx context.Context, start, user, password string) {
+// readPage waits until the browser is at a URL with the given path prefix,
+// then reads the page and saves a screenshot of it (in NEO_SCREENSHOTS, or
+// the test's temporary directory), checking that one was taken.
+func readPage(t *testing.T, ctx context.Context, pathPrefix, shot string) browserPage {
 	t.Helper()
-	err := chromedp.Run(ctx,
-		chromedp.Navigate(start),
-		chromedp.WaitVisible(`#username`, chromedp.ByID),
-		chromedp.SetValue(`#username`, user, chromedp.ByID),
-		chromedp.Submit(`#username`, chromedp.ByID),
-		chromedp.WaitVisible(`#secret`, chromedp.ByID),
-		// The portal's submit button is named "submit", which hides the
-		// form's submit() from scripts: press Enter as a person would.
-		chromedp.SendKeys(`#secret`, password+kb.Enter, chromedp.ByID),
-	)
-	if err != nil {
-		t.Fatalf("signing in as %s at %s: %v", user, start, err)
-	}
-	// The portal finishes the sign-in with a redirect that sets the session
-	// cookie; wait until the browser holds it.
-	deadline := time.Now().Add(15 * time.Second)
+	var p browserPage
+	deadline := time.Now().Add(30 * time.Second)
 	for {
-		var cookies []*network.Cookie
-		err := chromedp.Run(ctx, chromedp.ActionFunc(func(ctx context.Context) error {
-			var err error
-			cookies, err = network.GetCookies().WithURLs([]string{start}).Do(ctx)
-			return err
-		}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, c := range cookies {
-			if c.Name == "AUTHP_ACCESS_TOKEN" {
-				return
+		err := chromedp.Run(ctx, chromedp.Location(&p.URL))
+		if err == nil {
+			if u, perr := url.Parse(p.URL); perr == nil && strings.HasPrefix(u.RequestURI(), pathPrefix) {
+				err = chromedp.Run(ctx, chromedp.WaitReady(`body`, chromedp.ByQuery), chromedp.Text(`body`, &p.Body, chromedp.ByQuery))
+				if err == nil {
+					break
+				}
 			}
 		}
 		if time.Now().After(deadline) {
-			var loc, text string
-			chromedp.Run(ctx, chromedp.Location(&loc), chromedp.Text(`body`, &text, chromedp.ByQuery))
-			var names []string
-			for _, c := range cookies {
-				names = append(names, c.Name)
-			}
-			t.Fatalf("signing in as %s: no session cookie after 15s (browser at %s, cookies %v, page %.300q)", user, loc, names, text)
+			t.Fatalf("browser not at %s after 30s: at %s (%v), page %.300q", pathPrefix, p.URL, err, p.Body)
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
+	var nodes []*cdp.Node
+	if chromedp.Run(ctx, chromedp.Nodes(`#neo-tenant`, &nodes, chromedp.AtLeast(0), chromedp.ByQuery)) == nil && len(nodes) > 0 {
+		chromedp.Run(ctx, chromedp.Text(`#neo-tenant`, &p.Tenant, chromedp.ByQuery), chromedp.Text(`#neo-realm`, &p.Realm, chromedp.ByQuery))
+	}
+	var png []byte
+	if err := chromedp.Run(ctx, chromedp.CaptureScreenshot(&png)); err != nil {
+		t.Fatalf("screenshot %s: %v", shot, err)
+	}
+	if _, err := imagepng.DecodeConfig(bytes.NewReader(png)); err != nil {
+		t.Fatalf("screenshot %s is not a PNG: %v", shot, err)
+	}
+	dir := os.Getenv("NEO_SCREENSHOTS")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	if err := os.WriteFile(filepath.Join(dir, shot+".png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
-func pageText(t *testing.T, ctx context.Context, url string) string {
+// waitVisible waits until the page the browser is on shows sel (the next
+// page after a form's submission, when it has the same URL).
+func waitVisible(t *testing.T, ctx context.Context, sel string) {
 	t.Helper()
-	// A navigation the portal started (its last redirect after a sign-in)
-	// may still replace the page while it is read: load and read again.
-	var err error
-	for attempt := 0; attempt < 5; attempt++ {
-		if attempt > 0 {
-			time.Sleep(300 * time.Millisecond)
-		}
-		if err = chromedp.Run(ctx, chromedp.Navigate(url)); err != nil {
-			// Chromium reports an error status with an empty body as a load
-			// error; the status itself is checked by the caller.
-			if strings.Contains(err.Error(), "ERR_HTTP_RESPONSE_CODE_FAILURE") {
-				return ""
-			}
-			continue
-		}
-		var text string
-		if err = chromedp.Run(ctx, chromedp.WaitReady(`body`, chromedp.ByQuery), chromedp.Text(`body`, &text, chromedp.ByQuery)); err == nil {
-			return text
-		}
+	if err := chromedp.Run(ctx, chromedp.WaitVisible(sel, chromedp.ByQuery)); err != nil {
+		t.Fatalf("waiting for %s: %v", sel, err)
 	}
-	t.Fatalf("reading %s: %v", url, err)
-	return ""
 }
 
-// TestBrowserSignIn: a real browser signs in as an acme user through the
-// portal, reaches acme's private app, and is refused on globex's private app,
-// even after signing in there too (the token holds no globex role).
+// submitSignIn fills the sign-in form of the page the browser is on and submits it.
+func submitSignIn(t *testing.T, ctx context.Context, user, password string) {
+	t.Helper()
+	if err := chromedp.Run(ctx,
+		chromedp.WaitVisible(`#username`, chromedp.ByID),
+		chromedp.SendKeys(`#username`, user, chromedp.ByID),
+		chromedp.SendKeys(`#password`, password, chromedp.ByID),
+		chromedp.Click(`#signin`, chromedp.ByID),
+	); err != nil {
+		t.Fatalf("signing in as %s: %v", user, err)
+	}
+}
+
+// TestBrowserSignIn: a person opens acme's private app in a real browser,
+// is sent to acme's sign-in page for the dev stage (the tenant's name on
+// it), signs in and lands on the URL asked for; the session covers every app
+// of the stage and no other stage or tenant; sign-out ends it.
 func TestBrowserSignIn(t *testing.T) {
-	_, url := startIdentityEdge(t)
+	e := startIdentityEdge(t, identityEdgeOpts{})
+	identityTenants(t, e)
 	ctx := chromium(t)
 	if err := chromedp.Run(ctx, network.Enable()); err != nil {
 		t.Fatal(err)
 	}
-	docs := watchDocuments(ctx)
-
-	// Without a session, the private app sends the browser to the portal.
-	var loc string
-	if err := chromedp.Run(ctx, chromedp.Navigate(url("acme-dev.apps.localhost", "/ledger/")), chromedp.WaitVisible(`#username`, chromedp.ByID), chromedp.Location(&loc)); err != nil {
-		t.Fatalf("private app without a session: %v", err)
-	}
-	if !strings.Contains(loc, "/auth") {
-		t.Fatalf("without a session the browser is at %s, want the portal", loc)
+	nav := func(host, path string) {
+		t.Helper()
+		if err := chromedp.Run(ctx, chromedp.Navigate(e.url(host, path))); err != nil {
+			t.Fatalf("navigate %s%s: %v", host, path, err)
+		}
 	}
 
-	signIn(t, ctx, url("acme-dev.apps.localhost", "/auth/"), "alice", "neo-demo-password")
-	text := pageText(t, ctx, url("acme-dev.apps.localhost", "/ledger/entries"))
-	if !strings.Contains(text, `"replica":"identity-test"`) || !strings.Contains(text, `"path":"/ledger/entries"`) || docs.last() != 200 {
-		t.Fatalf("acme's private app after sign-in: status %d, page %.300q", docs.last(), text)
+	nav("acme-dev.apps.localhost", "/ledger/entries?id=7")
+	p := readPage(t, ctx, "/identity/login?return=%2Fledger%2Fentries%3Fid%3D7", "1-acme-dev-sign-in")
+	if p.Tenant != "acme" || p.Realm != "dev" || !strings.Contains(p.Body, "User name") {
+		t.Fatalf("sign-in page: %+v", p)
 	}
-
-	// globex: alice's acme session does not count there ...
-	if err := chromedp.Run(ctx, chromedp.Navigate(url("globex-dev.apps.localhost", "/ledger/")), chromedp.WaitVisible(`#username`, chromedp.ByID)); err != nil {
-		t.Fatalf("globex's private app did not ask to sign in: %v", err)
+	submitSignIn(t, ctx, "alice", "wrong-password")
+	waitVisible(t, ctx, "#neo-error")
+	p = readPage(t, ctx, "/identity/login", "2-wrong-password")
+	if !strings.Contains(p.Body, "Wrong user name or password.") {
+		t.Fatalf("wrong password page: %.300q", p.Body)
 	}
-	// ... and a token she gets from globex's portal holds no globex role: 403.
-	signIn(t, ctx, url("globex-dev.apps.localhost", "/auth/"), "alice", "neo-demo-password")
-	text = pageText(t, ctx, url("globex-dev.apps.localhost", "/ledger/"))
-	if strings.Contains(text, "identity-test") || docs.last() != 403 {
-		t.Fatalf("alice on globex's private app: status %d, page %.300q", docs.last(), text)
+	// The form keeps where to go back to.
+	submitSignIn(t, ctx, "alice", "alice-password")
+	p = readPage(t, ctx, "/ledger/entries?id=7", "3-ledger-after-sign-in")
+	if !strings.Contains(p.Body, `"path":"/ledger/entries"`) || !strings.Contains(p.Body, `"Neo-User":["alice"]`) {
+		t.Fatalf("acme's private app after sign-in: %.400q", p.Body)
 	}
-	// And back on acme she is still signed in (her acme cookie is host-bound).
-	if text := pageText(t, ctx, url("acme-dev.apps.localhost", "/ledger/")); !strings.Contains(text, "identity-test") {
-		t.Fatalf("acme after visiting globex: %.200q", text)
+	// One session for every app of the stage.
+	nav("acme-dev.apps.localhost", "/wiki/page")
+	if p = readPage(t, ctx, "/wiki/page", "4-wiki-same-session"); !strings.Contains(p.Body, `"Neo-User":["alice"]`) {
+		t.Fatalf("another app of the stage: %.300q", p.Body)
+	}
+	// Not for another stage of acme, nor for globex: their own sign-in pages.
+	nav("acme.apps.localhost", "/ledger/")
+	if p = readPage(t, ctx, "/identity/login", "5-acme-prod-sign-in"); p.Tenant != "acme" || p.Realm != "prod" {
+		t.Fatalf("acme prod: %+v", p)
+	}
+	nav("globex-dev.apps.localhost", "/ledger/")
+	if p = readPage(t, ctx, "/identity/login", "6-globex-sign-in"); p.Tenant != "globex" || p.Realm != "dev" {
+		t.Fatalf("globex: %+v", p)
+	}
+	// alice is not a user of globex.
+	submitSignIn(t, ctx, "alice", "alice-password")
+	waitVisible(t, ctx, "#neo-error")
+	if p = readPage(t, ctx, "/identity/login", "7-alice-on-globex"); !strings.Contains(p.Body, "Wrong user name or password.") {
+		t.Fatalf("alice on globex: %.300q", p.Body)
+	}
+	// Sign-out ends the session.
+	nav("acme-dev.apps.localhost", "/identity/logout")
+	readPage(t, ctx, "/identity/logout", "8-sign-out")
+	if err := chromedp.Run(ctx, chromedp.Click(`#signout`, chromedp.ByID), chromedp.WaitVisible(`#neo-signed-out`, chromedp.ByID)); err != nil {
+		t.Fatalf("signing out: %v", err)
+	}
+	nav("acme-dev.apps.localhost", "/ledger/")
+	if p = readPage(t, ctx, "/identity/login", "9-after-sign-out"); p.Tenant != "acme" {
+		t.Fatalf("after sign-out: %+v", p)
 	}
 }

@@ -25,14 +25,15 @@ import (
 )
 
 // clusterReplica is an app replica of the cluster topology, in the test
-// process: it answers JSON naming itself and the stage gateway that sent the
-// request (X-Test-Gateway), after delay, and counts the requests in flight
-// per gateway.
+// process: it answers JSON naming itself and its zone, after delay, and
+// counts the requests in flight. Each stage gateway serves its own zone's
+// replica while it is healthy, so the replica's zone names the gateway that
+// sent the request.
 type clusterReplica struct {
 	name, zone, addr string
 	delay            time.Duration
 	mu               sync.Mutex
-	inflight         map[string]int
+	inflight         int
 }
 
 func newClusterReplica(t *testing.T, zone string, delay time.Duration) *clusterReplica {
@@ -40,7 +41,7 @@ func newClusterReplica(t *testing.T, zone string, delay time.Duration) *clusterR
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &clusterReplica{name: "demo-orders-" + zone, zone: zone, addr: l.Addr().String(), delay: delay, inflight: map[string]int{}}
+	r := &clusterReplica{name: "demo-orders-" + zone, zone: zone, addr: l.Addr().String(), delay: delay}
 	srv := &http.Server{Handler: r}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
@@ -48,38 +49,38 @@ func newClusterReplica(t *testing.T, zone string, delay time.Duration) *clusterR
 }
 
 func (r *clusterReplica) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	gw := req.Header.Get("X-Test-Gateway")
 	r.mu.Lock()
-	r.inflight[gw]++
+	r.inflight++
 	r.mu.Unlock()
 	defer func() {
 		r.mu.Lock()
-		r.inflight[gw]--
+		r.inflight--
 		r.mu.Unlock()
 	}()
 	n, _ := io.Copy(io.Discard, req.Body)
 	time.Sleep(r.delay)
 	w.Header().Set("Content-Type", "application/json")
-	fmt.Fprintf(w, `{"replica":%q,"zone":%q,"gateway":%q,"tenant":%q,"body_bytes":%d}`, r.name, r.zone, gw, req.Header.Get("Neo-Tenant"), n)
+	fmt.Fprintf(w, `{"replica":%q,"zone":%q,"tenant":%q,"body_bytes":%d}`, r.name, r.zone, req.Header.Get("Neo-Tenant"), n)
 }
 
-// inFlightVia is how many requests the gateway of zone gw has in flight at
-// this replica.
-func (r *clusterReplica) inFlightVia(gw string) int {
+// inFlight is how many requests this replica has in flight.
+func (r *clusterReplica) inFlight() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.inflight[gw]
+	return r.inflight
 }
 
 type clusterAnswer struct {
-	Replica, Zone, Gateway, Tenant string
-	BodyBytes                      int `json:"body_bytes"`
+	Replica, Zone, Tenant string
+	BodyBytes             int `json:"body_bytes"`
 }
 
 // clusterTopo is the two-zone topology on loopback: a three-node NATS
 // cluster with JetStream (in the test process), an edge per zone (az-a,
 // az-b) and a prod stage gateway per zone (caddy processes of the real
-// binary), and a replica of demo/orders per zone (in the test process).
+// binary running caddyfiles/edge.Caddyfile and caddyfiles/stage.Caddyfile
+// with the zone's env file, caddyfiles/zones/az-*.env, as shipped), and a
+// replica of demo/orders per zone (in the test process).
 type clusterTopo struct {
 	nats     *harness.Cluster
 	replicas map[string]*clusterReplica
@@ -102,13 +103,18 @@ func otherZone(z string) string {
 type clusterOpts struct {
 	// replicaDelay is how long the replicas take to answer.
 	replicaDelay time.Duration
-	// store, when set, replaces the file store of every edge and gateway
-	// (a `store nats { ... }` block); node is replaced by the node's role
-	// and zone (edge-az-a, gw-az-a).
-	store string
-	// storage, when set, is the edges' certificate storage (a global
-	// `storage neo_nats { ... }` block).
-	storage string
+	// natsStore keeps the run-time tenants in the cluster's JetStream KV
+	// (NEO_TENANT_STORE=nats), as the zones' env files do; otherwise each
+	// node has its own file store.
+	natsStore bool
+	// natsStorage keeps the edges' certificates in JetStream
+	// (NEO_CERT_STORAGE=nats), as the zones' env files do.
+	natsStorage bool
+}
+
+// zoneEnvFile is the env file of a zone of the three-zone deployment.
+func zoneEnvFile(zone string) string {
+	return filepath.Join(harness.RepoRoot(), "caddyfiles", "zones", zone+".env")
 }
 
 func startClusterTopo(t *testing.T, o clusterOpts) *clusterTopo {
@@ -120,30 +126,53 @@ func startClusterTopo(t *testing.T, o clusterOpts) *clusterTopo {
 		ct.replicas[z] = newClusterReplica(t, z, replicaDelay)
 		tenant.Replicas[z] = ct.replicas[z].addr
 	}
+	tenants := t.TempDir()
+	if err := os.WriteFile(filepath.Join(tenants, "demo.caddy"), []byte(tenant.Block()), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	ports, err := harness.FreePorts(10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, z := range clusterZones {
-		n := harness.ClusterNode{Zone: z, ZoneOrder: []string{otherZone(z)}, Admin: ports[i], Stage: ports[2+i],
-			NATS: ct.nats.URLs, StoreDir: filepath.Join(t.TempDir(), "store"), Tenants: tenant.Block(),
-			Store: strings.ReplaceAll(o.store, "{node}", "gw-"+z)}
-		ct.gateways[z] = harness.Start(t, harness.Options{Config: harness.ClusterGatewayCaddyfile(n), Admin: fmt.Sprintf("127.0.0.1:%d", n.Admin),
-			WaitFor: []string{fmt.Sprintf("127.0.0.1:%d", n.Stage)}})
+	// What the zone's env file leaves to the machine: the NATS URLs (here
+	// the test cluster's, this zone's node first), loopback addresses,
+	// the tenants, the secrets; and for the test, Caddy's internal CA, the
+	// *.localhost domains and rate limits above the load it sends. (The
+	// process's environment wins over the env file's.)
+	env := func(zone string, i int, more ...string) []string {
+		urls := append([]string{ct.nats.URLs[i]}, append(append([]string{}, ct.nats.URLs[:i]...), ct.nats.URLs[i+1:]...)...)
+		e := []string{"NEO_NATS_URL=" + strings.Join(urls, " "), "NEO_TENANTS=" + tenants, "NEO_STORE_DIR=" + t.TempDir(),
+			"NEO_NATS_EDGE_PASSWORD=cluster-edge-password", "NEO_NATS_GW_PASSWORD=cluster-gw-password", "NEO_IDENTITY_KEK=" + testKEK,
+			"NEO_BIND=127.0.0.1", "NEO_TLS=internal", "NEO_RL_CLIENT_EVENTS=1000000", "NEO_RL_HOST_EVENTS=1000000", "NEO_JS_REPLICAS=3",
+			"NEO_RUNTIME_DOMAIN=apps.localhost", "NEO_PLATFORM_DOMAIN=platform.localhost"}
+		if !o.natsStore {
+			e = append(e, "NEO_TENANT_STORE=file")
+		}
+		if !o.natsStorage {
+			e = append(e, "NEO_CERT_STORAGE=file")
+		}
+		return append(e, more...)
 	}
 	for i, z := range clusterZones {
-		n := harness.ClusterNode{Zone: z, ZoneOrder: []string{otherZone(z)}, Admin: ports[4+i], HTTPS: ports[6+i], HTTP: ports[8+i],
-			NATS: ct.nats.URLs, StoreDir: filepath.Join(t.TempDir(), "store"), Tenants: tenant.Block(),
-			Store: strings.ReplaceAll(o.store, "{node}", "edge-"+z), Storage: o.storage}
-		inst := harness.Start(t, harness.Options{Config: harness.ClusterEdgeCaddyfile(n), Admin: fmt.Sprintf("127.0.0.1:%d", n.Admin),
-			WaitFor: []string{fmt.Sprintf("127.0.0.1:%d", n.HTTPS)}})
+		admin, stage := ports[i], ports[2+i]
+		ct.gateways[z] = harness.Start(t, harness.Options{Config: "caddyfiles/stage.Caddyfile", Args: []string{"--envfile", zoneEnvFile(z)},
+			Admin:   fmt.Sprintf("127.0.0.1:%d", admin),
+			Env:     env(z, i, fmt.Sprintf("NEO_ADMIN=127.0.0.1:%d", admin), fmt.Sprintf("NEO_STAGE_PORT=%d", stage), "NEO_STAGE=prod"),
+			WaitFor: []string{fmt.Sprintf("127.0.0.1:%d", stage)}})
+	}
+	for i, z := range clusterZones {
+		admin, https, http := ports[4+i], ports[6+i], ports[8+i]
+		inst := harness.Start(t, harness.Options{Config: "caddyfiles/edge.Caddyfile", Args: []string{"--envfile", zoneEnvFile(z)},
+			Admin:   fmt.Sprintf("127.0.0.1:%d", admin),
+			Env:     env(z, i, fmt.Sprintf("NEO_ADMIN=127.0.0.1:%d", admin), fmt.Sprintf("NEO_HTTPS_PORT=%d", https), fmt.Sprintf("NEO_HTTP_PORT=%d", http)),
+			WaitFor: []string{fmt.Sprintf("127.0.0.1:%d", https)}})
 		roots, err := inst.RootPool("local")
 		if err != nil {
 			t.Fatal(err)
 		}
 		ct.edges = append(ct.edges, inst)
-		ct.https = append(ct.https, n.HTTPS)
-		ct.clients = append(ct.clients, harness.Client(fmt.Sprintf("127.0.0.1:%d", n.HTTPS), roots))
+		ct.https = append(ct.https, https)
+		ct.clients = append(ct.clients, harness.Client(fmt.Sprintf("127.0.0.1:%d", https), roots))
 	}
 	for i := range ct.edges {
 		if _, err := waitServed(ct.clients[i], ct.url(i, "/orders/ready"), 30*time.Second); err != nil {
@@ -222,7 +251,7 @@ func TestClusterTwoEdges(t *testing.T) {
 	// (i) both edges serve the tenant, each through its own zone's gateway
 	for i, z := range clusterZones {
 		code, a := ct.get(t, i, "/orders/hello")
-		if code != 200 || a.Tenant != "demo" || a.Gateway != z || a.Replica != "demo-orders-"+z {
+		if code != 200 || a.Tenant != "demo" || a.Zone != z || a.Replica != "demo-orders-"+z {
 			t.Fatalf("edge %s: status %d, answer %+v; want 200 from the %s gateway and replica", z, code, a, z)
 		}
 	}
@@ -270,7 +299,7 @@ func TestClusterTwoEdges(t *testing.T) {
 					r.status = resp.StatusCode
 					var a clusterAnswer
 					if json.Unmarshal(body, &a) == nil {
-						r.gateway = a.Gateway
+						r.gateway = a.Zone // the replica of the gateway's zone
 					}
 				}
 				r.end = time.Now()
@@ -294,7 +323,7 @@ func TestClusterTwoEdges(t *testing.T) {
 	failuresAt := map[int]int{}
 
 	waitDone(total / 3)
-	inFlight := ct.replicas["az-a"].inFlightVia("az-b") + ct.replicas["az-b"].inFlightVia("az-b")
+	inFlight := ct.replicas["az-b"].inFlight()
 	kills = append(kills, kill{what: "stage gateway prod/az-b (SIGKILL)", at: time.Now(), inFlight: inFlight})
 	ct.gateways["az-b"].Kill()
 	kills[len(kills)-1].done = time.Now()
@@ -417,8 +446,8 @@ func TestClusterTwoEdges(t *testing.T) {
 	// after the kills both edges serve (az-b through the az-a gateway)
 	for i := range clusterZones {
 		for range 10 {
-			if code, a := ct.get(t, i, "/orders/after"); code != 200 || a.Gateway != "az-a" {
-				t.Fatalf("edge %s after the kills: status %d via gateway %q, want 200 via az-a", clusterZones[i], code, a.Gateway)
+			if code, a := ct.get(t, i, "/orders/after"); code != 200 || a.Zone != "az-a" {
+				t.Fatalf("edge %s after the kills: status %d via the gateway of zone %q, want 200 via az-a", clusterZones[i], code, a.Zone)
 			}
 		}
 	}
@@ -458,8 +487,12 @@ func TestNATSClusterConfigs(t *testing.T) {
 				strings.Join(edge.Permissions.Subscribe.Allow, ",") != "_EDGE.>" {
 				t.Fatalf("edge user: %+v", edge)
 			}
-			if gw := users["gw-prod"]; gw == nil || gw.Permissions == nil || !strings.HasPrefix(strings.Join(gw.Permissions.Publish.Allow, ","), "_EDGE.>,_PLATFORM.>,") ||
-				strings.Join(gw.Permissions.Subscribe.Allow, ",") != "neo.rt.prod.>,_GW.prod.>,$SRV.>" {
+			// a gateway answers only what it was delivered: no publish
+			// right on edge or platform inboxes, responses instead
+			if gw := users["gw-prod"]; gw == nil || gw.Permissions == nil || !strings.HasPrefix(strings.Join(gw.Permissions.Publish.Allow, ","), "$JS.API.INFO,") ||
+				strings.Contains(strings.Join(gw.Permissions.Publish.Allow, ","), "_EDGE") || strings.Contains(strings.Join(gw.Permissions.Publish.Allow, ","), "_PLATFORM") ||
+				gw.Permissions.Response == nil || gw.Permissions.Response.MaxMsgs != 1100 || gw.Permissions.Response.Expires != 2*time.Minute ||
+				strings.Join(gw.Permissions.Subscribe.Allow, ",") != "neo.rt.prod.> neo-gateway,_GW.prod.>,$SRV.>" {
 				t.Fatalf("gw-prod user: %+v", gw)
 			}
 		})
@@ -618,7 +651,7 @@ func requireModule(t *testing.T, id string) {
 // 1 s.
 func TestClusterTenantAcrossEdges(t *testing.T) {
 	requireModule(t, "neo.stores.nats")
-	ct := startClusterTopo(t, clusterOpts{store: "store nats {\n\t\t\tbucket neo_tenants\n\t\t\treplicas 3\n\t\t\tnode {node}\n\t\t}"})
+	ct := startClusterTopo(t, clusterOpts{natsStore: true})
 	body := fmt.Sprintf(`{"apps":{"orders":{"public":true,"stages":{"prod":{"replicas":[{"address":%q,"zone":"az-a"},{"address":%q,"zone":"az-b"}]}}}}}`,
 		ct.replicas["az-a"].addr, ct.replicas["az-b"].addr)
 	start := time.Now()
@@ -637,7 +670,7 @@ func TestClusterTenantAcrossEdges(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	var a clusterAnswer
-	if err := json.NewDecoder(resp.Body).Decode(&a); err != nil || a.Gateway != "az-b" || a.Tenant != "newco" {
+	if err := json.NewDecoder(resp.Body).Decode(&a); err != nil || a.Zone != "az-b" || a.Tenant != "newco" {
 		t.Fatalf("answer %+v %v: want tenant newco through the az-b gateway", a, err)
 	}
 }
@@ -650,7 +683,7 @@ func TestClusterCertificateOnce(t *testing.T) {
 	requireModule(t, "caddy.storage.neo_nats")
 	// startClusterTopo has the az-a edge serve the demo tenant first, then
 	// the az-b edge
-	ct := startClusterTopo(t, clusterOpts{storage: "storage neo_nats {\n\t\tbucket neo_certs\n\t\treplicas 3\n\t}"})
+	ct := startClusterTopo(t, clusterOpts{natsStorage: true})
 	var serials []string
 	for i := range ct.edges {
 		resp, err := ct.clients[i].Get(ct.url(i, "/orders/cert"))

@@ -89,7 +89,7 @@ func TestEdgeRateLimitPerTenantHost(t *testing.T) {
 
 func TestEdgeLoginBruteForce(t *testing.T) {
 	e := startEdge(t, "NEO_RL_LOGIN_EVENTS=5", "NEO_RL_LOGIN_WINDOW=5m")
-	login := e.url("acme-dev.apps.localhost", "/auth/login")
+	login := e.url("acme-dev.apps.localhost", "/identity/login")
 	try := func(c *http.Client, user string) int {
 		req, _ := http.NewRequest("POST", login, strings.NewReader(url.Values{"username": {user}, "password": {"guess"}}.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")

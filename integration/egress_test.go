@@ -140,7 +140,8 @@ type gateway struct {
 	zone, src string
 }
 
-// startGateway runs caddyfiles/egress.Caddyfile for one zone.
+// startGateway runs caddyfiles/egress.Caddyfile for one zone, with the
+// lab's callers, credentials and partner API (NEO_EGRESS_POLICY=lab).
 func startGateway(t *testing.T, zone, source string) *gateway {
 	t.Helper()
 	ports, err := harness.FreePorts(2)
@@ -153,8 +154,8 @@ func startGateway(t *testing.T, zone, source string) *gateway {
 		Config: "caddyfiles/egress.Caddyfile",
 		Admin:  admin,
 		Env: []string{
-			"NEO_EGRESS_ADMIN=" + admin, "NEO_EGRESS_PORT=" + strconv.Itoa(ports[1]),
-			"NEO_EGRESS_ZONE=" + zone, "NEO_EGRESS_SOURCE=" + source,
+			"NEO_ADMIN=" + admin, "NEO_EGRESS_PORT=" + strconv.Itoa(ports[1]),
+			"NEO_ZONE=" + zone, "NEO_EGRESS_SOURCE=" + source, "NEO_EGRESS_POLICY=lab",
 		},
 		WaitFor: []string{addr},
 	})

@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,19 +40,53 @@ func startLocal(t *testing.T, env ...string) (*harness.Instance, *http.Client) {
 	return inst, c
 }
 
-// localKey is the local topology's default token signing key
-// (snippets/identity-global.caddy).
-const localKey = "local-topology-only-signing-key-change-me"
+// localTokens caches the local topology's access tokens per client and host.
+var localTokens sync.Map // "<client pointer> <host>" -> token
 
-// operatorToken is an access token of the local topology for a user who is a
-// member and end user of both demo tenants in both stages: routing tests use
-// it to reach private apps and platform APIs (identity has its own tests).
-func operatorToken(t *testing.T) string {
-	return token(t, localKey, []string{"acme/member", "acme/dev/user", "acme/prod/user",
-		"globex/member", "globex/dev/user", "globex/prod/user"}, 5*time.Minute)
+// localToken signs in on host as the local topology's demo user of its
+// tenant (alice for acme, bob for globex; caddyfiles/local/identity.caddy)
+// and returns the access token: routing tests use it to reach private
+// apps and platform APIs (identity has its own tests).
+func localToken(t *testing.T, c *http.Client, host string) string {
+	t.Helper()
+	key := fmt.Sprintf("%p %s", c, host)
+	if v, ok := localTokens.Load(key); ok {
+		return v.(string)
+	}
+	user := "alice"
+	if strings.HasPrefix(host, "globex") {
+		user = "bob"
+	}
+	jar, _ := cookiejar.New(nil)
+	bc := *c
+	bc.Jar = jar
+	base := "https://" + host + ":8443"
+	resp, err := bc.Get(base + "/identity/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := csrfRE.FindSubmatch(page)
+	if m == nil {
+		t.Fatalf("sign-in page of %s: %d %.200q", host, resp.StatusCode, page)
+	}
+	resp, err = bc.PostForm(base+"/identity/login", url.Values{"username": {user}, "password": {"neo-demo-password"}, "csrf": {string(m[1])}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "__Host-neo_at" {
+			localTokens.Store(key, ck.Value)
+			return ck.Value
+		}
+	}
+	t.Fatalf("signing in as %s on %s: %d, no access token", user, host, resp.StatusCode)
+	return ""
 }
 
-// getReport GETs url with the operator's token (unless hdr sets
+// getReport GETs url with a token of the host's demo user (unless hdr sets
 // Authorization) and decodes the echo replica's report of a 200.
 func getReport(t *testing.T, c *http.Client, url string, hdr ...string) (*http.Response, echo.Report) {
 	t.Helper()
@@ -57,7 +94,7 @@ func getReport(t *testing.T, c *http.Client, url string, hdr ...string) (*http.R
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+operatorToken(t))
+	req.Header.Set("Authorization", "Bearer "+localToken(t, c, req.URL.Hostname()))
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Add(hdr[i], hdr[i+1])
 	}
@@ -176,5 +213,148 @@ func TestLocalRuntimeOverNATS(t *testing.T) {
 	}
 	if after := gatewayRequests(); after != before {
 		t.Fatalf("a platform request went through a stage gateway:\n%s\n%s", before, after)
+	}
+}
+
+// TestLocalTopologyOperatorView: the local topology's start prints where to
+// go next and no HTTP/2 or HTTP/3 warnings for its plain-HTTP listeners;
+// each request through the edge is one access line (tenant, stage, app,
+// zone, replica, status, duration, bytes) and is counted once in the
+// per-tenant metrics, though it also passes the stage server.
+func TestLocalTopologyOperatorView(t *testing.T) {
+	inst, c := startLocal(t)
+	logs := inst.Logs()
+	if !strings.Contains(logs, "try https://acme-dev.apps.localhost:8443/orders/") {
+		t.Fatal("the start does not say where to go next")
+	}
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.Contains(l, "HTTP/2 skipped") || strings.Contains(l, "HTTP/3 skipped") {
+			t.Fatalf("a protocol warning at start: %s", l)
+		}
+	}
+	metric := func() float64 {
+		t.Helper()
+		_, body, err := inst.Admin("GET", "/metrics", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(body), "\n") {
+			if strings.HasPrefix(l, "caddy_neo_requests_total{") && strings.Contains(l, `app="orders"`) &&
+				strings.Contains(l, `code_class="2xx"`) && strings.Contains(l, `stage="dev"`) && strings.Contains(l, `tenant="acme"`) {
+				var v float64
+				fmt.Sscan(l[strings.LastIndex(l, " ")+1:], &v)
+				return v
+			}
+		}
+		return 0
+	}
+	before := metric()
+	const n = 20
+	for i := range n {
+		resp, err := c.Get(fmt.Sprintf("https://acme-dev.apps.localhost:8443/orders/operator-view-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	if got := metric() - before; got != n {
+		t.Fatalf("caddy_neo_requests_total{acme,dev,orders,2xx} grew by %v for %d requests", got, n)
+	}
+	type line struct {
+		Logger, Tenant, Stage, App, Zone, Replica string
+		Status, Size                              int
+		Duration                                  float64
+		Request                                   struct{ URI string }
+	}
+	var lines []line
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		lines = nil
+		for _, l := range strings.Split(inst.Logs(), "\n") {
+			var a line
+			if json.Unmarshal([]byte(l), &a) == nil && strings.HasPrefix(a.Logger, "http.log.access") && strings.Contains(a.Request.URI, "/orders/operator-view-") {
+				lines = append(lines, a)
+			}
+		}
+		if len(lines) >= n || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(lines) != n {
+		t.Fatalf("%d access lines for %d requests", len(lines), n)
+	}
+	for _, a := range lines {
+		if a.Tenant != "acme" || a.Stage != "dev" || a.App != "orders" || a.Zone == "" || a.Replica == "" || a.Status != 200 || a.Size == 0 || a.Duration <= 0 {
+			t.Fatalf("access line lacks a field: %+v", a)
+		}
+	}
+}
+
+// TestLocalTopologyLimitedRequestsLogged: requests a rate limit stopped
+// (the per-host limit of globex's tier, lowered to 30 a minute) have their access line
+// with the tenant and stage and status 429, and are counted in the
+// tenant's 4xx series.
+func TestLocalTopologyLimitedRequestsLogged(t *testing.T) {
+	inst, c := startLocal(t, "NEO_RL_HOST_LARGE_EVENTS=30")
+	const series = `caddy_neo_requests_total{app="",code_class="4xx",stage="prod",tenant="globex"}`
+	counted := func() float64 {
+		_, body, _ := inst.Admin("GET", "/metrics", nil)
+		for _, l := range strings.Split(string(body), "\n") {
+			if v, ok := strings.CutPrefix(l, series+" "); ok {
+				var f float64
+				fmt.Sscan(v, &f)
+				return f
+			}
+		}
+		return 0
+	}
+	before := counted()
+	limited := 0
+	for i := range 40 {
+		resp, err := c.Get(fmt.Sprintf("https://globex.apps.localhost:8443/shop/limited-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusTooManyRequests {
+			limited++
+		}
+	}
+	if limited == 0 {
+		t.Fatal("no request was limited")
+	}
+	type line struct {
+		Logger, Tenant, Stage string
+		Status                int
+		Request               struct{ URI string }
+	}
+	var logged int
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		logged = 0
+		for _, l := range strings.Split(inst.Logs(), "\n") {
+			var a line
+			if json.Unmarshal([]byte(l), &a) == nil && strings.HasPrefix(a.Logger, "http.log.access") &&
+				strings.Contains(a.Request.URI, "/shop/limited-") && a.Status == http.StatusTooManyRequests {
+				if a.Tenant != "globex" || a.Stage != "prod" {
+					t.Fatalf("access line of a limited request: %s", l)
+				}
+				logged++
+			}
+		}
+		if logged >= limited || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if logged != limited {
+		t.Fatalf("%d access lines for %d limited requests", logged, limited)
+	}
+	if got := counted() - before; got != float64(limited) {
+		t.Fatalf("%s grew by %v for %d limited requests", series, got, limited)
 	}
 }

@@ -93,7 +93,7 @@ http://:%[5]d {
 func gatewayBlock(zones ...string) string {
 	var b strings.Builder
 	for _, z := range zones {
-		fmt.Fprintf(&b, "\tnats_gateway %s {\n\t\tserver stage\n\t\tstage prod\n\t\tzone %s\n\t\tdrain_timeout 5s\n\t}\n", z, z)
+		fmt.Fprintf(&b, "\tneo_nats_gateway %s {\n\t\tserver stage\n\t\tstage prod\n\t\tzone %s\n\t\tdrain_timeout 5s\n\t}\n", z, z)
 	}
 	return b.String()
 }
@@ -547,9 +547,12 @@ func TestPlatformCaddyfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	harness.Start(t, harness.Options{
-		Config:  "caddyfiles/platform.Caddyfile",
-		Admin:   fmt.Sprintf("127.0.0.1:%d", admin),
-		Env:     []string{fmt.Sprintf("NEO_NATS_URL=nats://127.0.0.1:%d", nt.natsPort), fmt.Sprintf("NEO_ADMIN=127.0.0.1:%d", admin)},
+		Config: "caddyfiles/platform.Caddyfile",
+		Admin:  fmt.Sprintf("127.0.0.1:%d", admin),
+		// a NATS server without authorization ignores the password, but
+		// the role requires one
+		Env: []string{fmt.Sprintf("NEO_NATS_URL=nats://127.0.0.1:%d", nt.natsPort), fmt.Sprintf("NEO_ADMIN=127.0.0.1:%d", admin),
+			"NEO_NATS_PLATFORM_PASSWORD=platform-test-password"},
 		WaitFor: []string{"127.0.0.1:9800"},
 	})
 	get := func(path string) (int, echo.Report) {
@@ -585,7 +588,8 @@ func TestPlatformCaddyfile(t *testing.T) {
 	if code, rep := get("/prod/globex/shop"); code != 200 || rep.Path != "/shop" || rep.Host != "globex.apps.localhost" {
 		t.Fatalf("app root: %d %+v", code, rep)
 	}
-	for _, bad := range []string{"/prod/acme", "/PROD/acme/orders/x", "/prod/ac.me/orders/x", "/prod/acme/or%2Eders/x", "/"} {
+	for _, bad := range []string{"/prod/acme", "/PROD/acme/orders/x", "/prod/ac.me/orders/x", "/prod/acme/or%2Eders/x", "/",
+		"/prod/nobody/orders/x", "/qa/acme/orders/x"} { // a tenant or stage the registry does not have: 404 (neo_stage_host)
 		if code, _ := get(bad); code != 404 {
 			t.Fatalf("%s: %d, want 404", bad, code)
 		}
@@ -644,7 +648,7 @@ func TestRoleCaddyfilesProductionNATS(t *testing.T) {
 			Admin:  fmt.Sprintf("127.0.0.1:%d", admin),
 			Env: []string{natsURL, "NEO_STAGE=prod", "NEO_ZONE=az-a", "NEO_NATS_GW_PASSWORD=" + password,
 				fmt.Sprintf("NEO_ADMIN=127.0.0.1:%d", admin), "NEO_STORE_DIR=" + t.TempDir()},
-			WaitFor: []string{"127.0.0.1:9700"},
+			WaitFor: []string{"127.0.0.1:9701"},
 		})
 	}
 	gw := startGateway("pw-gw-prod")
@@ -711,7 +715,7 @@ func TestRoleCaddyfilesProductionNATS(t *testing.T) {
 		Admin:  fmt.Sprintf("127.0.0.1:%d", admin),
 		Env: []string{natsURL, "NEO_STAGE=prod", "NEO_ZONE=az-a", "NEO_NATS_GW_PASSWORD=wrong",
 			fmt.Sprintf("NEO_ADMIN=127.0.0.1:%d", admin), "NEO_STORE_DIR=" + t.TempDir()},
-		WaitFor: []string{"127.0.0.1:9700"},
+		WaitFor: []string{"127.0.0.1:9701"},
 	})
 	if err == nil {
 		bad.Stop()

@@ -136,7 +136,7 @@ func TestRegistryLocalResolutions(t *testing.T) {
 func TestRegistrySpoofing(t *testing.T) {
 	inst, c := startLocal(t)
 	roots, _ := inst.RootPool("local")
-	bearer := "Bearer " + operatorToken(t)
+	bearer := "Bearer " + localToken(t, c, "acme-dev.apps.localhost")
 	req := func(method, target, host string, hdr ...string) string {
 		s := method + " " + target + " HTTP/1.1\r\nHost: " + host + "\r\nAuthorization: " + bearer + "\r\n"
 		for i := 0; i+1 < len(hdr); i += 2 {
@@ -248,8 +248,11 @@ func TestRegistryAdminRuntimeTenant(t *testing.T) {
 
 	// Bad payloads change nothing and name the field.
 	for body, want := range map[string]string{
-		`{"apps":{"crm":{"stages":{"qa":{}}}}}`:                                  "tenants.initech.apps.crm.stages.qa",
-		`{"apps":{"crm":{"stages":{"prod":{"replicas":[{"address":"nope"}]}}}}}`: "tenants.initech.apps.crm.stages.prod.replicas[0].address",
+		`{"apps":{"crm":{"stages":{"qa":{}}}}}`:                                                                                               "tenants.initech.apps.crm.stages.qa",
+		`{"apps":{"crm":{"stages":{"prod":{"replicas":[{"address":"nope"}]}}}}}`:                                                              "tenants.initech.apps.crm.stages.prod.replicas[0].address",
+		`{"apps":{"crm":{"stages":{"prod":{"replicas":[{"address":"127.0.0.1:1"}]}}}}}`:                                                       "tenants.initech.apps.crm.stages.prod.replicas[0].zone: missing",
+		`{"apps":{"crm":{"stages":{"prod":{"replicas":[{"address":"127.0.0.1:1","zone":"az-bb"}]}}}}}`:                                        "tenants.initech.apps.crm.stages.prod.replicas[0].zone: unknown zone",
+		`{"apps":{"crm":{"stages":{"prod":{"replicas":[{"address":"127.0.0.1:1","zone":"az-a"},{"address":"127.0.0.1:1","zone":"az-b"}]}}}}}`: "tenants.initech.apps.crm.stages.prod.replicas[1].address",
 		`{"apps":{"Crm":{}}}`: "tenants.initech.apps.Crm",
 		`{"colour":"blue"}`:   "colour: unknown field",
 		`{"apps":[1]}`:        "apps: expected",
@@ -293,7 +296,7 @@ func TestRegistryAdminRuntimeTenant(t *testing.T) {
 	c := harness.Client("127.0.0.1:8443", roots)
 	check(c)
 	// Sub-resources: add a dev deployment, read it back.
-	if st, out, _ := inst.Admin("PUT", "/neo/tenants/initech/apps/crm/stages/dev/replicas", fmt.Sprintf(`[{"address":%q}]`, addr)); st != 201 {
+	if st, out, _ := inst.Admin("PUT", "/neo/tenants/initech/apps/crm/stages/dev/replicas", fmt.Sprintf(`[{"address":%q,"zone":"az-a"}]`, addr)); st != 201 {
 		t.Fatalf("PUT replicas: %d %s", st, out)
 	}
 	if st, out, _ := inst.Admin("GET", "/neo/tenants/initech/apps/crm/stages/dev/replicas", nil); st != 200 || !strings.Contains(string(out), addr) {
@@ -314,7 +317,7 @@ func TestRegistryAdminRuntimeTenant(t *testing.T) {
 		resp.Body.Close()
 	}
 	if st, out, _ := inst.Admin("GET", "/metrics", nil); st != 200 ||
-		!strings.Contains(string(out), `caddy_neo_requests_total{app="crm",stage="prod",tenant="initech"}`) ||
+		!strings.Contains(string(out), `caddy_neo_requests_total{app="crm",code_class="2xx",stage="prod",tenant="initech"}`) ||
 		!strings.Contains(string(out), "caddy_neo_registry_tenants 3") ||
 		!strings.Contains(string(out), `caddy_neo_admin_changes_total{code="201",method="PUT"}`) ||
 		!strings.Contains(string(out), "caddy_neo_admin_change_duration_seconds_bucket") ||

@@ -147,7 +147,7 @@ func allInOneCaddyfile(n harness.ClusterNode, natsPort int) string {
 		zone %s
 	}
 `, n.Stage, n.Zone)
-	edge = strings.Replace(edge, "\tnats {\n", extra+"\tnats {\n\t\tembedded 127.0.0.1:"+fmt.Sprint(natsPort)+"\n", 1)
+	edge = strings.Replace(edge, "\tneo_nats {\n", extra+"\tneo_nats {\n\t\tembedded 127.0.0.1:"+fmt.Sprint(natsPort)+" {\n\t\t\tanonymous\n\t\t}\n", 1)
 	site := gw[strings.Index(gw, "\nhttp://"):]
 	return edge + site
 }

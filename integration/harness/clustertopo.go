@@ -89,6 +89,7 @@ func ClusterEdgeCaddyfile(n ClusterNode) string {
 		platform_domain platform.localhost
 		runtime_domain apps.localhost
 		stages dev prod
+		zones az-a az-b
 		zone_order %[6]s
 		%[7]s
 		%[8]s
@@ -144,6 +145,7 @@ func ClusterGatewayCaddyfile(n ClusterNode) string {
 		platform_domain platform.localhost
 		runtime_domain apps.localhost
 		stages dev prod
+		zones az-a az-b
 		zone_order %[5]s
 		%[6]s
 		%[7]s

@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -78,6 +79,9 @@ type Options struct {
 	Admin string
 	// Env adds environment variables (KEY=value).
 	Env []string
+	// Unset removes variables of this process's environment from the
+	// process's (as a shell without them would start it).
+	Unset []string
 	// WaitFor lists TCP addresses that must accept connections before Start returns.
 	WaitFor []string
 	// Home is the directory used as HOME and XDG data/config home (Caddy's
@@ -86,6 +90,16 @@ type Options struct {
 	Home string
 	// Dir is the working directory. Default: the repository root.
 	Dir string
+	// Args are more arguments of `caddy run` (for example --envfile).
+	Args []string
+	// Command, when set, makes the command that runs caddy from the binary
+	// and its arguments (for example inside a namespace as another user);
+	// its environment is then Env alone. Default: the binary itself, with
+	// this process's environment, HOME and the XDG directories, and Env.
+	Command func(bin string, args []string) *exec.Cmd
+	// Binary is the caddy binary to run. Default: Binary() (this
+	// repository's, or NEO_CADDY_BIN).
+	Binary string
 }
 
 // Instance is a running caddy process.
@@ -193,9 +207,12 @@ func (i *Instance) neoGoroutines() string {
 
 // StartProcess is Start without a testing.TB; the caller must call Stop.
 func StartProcess(o Options) (*Instance, error) {
-	bin, err := Binary()
-	if err != nil {
-		return nil, err
+	bin := o.Binary
+	var err error
+	if bin == "" {
+		if bin, err = Binary(); err != nil {
+			return nil, err
+		}
 	}
 	if o.Admin == "" {
 		o.Admin = "localhost:2019"
@@ -244,14 +261,26 @@ func StartProcess(o Options) (*Instance, error) {
 	if adapter != "" && adapter != "json" {
 		args = append(args, "--adapter", adapter)
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = o.Dir
-	cmd.Env = append(os.Environ(),
-		"HOME="+o.Home,
-		"XDG_DATA_HOME="+filepath.Join(o.Home, "data"),
-		"XDG_CONFIG_HOME="+filepath.Join(o.Home, "config"),
-	)
-	cmd.Env = append(cmd.Env, o.Env...)
+	args = append(args, o.Args...)
+	var cmd *exec.Cmd
+	if o.Command != nil {
+		cmd = o.Command(bin, args)
+		cmd.Env = o.Env
+	} else {
+		cmd = exec.Command(bin, args...)
+		cmd.Dir = o.Dir
+		for _, kv := range os.Environ() {
+			if k, _, _ := strings.Cut(kv, "="); !slices.Contains(o.Unset, k) {
+				cmd.Env = append(cmd.Env, kv)
+			}
+		}
+		cmd.Env = append(cmd.Env,
+			"HOME="+o.Home,
+			"XDG_DATA_HOME="+filepath.Join(o.Home, "data"),
+			"XDG_CONFIG_HOME="+filepath.Join(o.Home, "config"),
+		)
+		cmd.Env = append(cmd.Env, o.Env...)
+	}
 	logs := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -337,6 +366,9 @@ func (i *Instance) Kill() {
 	_ = syscall.Kill(-i.cmd.Process.Pid, syscall.SIGKILL)
 	<-i.done
 }
+
+// Pid returns the caddy process's id (for CPU accounting in benchmarks).
+func (i *Instance) Pid() int { return i.cmd.Process.Pid }
 
 // AdminURL returns the admin API URL for path.
 func (i *Instance) AdminURL(path string) string { return "http://" + i.Opts.Admin + path }

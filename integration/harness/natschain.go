@@ -16,7 +16,7 @@ import "fmt"
 func NATSChainCaddyfile(admin, natsEdge, httpEdge, stage, replica, natsPort int, inProcess bool, natsV1Edge int) string {
 	servers := fmt.Sprintf("connection default {\n\t\t\tservers nats://127.0.0.1:%d\n\t\t}", natsPort)
 	if inProcess {
-		servers = "embedded"
+		servers = "embedded {\n\t\t\tanonymous\n\t\t}"
 	}
 	return fmt.Sprintf(natsChain, admin, natsEdge, httpEdge, stage, replica, servers) + v1Edge(natsV1Edge)
 }
@@ -43,7 +43,7 @@ http://:%d {
 // NATS server itself, listening on natsPort, and its connections reaching
 // it over loopback TCP instead of in-process pipes.
 func NATSChainCaddyfileEmbeddedTCP(admin, natsEdge, httpEdge, stage, replica, natsPort, natsV1Edge int) string {
-	servers := fmt.Sprintf("embedded 127.0.0.1:%[1]d\n\t\tconnection default {\n\t\t\tservers nats://127.0.0.1:%[1]d\n\t\t}", natsPort)
+	servers := fmt.Sprintf("embedded 127.0.0.1:%[1]d {\n\t\t\tanonymous\n\t\t}\n\t\tconnection default {\n\t\t\tservers nats://127.0.0.1:%[1]d\n\t\t}", natsPort)
 	return fmt.Sprintf(natsChain, admin, natsEdge, httpEdge, stage, replica, servers) + v1Edge(natsV1Edge)
 }
 

@@ -242,7 +242,8 @@ func mainImports(path string) (map[string]bool, error) {
 	return out, nil
 }
 
-// Dockerfile is what Check needs to know about a Dockerfile.
+// Dockerfile is what Check needs to know about a Dockerfile, and what a
+// test needs to lay out and run the image it builds (Stages).
 type Dockerfile struct {
 	From      []string // images of the FROM lines, in order
 	Env       map[string]string
@@ -250,6 +251,46 @@ type Dockerfile struct {
 	Expose    []string
 	Runs      []string
 	CopyLines []string
+	// Stages are the build stages in order; the last is the image.
+	Stages []*Stage
+}
+
+// Stage is one build stage: a FROM line and the instructions up to the next.
+type Stage struct {
+	From, Name string
+	// Env is the stage's ENV, in the order set (a later value wins).
+	Env     [][2]string
+	User    string
+	Workdir string
+	Volumes []string
+	Copies  []Copy
+	Runs    []string
+	// Healthcheck and Cmd are the exec forms of HEALTHCHECK ... CMD and CMD.
+	Healthcheck, Cmd []string
+}
+
+// Copy is a COPY instruction.
+type Copy struct {
+	From    string // --from=<stage>; empty: the build context
+	Sources []string
+	Dest    string
+}
+
+// Image returns the last stage, the image the Dockerfile builds.
+func (df *Dockerfile) Image() *Stage {
+	if len(df.Stages) == 0 {
+		return nil
+	}
+	return df.Stages[len(df.Stages)-1]
+}
+
+// execForm parses the JSON array of an exec-form instruction.
+func execForm(instr, rest string) ([]string, error) {
+	var argv []string
+	if err := json.Unmarshal([]byte(rest), &argv); err != nil || len(argv) == 0 {
+		return nil, fmt.Errorf("Dockerfile: %s %s: use the exec form [\"cmd\", \"arg\"...]", instr, rest)
+	}
+	return argv, nil
 }
 
 // ParseDockerfile reads the instructions Check looks at; continuation lines are joined.
@@ -275,10 +316,15 @@ func ParseDockerfile(data []byte) (*Dockerfile, error) {
 	if cur.Len() > 0 {
 		return nil, errors.New("Dockerfile: ends inside a continued line")
 	}
+	var st *Stage
 	for _, l := range lines {
 		instr, rest, _ := strings.Cut(l, " ")
 		rest = strings.TrimSpace(rest)
-		switch strings.ToUpper(instr) {
+		instr = strings.ToUpper(instr)
+		if st == nil && instr != "FROM" && instr != "ARG" {
+			return nil, fmt.Errorf("Dockerfile: %s before FROM", instr)
+		}
+		switch instr {
 		case "FROM":
 			f := strings.Fields(rest)
 			for len(f) > 0 && strings.HasPrefix(f[0], "--") {
@@ -288,6 +334,11 @@ func ParseDockerfile(data []byte) (*Dockerfile, error) {
 				return nil, errors.New("Dockerfile: FROM without an image")
 			}
 			df.From = append(df.From, f[0])
+			st = &Stage{From: f[0]}
+			if len(f) == 3 && strings.EqualFold(f[1], "AS") {
+				st.Name = f[2]
+			}
+			df.Stages = append(df.Stages, st)
 		case "ENV":
 			for _, kv := range strings.Fields(rest) {
 				k, v, ok := strings.Cut(kv, "=")
@@ -295,15 +346,66 @@ func ParseDockerfile(data []byte) (*Dockerfile, error) {
 					return nil, fmt.Errorf("Dockerfile: ENV %q: use the KEY=value form", rest)
 				}
 				df.Env[k] = strings.Trim(v, `"`)
+				st.Env = append(st.Env, [2]string{k, strings.Trim(v, `"`)})
 			}
 		case "USER":
 			df.User = rest
+			st.User = rest
+		case "WORKDIR":
+			st.Workdir = rest
+		case "VOLUME":
+			if strings.HasPrefix(rest, "[") {
+				v, err := execForm(instr, rest)
+				if err != nil {
+					return nil, err
+				}
+				st.Volumes = append(st.Volumes, v...)
+			} else {
+				st.Volumes = append(st.Volumes, strings.Fields(rest)...)
+			}
 		case "EXPOSE":
 			df.Expose = append(df.Expose, strings.Fields(rest)...)
 		case "RUN":
 			df.Runs = append(df.Runs, rest)
+			st.Runs = append(st.Runs, rest)
 		case "COPY":
 			df.CopyLines = append(df.CopyLines, rest)
+			c := Copy{}
+			f := strings.Fields(rest)
+			for len(f) > 0 && strings.HasPrefix(f[0], "--") {
+				if v, ok := strings.CutPrefix(f[0], "--from="); ok {
+					c.From = v
+				}
+				f = f[1:]
+			}
+			if len(f) < 2 {
+				return nil, fmt.Errorf("Dockerfile: COPY %s: want sources and a destination", rest)
+			}
+			c.Sources, c.Dest = f[:len(f)-1], f[len(f)-1]
+			st.Copies = append(st.Copies, c)
+		case "HEALTHCHECK":
+			f := strings.Fields(rest)
+			for len(f) > 0 && strings.HasPrefix(f[0], "--") {
+				f = f[1:]
+			}
+			if len(f) > 0 && strings.EqualFold(f[0], "NONE") {
+				st.Healthcheck = nil
+				continue
+			}
+			if len(f) == 0 || !strings.EqualFold(f[0], "CMD") {
+				return nil, fmt.Errorf("Dockerfile: HEALTHCHECK %s: want [options] CMD [...]", rest)
+			}
+			argv, err := execForm(instr, strings.TrimSpace(strings.Join(f[1:], " ")))
+			if err != nil {
+				return nil, err
+			}
+			st.Healthcheck = argv
+		case "CMD":
+			argv, err := execForm(instr, rest)
+			if err != nil {
+				return nil, err
+			}
+			st.Cmd = argv
 		}
 	}
 	return df, nil
@@ -364,6 +466,43 @@ func (m *Manifest) checkDockerfile(path string) []error {
 	}
 	if !copied {
 		errs = append(errs, errors.New("Dockerfile: caddyfiles/ is not copied into the image"))
+	}
+	errs = append(errs, checkImage(df.Image())...)
+	if _, err := os.Stat(filepath.Join(filepath.Dir(path), ".dockerignore")); err != nil {
+		errs = append(errs, errors.New("Dockerfile: no .dockerignore beside it (the build context would hold .git and build outputs)"))
+	}
+	return errs
+}
+
+// checkImage checks that the image runs as it must: a health check, a
+// command, and every directory it writes (Caddy's data and config
+// directories, TMPDIR) inside a volume.
+func checkImage(img *Stage) []error {
+	if img == nil {
+		return nil
+	}
+	var errs []error
+	if len(img.Healthcheck) == 0 {
+		errs = append(errs, errors.New("Dockerfile: no HEALTHCHECK in the image"))
+	}
+	if len(img.Cmd) == 0 {
+		errs = append(errs, errors.New("Dockerfile: no CMD (exec form) in the image"))
+	}
+	env := map[string]string{}
+	for _, kv := range img.Env {
+		env[kv[0]] = kv[1]
+	}
+	for _, k := range []string{"XDG_DATA_HOME", "XDG_CONFIG_HOME", "TMPDIR"} {
+		v := env[k]
+		in := false
+		for _, vol := range img.Volumes {
+			if v == vol || strings.HasPrefix(v, strings.TrimSuffix(vol, "/")+"/") {
+				in = true
+			}
+		}
+		if !in {
+			errs = append(errs, fmt.Errorf("Dockerfile: ENV %s=%q: the image writes there, it must be inside a VOLUME (%v)", k, v, img.Volumes))
+		}
 	}
 	return errs
 }

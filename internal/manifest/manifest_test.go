@@ -26,7 +26,7 @@ func TestRepositoryAgrees(t *testing.T) {
 func copyRepo(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	for _, f := range []string{"xcaddy.json", "go.mod", "Dockerfile", "cmd/caddy/main.go"} {
+	for _, f := range []string{"xcaddy.json", "go.mod", "Dockerfile", ".dockerignore", "cmd/caddy/main.go"} {
 		data, err := os.ReadFile(filepath.Join(repoRoot, f))
 		if err != nil {
 			t.Fatal(err)
@@ -75,7 +75,12 @@ func TestDisagreementsAreCaught(t *testing.T) {
 		{"docker latest", "Dockerfile", "FROM caddy:2.11.9\n", "FROM caddy:latest\n", "never latest"},
 		{"docker version differs", "Dockerfile", "FROM caddy:2.11.9\n", "FROM caddy:2.11.8\n", "Dockerfile: FROM"},
 		{"docker gonosumdb", "Dockerfile", ",github.com/mholt/caddy-ratelimit\n", "\n", "GONOSUMDB"},
-		{"docker root", "Dockerfile", "USER neo", "USER root", "non-root"},
+		{"docker root", "Dockerfile", "USER 10001:10001", "USER root", "non-root"},
+		{"docker root uid", "Dockerfile", "USER 10001:10001", "USER 0:0", "non-root"},
+		{"docker no healthcheck", "Dockerfile", "HEALTHCHECK --interval", "# HEALTHCHECK --interval", "no HEALTHCHECK"},
+		{"docker data outside volumes", "Dockerfile", `VOLUME ["/data", "/config"]`, `VOLUME ["/config"]`, "XDG_DATA_HOME"},
+		{"docker tmp outside volumes", "Dockerfile", "TMPDIR=/data/tmp", "TMPDIR=/tmp", "TMPDIR"},
+		{"docker shell-form cmd", "Dockerfile", `CMD ["caddy", "run"`, `CMD caddy run #`, "exec form"},
 		{"docker no udp", "Dockerfile", "EXPOSE 80 443 443/udp", "EXPOSE 80 443", "443/udp missing"},
 		{"docker own plugin list", "Dockerfile", "-o /usr/bin/caddy", "-o /usr/bin/caddy --with github.com/example/x", "--with"},
 	} {
@@ -132,5 +137,45 @@ func TestBuilderUsesManifest(t *testing.T) {
 	}
 	if len(b.Replacements) != 1 || b.Replacements[0].Old.String() != ModulePath {
 		t.Errorf("replacements %v", b.Replacements)
+	}
+}
+
+// TestDockerignoreRequired: a Dockerfile without a .dockerignore beside it
+// is a disagreement.
+func TestDockerignoreRequired(t *testing.T) {
+	dir := copyRepo(t)
+	if err := os.Remove(filepath.Join(dir, ".dockerignore")); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Load(filepath.Join(dir, "xcaddy.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range m.Check(dir) {
+		if strings.Contains(e.Error(), ".dockerignore") {
+			return
+		}
+	}
+	t.Fatal("no error names the missing .dockerignore")
+}
+
+// TestParseDockerfileImage reads the image stage of this repository's
+// Dockerfile as the image test uses it.
+func TestParseDockerfileImage(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(repoRoot, "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	df, err := ParseDockerfile(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := df.Image()
+	if len(df.Stages) != 2 || df.Stages[0].Name != "builder" || img.From != "caddy:2.11.9" {
+		t.Fatalf("stages %+v", df.Stages)
+	}
+	if img.User != "10001:10001" || img.Workdir != "/etc/caddy" || strings.Join(img.Volumes, " ") != "/data /config" ||
+		img.Cmd[0] != "caddy" || img.Healthcheck[0] != "caddy" || len(img.Copies) != 2 || img.Copies[0].From != "builder" {
+		t.Fatalf("image %+v", img)
 	}
 }

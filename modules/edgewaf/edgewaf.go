@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -70,6 +71,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.WAFRaw == nil {
 		return fmt.Errorf("waf: a WAF handler is required")
 	}
+	// Coraza spills large bodies to the temporary directory and checks at
+	// load that it is writable; an image whose root is read-only points
+	// TMPDIR into a volume, where it may not exist yet.
+	if err := os.MkdirAll(os.TempDir(), 0o700); err != nil {
+		return fmt.Errorf("temporary directory (TMPDIR): %w", err)
+	}
 	mod, err := ctx.LoadModule(h, "WAFRaw")
 	if err != nil {
 		return fmt.Errorf("loading waf handler: %w", err)
@@ -90,11 +97,18 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 func (h Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	h.setPolicy(r)
 	outer := &headTracker{ResponseWriter: w}
-	return h.waf.ServeHTTP(outer, r, caddyhttp.HandlerFunc(func(ww http.ResponseWriter, r *http.Request) error {
+	err := h.waf.ServeHTTP(outer, r, caddyhttp.HandlerFunc(func(ww http.ResponseWriter, r *http.Request) error {
+		outer.passed = true
 		delete(r.Header, HeaderMode)
 		delete(r.Header, HeaderParanoia)
 		return next.ServeHTTP(&flushThrough{ResponseWriter: ww, outer: outer}, r)
 	}))
+	// Coraza writes its audit log as its handler returns: the outcome is
+	// known now, before the access log line is written.
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		publishOutcome(r, repl, !outer.passed && err != nil)
+	}
+	return err
 }
 
 // setPolicy replaces the policy headers with the policy of the tenant the
@@ -124,6 +138,7 @@ func (h Handler) setPolicy(r *http.Request) {
 type headTracker struct {
 	http.ResponseWriter
 	headSent bool
+	passed   bool // the WAF let the request through to the next handler
 }
 
 func (t *headTracker) WriteHeader(code int) {

@@ -1,9 +1,9 @@
 package egress
 
 import (
-	"errors"
 	"sync"
 
+	"github.com/projectneo/caddy-neo/internal/neometrics"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -55,16 +55,5 @@ func initMetrics() {
 
 func registerMetrics(reg prometheus.Registerer) error {
 	initMetrics()
-	if reg == nil {
-		return nil
-	}
-	for _, c := range []prometheus.Collector{metrics.conns, metrics.bytes, metrics.active, metrics.duration} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				return err
-			}
-		}
-	}
-	return nil
+	return neometrics.Register(reg, metrics.conns, metrics.bytes, metrics.active, metrics.duration)
 }

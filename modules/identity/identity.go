@@ -1,158 +1,243 @@
-// Package identity provides neo_identity, which binds a signed-in user to the
-// tenant and stage of the request. It runs after caddy-security's `authorize`
-// (which validates the token's signature, expiry and source) and refuses, with
-// 403, a user who holds no role for the tenant and stage the route resolved:
-// a valid acme token is refused on every globex host, even when both tenants'
-// tokens are signed with the same key.
+// Package identity is caddy-neo's identity service: per-tenant, per-stage
+// sign-in and tokens at the edge.
 //
-// Roles are plain strings in the token's `roles` claim:
+//   - neo_identity (app, identity.App): per-realm signing keys (ES256 or
+//     EdDSA) that rotate with overlap, sessions with rotating refresh
+//     tokens, state shared across edges through JetStream KV.
+//   - neo_signin (handler, Portal): the /identity/ endpoints on every tenant
+//     host: the sign-in page (built-in users, external OpenID Connect
+//     providers with authorization code + PKCE), sign-out, the token
+//     endpoint (client credentials, refresh tokens), the public keys and
+//     OIDC discovery.
+//   - neo_identity (handler, Guard): in front of private apps and Platform
+//     APIs, lets through only requests with a valid access token of the
+//     route's tenant and realm (a stage, or the Platform); renews a
+//     browser's expired access token from its session; sends a browser
+//     without a session to the sign-in page.
 //
-//	<tenant>/<stage>/user   an end user of the tenant's apps in that stage
-//	<tenant>/member         a member of the tenant's organization (Platform)
-//
-// Tenant and stage names are DNS labels, so a role names exactly one tenant
-// and stage.
+// A realm is one tenant's stage (its end users) or its Platform (its
+// organization's members). Every realm has its own users, providers, keys
+// and sessions: a token of acme's dev stage is refused (403) on acme's prod
+// stage and on every other tenant.
 package identity
 
 import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/projectneo/caddy-neo/modules/neo"
 )
 
 func init() {
-	caddy.RegisterModule(Binding{})
+	caddy.RegisterModule(Guard{})
 }
 
-// Binding is the neo_identity handler.
-type Binding struct {
-	// Tenant of the request. Default: {neo.tenant}.
-	Tenant string `json:"tenant,omitempty"`
-	// Stage of the request (runtime requests). Default: {neo.stage}.
-	Stage string `json:"stage,omitempty"`
-	// Service of the request; non-empty means a Platform request. Default: {neo.service}.
-	Service string `json:"service,omitempty"`
-	// Roles of the signed-in user, space-separated. Default: {http.auth.user.roles}
-	// (set by caddy-security's authorize).
-	Roles string `json:"roles,omitempty"`
-	// RuntimeRole is the role a runtime request needs. Default: {tenant}/{stage}/user
-	// where {tenant} and {stage} are the values above.
-	RuntimeRole string `json:"runtime_role,omitempty"`
-	// PlatformRole is the role a Platform request needs. Default: {tenant}/member.
-	PlatformRole string `json:"platform_role,omitempty"`
+// Guard is the neo_identity handler: it runs after neo_route and lets a
+// request through only with a valid access token bound to the route's
+// tenant and realm (its stage, or the Platform for platform services).
+//
+// The token comes from the `Authorization: Bearer` header (an API client)
+// or the session cookie the sign-in set (a browser); never from the query
+// string. An API client with no, an expired or a forged token gets 401; a
+// valid token of another tenant or realm gets 403. A browser whose access
+// token expired is renewed from its session's refresh token (rotated); a
+// browser without a session is redirected (302) to the sign-in page of the
+// host, which brings it back to the URL it asked for.
+//
+// The upstream receives `Neo-User` (the subject), `Neo-User-Roles` (space
+// separated), `Neo-Realm`, and the access token as `Authorization: Bearer`
+// for apps that verify it themselves (the keys are at
+// /identity/.well-known/jwks.json). Placeholders: {neo.user},
+// {neo.user.roles}.
+type Guard struct {
+	// Roles, when set, admits only tokens holding at least one of them.
+	// Default: any user of the realm.
+	Roles []string `json:"roles,omitempty"`
+	// NoRedirect answers 401 to browsers too, instead of sending them to
+	// the sign-in page. Default: false.
+	NoRedirect bool `json:"no_redirect,omitempty"`
 
+	app    *App
 	logger *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
-func (Binding) CaddyModule() caddy.ModuleInfo {
-	return caddy.ModuleInfo{
-		ID:  "http.handlers.neo_identity",
-		New: func() caddy.Module { return new(Binding) },
-	}
+func (Guard) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "http.handlers.neo_identity", New: func() caddy.Module { return new(Guard) }}
 }
 
-// Provision fills defaults.
-func (b *Binding) Provision(ctx caddy.Context) error {
-	b.logger = ctx.Logger()
-	def := func(s *string, v string) {
-		if *s == "" {
-			*s = v
-		}
+// Provision finds the neo_identity app.
+func (g *Guard) Provision(ctx caddy.Context) error {
+	g.logger = ctx.Logger()
+	a, err := ctx.App("neo_identity")
+	if err != nil {
+		return fmt.Errorf("neo_identity needs the neo_identity app (global option neo_identity): %w", err)
 	}
-	def(&b.Tenant, "{neo.tenant}")
-	def(&b.Stage, "{neo.stage}")
-	def(&b.Service, "{neo.service}")
-	def(&b.Roles, "{http.auth.user.roles}")
-	def(&b.RuntimeRole, "{tenant}/{stage}/user")
-	def(&b.PlatformRole, "{tenant}/member")
+	g.app = a.(*App)
 	return nil
 }
 
-// Validate checks the role templates.
-func (b *Binding) Validate() error {
-	if !strings.Contains(b.RuntimeRole, "{tenant}") {
-		return fmt.Errorf("runtime_role: %q must contain {tenant}, or tokens of one tenant would open another's apps", b.RuntimeRole)
-	}
-	if !strings.Contains(b.PlatformRole, "{tenant}") {
-		return fmt.Errorf("platform_role: %q must contain {tenant}", b.PlatformRole)
+// Validate checks the roles.
+func (g *Guard) Validate() error {
+	for i, r := range g.Roles {
+		if !neo.ValidRole(r) {
+			return fmt.Errorf("roles[%d]: %q is not a valid role", i, r)
+		}
 	}
 	return nil
 }
 
-var errNotBound = errors.New("the signed-in user holds no role for this tenant and stage")
+var (
+	errNotBound  = errors.New("the token is not for this tenant and realm")
+	errNoRole    = errors.New("the token holds none of the required roles")
+	errNoToken   = errors.New("no valid access token")
+	errNoRoute   = errors.New("no resolved tenant")
+	errStateDown = errors.New("identity state unavailable")
+)
 
-// ServeHTTP lets the request through only if the user holds the required role.
-func (b Binding) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	tenant := repl.ReplaceAll(b.Tenant, "")
-	stage := repl.ReplaceAll(b.Stage, "")
-	service := repl.ReplaceAll(b.Service, "")
-	roles := repl.ReplaceAll(b.Roles, "")
-	want, reason := Required(b.RuntimeRole, b.PlatformRole, tenant, stage, service)
-	if reason == "" && !HasRole(roles, want) {
-		reason = "no role " + want
+// ServeHTTP checks the request's token.
+func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	route, ok := neo.RouteFromRequest(r)
+	if !ok || route.Tenant == "" {
+		g.refuse(r, "", "", "no resolved tenant", "")
+		mRefused.WithLabelValues("403").Inc()
+		return caddyhttp.Error(http.StatusForbidden, errNoRoute)
 	}
-	if reason != "" {
-		if ce := b.logger.Check(zapcore.InfoLevel, "identity refused"); ce != nil {
-			user, _ := repl.GetString("http.auth.user.id")
-			ce.Write(zap.String("tenant", tenant), zap.String("stage", stage), zap.String("service", service),
-				zap.String("user", user), zap.String("reason", reason))
+	realm := route.Stage
+	if route.Service != "" {
+		realm = neo.RealmPlatform
+	}
+	ck := requestCookies(r)
+	tok, api := bearer(r)
+	if !api {
+		tok = ck.access
+	}
+	a := g.app
+	if tok != "" {
+		v, err := a.validate(tok)
+		switch {
+		case err == nil:
+			return g.admit(w, r, next, route.Tenant, realm, v, tok, api)
+		case errors.Is(err, errUnavailable):
+			g.refuse(r, route.Tenant, realm, "identity state unavailable: "+err.Error(), "")
+			mRefused.WithLabelValues("503").Inc()
+			return caddyhttp.Error(http.StatusServiceUnavailable, errStateDown)
 		}
+		if api {
+			mRefused.WithLabelValues("401").Inc()
+			g.refuse(r, route.Tenant, realm, "bad token: "+err.Error(), "")
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			return caddyhttp.Error(http.StatusUnauthorized, errNoToken)
+		}
+	}
+	if api || r.Header.Get("Authorization") != "" {
+		g.refuse(r, route.Tenant, realm, "no bearer token", "")
+		mRefused.WithLabelValues("401").Inc()
+		w.Header().Set("WWW-Authenticate", `Bearer`)
+		return caddyhttp.Error(http.StatusUnauthorized, errNoToken)
+	}
+	// A browser: renew from the session, if it has one for this realm.
+	if ck.refresh != "" {
+		v, at, err := a.renewFromCookie(w, r, ck.refresh, route.Tenant, realm)
+		if err == nil {
+			return g.admit(w, r, next, route.Tenant, realm, v, at, false)
+		}
+		if errors.Is(err, errUnavailable) {
+			g.refuse(r, route.Tenant, realm, "identity state unavailable: "+err.Error(), "")
+			mRefused.WithLabelValues("503").Inc()
+			return caddyhttp.Error(http.StatusServiceUnavailable, errStateDown)
+		}
+		g.refuse(r, route.Tenant, realm, "session not renewed: "+err.Error(), "")
+		clearSessionCookies(w)
+	}
+	if g.NoRedirect || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
+		mRefused.WithLabelValues("401").Inc()
+		w.Header().Set("WWW-Authenticate", `Bearer`)
+		return caddyhttp.Error(http.StatusUnauthorized, errNoToken)
+	}
+	mRefused.WithLabelValues("302").Inc()
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, loginPath+"?return="+url.QueryEscape(r.URL.RequestURI()), http.StatusFound)
+	return nil
+}
+
+// admit checks the token's binding and roles and passes the request on.
+func (g *Guard) admit(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, tenant, realm string, v *verified, tok string, api bool) error {
+	c := &v.claims
+	if c.Tenant != tenant || c.Realm != realm {
+		g.refuse(r, tenant, realm, "token of tenant "+c.Tenant+" realm "+c.Realm, c.Subject)
+		mRefused.WithLabelValues("403").Inc()
 		return caddyhttp.Error(http.StatusForbidden, errNotBound)
+	}
+	if len(g.Roles) > 0 && !slices.ContainsFunc(c.Roles, func(x string) bool { return slices.Contains(g.Roles, x) }) {
+		g.refuse(r, tenant, realm, "no required role", c.Subject)
+		mRefused.WithLabelValues("403").Inc()
+		return caddyhttp.Error(http.StatusForbidden, errNoRole)
+	}
+	h := r.Header
+	h["Neo-User"] = v.user
+	h["Neo-User-Roles"] = v.roles
+	h["Neo-Realm"] = v.realm
+	if !api {
+		h.Set("Authorization", "Bearer "+tok)
+	}
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("neo.user", c.Subject)
+		repl.Set("neo.user.roles", v.roles[0])
 	}
 	return next.ServeHTTP(w, r)
 }
 
-// Required returns the role a request needs, or a reason to refuse it when
-// the request has no tenant (or, for runtime requests, no stage): the binding
-// fails closed.
-func Required(runtimeTpl, platformTpl, tenant, stage, service string) (role, reason string) {
-	if !validName(tenant) {
-		return "", "no resolved tenant"
+func (g *Guard) refuse(r *http.Request, tenant, realm, reason, user string) {
+	if ce := g.logger.Check(zapcore.InfoLevel, "identity refused"); ce != nil {
+		ce.Write(zap.String("tenant", tenant), zap.String("realm", realm), zap.String("user", user),
+			zap.String("reason", reason), zap.String("method", r.Method), zap.String("uri", r.URL.RequestURI()))
 	}
-	if service != "" {
-		return strings.ReplaceAll(platformTpl, "{tenant}", tenant), ""
-	}
-	if !validName(stage) {
-		return "", "no resolved stage"
-	}
-	return strings.ReplaceAll(strings.ReplaceAll(runtimeTpl, "{tenant}", tenant), "{stage}", stage), ""
 }
 
-// validName reports whether s is a DNS label (lower case), as registry names are.
-func validName(s string) bool {
-	if s == "" || len(s) > 63 {
-		return false
+// bearer returns the token of an `Authorization: Bearer` header; api is
+// true when the request has an Authorization header of that scheme.
+func bearer(r *http.Request) (tok string, api bool) {
+	h := r.Header["Authorization"]
+	if len(h) != 1 {
+		return "", len(h) > 1
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
+	v := h[0]
+	if len(v) < 6 || !strings.EqualFold(v[:6], "bearer") {
+		return "", false
 	}
-	return s[0] != '-' && s[len(s)-1] != '-'
+	return strings.TrimSpace(v[6:]), true
 }
 
-// HasRole reports whether the space-separated roles hold want exactly.
-func HasRole(roles, want string) bool {
-	for _, r := range strings.Fields(roles) {
-		if r == want {
-			return true
+// validate returns a verified token, from the cache or verified now.
+func (a *App) validate(tok string) (*verified, error) {
+	now := a.now()
+	if v := a.cache.get(tok); v != nil {
+		if err := checkTimes(&v.claims, now); err != nil {
+			return nil, err
 		}
+		return v, nil
 	}
-	return false
+	v, err := a.keys.verify(tok, now)
+	if err != nil {
+		return nil, err
+	}
+	a.cache.put(tok, v)
+	return v, nil
 }
 
 // Interface guards
 var (
-	_ caddy.Provisioner           = (*Binding)(nil)
-	_ caddy.Validator             = (*Binding)(nil)
-	_ caddyhttp.MiddlewareHandler = (*Binding)(nil)
+	_ caddy.Provisioner           = (*Guard)(nil)
+	_ caddy.Validator             = (*Guard)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Guard)(nil)
 )

@@ -22,13 +22,16 @@ func init() {
 //
 //	neo_nats {
 //	    embedded [<listen host:port>] {
-//	        monitor     <host:port>
-//	        server_name <name>
-//	        max_payload <size>
-//	        jetstream   <store dir>
+//	        authorization <nats-server config file>
+//	        anonymous
+//	        monitor       <host:port>
+//	        server_name   <name>
+//	        max_payload   <size>
+//	        jetstream     <store dir>
 //	    }
 //	    connection <name> {
 //	        servers            <url...>
+//	        local_user         <user>
 //	        creds_file         <path>
 //	        nkey_seed_file     <path>
 //	        user               <user> [<password>]
@@ -43,8 +46,11 @@ func init() {
 //	}
 //
 // `embedded` with no address runs the server in-process only; connections
-// with no `servers` then reach it without a socket. The option may appear
-// once.
+// with no `servers` then reach it without a socket. It needs one of
+// `authorization` (the users and permissions of that file, passwords
+// generated into Caddy's data directory; connections name their user with
+// `local_user`) or `anonymous` (any client may do anything). The option may
+// appear once.
 func parseGlobalNATS(d *caddyfile.Dispenser, existing any) (any, error) {
 	if existing != nil {
 		return nil, d.Err("neo_nats: the global option may appear only once")
@@ -100,8 +106,21 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 }
 
 func (e *Embedded) unmarshal(d *caddyfile.Dispenser) error {
-	return cfblock.Values(d, "neo_nats: embedded", func(name, val string) error {
+	return cfblock.Walk(d, "neo_nats: embedded", func(name string) error {
+		if name == "anonymous" {
+			if err := cfblock.Flag(d); err != nil {
+				return err
+			}
+			e.Anonymous = true
+			return nil
+		}
+		val, err := cfblock.One(d)
+		if err != nil {
+			return err
+		}
 		switch name {
+		case "authorization":
+			e.Authorization = val
 		case "monitor":
 			e.Monitor = val
 		case "server_name":
@@ -143,6 +162,8 @@ func (c *Connection) unmarshal(d *caddyfile.Dispenser, cname string) error {
 			}
 		case "token":
 			c.Token, err = cfblock.One(d)
+		case "local_user":
+			c.LocalUser, err = cfblock.One(d)
 		case "tls_client_cert":
 			if args, err = cfblock.Args(d, 2, 2); err == nil {
 				if c.TLS == nil {

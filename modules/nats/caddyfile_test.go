@@ -30,6 +30,10 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"connection servers empty", "{\n neo_nats {\n connection a {\n servers\n }\n }\n}\n", "servers: wrong argument count"},
 		{"connection buf size", "{\n neo_nats {\n connection a {\n reconnect_buf_size lots\n }\n }\n}\n", `nats: connection "a": reconnect_buf_size: bad size`},
 		{"gateway dup", "{\n neo_nats_gateway {\n server s\n server t\n }\n}\n", `neo_nats_gateway: duplicate subdirective "server"`},
+		{"embedded authorization without file", "{\n neo_nats {\n embedded {\n authorization\n }\n }\n}\n", "authorization: wrong argument count"},
+		{"embedded authorization twice", "{\n neo_nats {\n embedded {\n authorization a.conf\n authorization b.conf\n }\n }\n}\n", `nats: embedded: duplicate subdirective "authorization"`},
+		{"embedded anonymous with argument", "{\n neo_nats {\n embedded {\n anonymous yes\n }\n }\n}\n", "anonymous: wrong argument count"},
+		{"connection local_user args", "{\n neo_nats {\n connection a {\n local_user edge pw\n }\n }\n}\n", "local_user: wrong argument count"},
 		{"gateway subjects empty", "{\n neo_nats_gateway {\n server s\n subjects\n }\n}\n", "subjects: wrong argument count"},
 	} {
 		t.Run(c.name, func(t *testing.T) { adapttest.ExpectError(t, c.in, c.want) })

@@ -1,6 +1,8 @@
 package neonats
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -30,6 +32,13 @@ type Connection struct {
 	Password string `json:"password,omitempty"`
 	// Token for token authentication. Default: none.
 	Token string `json:"token,omitempty"`
+	// LocalUser connects to the embedded server, in-process, as this user of
+	// its authorization file, with the password generated for it (see
+	// Embedded.Authorization); no password appears in the config. It goes
+	// with neither Servers, other credentials nor TLS. A connection without
+	// Servers to an embedded server with authorization must set it.
+	// Default: none.
+	LocalUser string `json:"local_user,omitempty"`
 	// TLS client settings. Default: plain TCP unless a server URL is tls://.
 	TLS *ClientTLS `json:"tls,omitempty"`
 	// InboxPrefix for reply subjects; lets server permissions confine replies.
@@ -84,13 +93,19 @@ func (c *Connection) validate() error {
 		}
 	}
 	auth := 0
-	for _, set := range []bool{c.CredsFile != "", c.NkeySeedFile != "", c.User != "", c.Token != ""} {
+	for _, set := range []bool{c.CredsFile != "", c.NkeySeedFile != "", c.User != "", c.Token != "", c.LocalUser != ""} {
 		if set {
 			auth++
 		}
 	}
 	if auth > 1 {
-		return errors.New("creds_file, nkey_seed_file, user and token: choose one authentication method")
+		return errors.New("creds_file, nkey_seed_file, user, token and local_user: choose one authentication method")
+	}
+	if c.LocalUser != "" && len(c.Servers) > 0 {
+		return errors.New("local_user: connects to the embedded server in-process; remove servers")
+	}
+	if c.LocalUser != "" && c.TLS != nil {
+		return errors.New("local_user: connects to the embedded server in-process, without TLS; remove tls_client_cert and tls_ca")
 	}
 	if c.Password != "" && c.User == "" {
 		return errors.New("password: set user too")
@@ -110,9 +125,35 @@ func (c *Connection) validate() error {
 	return nil
 }
 
-// poolKey identifies the connection by everything that configures it.
-func (c *Connection) poolKey(name, serverKey string) (string, error) {
-	return jsonKey("conn:"+name+":"+serverKey+":", c)
+// validateEmbedded checks the connection against the app's embedded server
+// (nil: none): it never reaches a server with authorization without
+// credentials, and local_user needs such a server.
+func (c *Connection) validateEmbedded(e *Embedded) error {
+	if c.LocalUser != "" {
+		if e == nil {
+			return errors.New("local_user: needs the embedded server (embedded { authorization <file> })")
+		}
+		if e.Authorization == "" {
+			return errors.New("local_user: the embedded server has no authorization file (embedded { authorization <file> })")
+		}
+		return nil
+	}
+	if e != nil && e.Authorization != "" && len(c.Servers) == 0 && c.CredsFile == "" && c.NkeySeedFile == "" && c.User == "" && c.Token == "" {
+		return fmt.Errorf("the embedded server requires credentials: set local_user <user of %s>", e.Authorization)
+	}
+	return nil
+}
+
+// poolKey identifies the connection by everything that configures it, and
+// by the password of its local user (a fingerprint: new password, new
+// connection).
+func (c *Connection) poolKey(name, serverKey, localPassword string) (string, error) {
+	fp := ""
+	if localPassword != "" {
+		sum := sha256.Sum256([]byte(localPassword))
+		fp = hex.EncodeToString(sum[:8])
+	}
+	return jsonKey("conn:"+name+":"+serverKey+":"+fp+":", c)
 }
 
 // pooledConn is a live connection held in the usage pool.
@@ -137,7 +178,8 @@ func (p *pooledConn) Destruct() error {
 // dial opens the connection; it never fails because the server is down (it
 // keeps retrying in the background), only because the configuration is bad
 // (including credentials the server refuses).
-func (c *Connection) dial(name string, srv *pooledServer, parent *zap.Logger) (*pooledConn, error) {
+// localPassword is the password of c.LocalUser.
+func (c *Connection) dial(name string, srv *pooledServer, localPassword string, parent *zap.Logger) (*pooledConn, error) {
 	log := parent.With(zap.String("connection", name))
 	p := &pooledConn{name: name, log: log}
 	base := time.Duration(c.ReconnectWait)
@@ -208,6 +250,8 @@ func (c *Connection) dial(name string, srv *pooledServer, parent *zap.Logger) (*
 		authOpts = append(authOpts, nats.UserInfo(c.User, c.Password))
 	case c.Token != "":
 		authOpts = append(authOpts, nats.Token(c.Token))
+	case c.LocalUser != "":
+		authOpts = append(authOpts, nats.UserInfo(c.LocalUser, localPassword))
 	}
 	if c.TLS != nil {
 		if c.TLS.CertFile != "" {
@@ -274,6 +318,8 @@ func authField(c *Connection) string {
 		return "user"
 	case c.Token != "":
 		return "token"
+	case c.LocalUser != "":
+		return "local_user"
 	case c.TLS != nil && c.TLS.CertFile != "":
 		return "tls_client_cert"
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -13,6 +15,11 @@ import (
 
 // Embedded runs a nats-server in the Caddy process, for the local topology and
 // tests. Production points connections at an external NATS cluster instead.
+//
+// The server enforces the authorization of a nats-server configuration file
+// (Authorization), the production permission file in the local topology, so
+// that every client, in-process or over the listener, needs the credentials
+// of one of its users; or, only when Anonymous says so, none at all.
 type Embedded struct {
 	// Listen is the client listener address (host:port). Default: none; the
 	// server is reachable in-process only, by connections with no servers.
@@ -27,6 +34,22 @@ type Embedded struct {
 	JetStream bool `json:"jetstream,omitempty"`
 	// StoreDir is JetStream's storage directory; required with JetStream.
 	StoreDir string `json:"store_dir,omitempty"`
+	// Authorization is a nats-server configuration file (for instance
+	// caddyfiles/nats/cluster/authorization.conf) whose authorization the
+	// server enforces: users, their permissions, accounts, nkeys, parsed by
+	// nats-server's own parser; the rest of the file (listen, cluster,
+	// jetstream...) is ignored, and so are the passwords: every user gets a
+	// password generated at first start and kept in LocalCredentialsFile()
+	// (Caddy's data directory, neo/nats-local-credentials.json, mode 0600),
+	// which connections of this process use through their LocalUser. The file
+	// is read again at every config load; a change is applied without a
+	// restart. Default: none; then Anonymous is required.
+	Authorization string `json:"authorization,omitempty"`
+	// Anonymous lets any client connect without credentials and publish or
+	// subscribe to anything: for tests and benchmarks, never where other
+	// processes can reach the listener. Default: false (an embedded server
+	// needs Authorization or Anonymous).
+	Anonymous bool `json:"anonymous,omitempty"`
 }
 
 func (e *Embedded) validate() error {
@@ -43,6 +66,13 @@ func (e *Embedded) validate() error {
 	}
 	if e.JetStream && e.StoreDir == "" {
 		return errors.New("store_dir: required with jetstream")
+	}
+	switch {
+	case e.Authorization != "" && e.Anonymous:
+		return errors.New("anonymous: conflicts with authorization (choose one)")
+	case e.Authorization == "" && !e.Anonymous:
+		return errors.New("authorization: required: a nats-server configuration file whose users and permissions the server enforces " +
+			"(e.g. caddyfiles/nats/cluster/authorization.conf); set anonymous instead to let any client in without credentials")
 	}
 	return nil
 }
@@ -62,8 +92,43 @@ func splitHostPort(addr string) (string, int, error) {
 func (e *Embedded) poolKey() (string, error) { return jsonKey("embedded:", e) }
 
 type pooledServer struct {
-	srv *server.Server
-	log *zap.Logger
+	srv  *server.Server
+	log  *zap.Logger
+	auth atomic.Pointer[localAuth] // nil: anonymous
+}
+
+// password returns the stored password of a user of the authorization file.
+func (p *pooledServer) password(user string) (string, error) {
+	if p == nil {
+		return "", errors.New("needs the embedded server (embedded { authorization <file> })")
+	}
+	la := p.auth.Load()
+	if la == nil {
+		return "", errors.New("the embedded server has no authorization file")
+	}
+	pw, ok := la.passwords[user]
+	if !ok {
+		return "", fmt.Errorf("%q is not a user with a password in %s (users: %s)", user, la.file, strings.Join(la.userNames(), ", "))
+	}
+	return pw, nil
+}
+
+// useAuth makes a server taken over from the previous configuration enforce
+// la (read again for this one): a changed file or password is applied with
+// nats-server's reload, which also disconnects clients no longer allowed.
+func (p *pooledServer) useAuth(e *Embedded, la *localAuth) error {
+	cur := p.auth.Load()
+	if la == nil || cur == nil || cur.digest == la.digest {
+		return nil
+	}
+	opts := e.serverOptions()
+	la.apply(opts)
+	if err := p.srv.ReloadOptions(opts); err != nil {
+		return fmt.Errorf("applying the changed %s: %w", la.file, err)
+	}
+	p.auth.Store(la)
+	p.log.Info("embedded nats server authorization reloaded", zap.String("authorization", la.file), zap.Strings("users", la.userNames()))
+	return nil
 }
 
 func (p *pooledServer) Destruct() error {
@@ -73,7 +138,8 @@ func (p *pooledServer) Destruct() error {
 	return nil
 }
 
-func (e *Embedded) start(log *zap.Logger) (*pooledServer, error) {
+// serverOptions are the server's options without the authorization.
+func (e *Embedded) serverOptions() *server.Options {
 	opts := &server.Options{
 		ServerName: e.ServerName,
 		MaxPayload: e.MaxPayload,
@@ -95,6 +161,15 @@ func (e *Embedded) start(log *zap.Logger) (*pooledServer, error) {
 		host, port, _ := splitHostPort(e.Monitor)
 		opts.HTTPHost, opts.HTTPPort = host, port
 	}
+	return opts
+}
+
+// start runs the server with la's authorization (nil: anonymous).
+func (e *Embedded) start(la *localAuth, log *zap.Logger) (*pooledServer, error) {
+	opts := e.serverOptions()
+	if la != nil {
+		la.apply(opts)
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, err
@@ -104,6 +179,14 @@ func (e *Embedded) start(log *zap.Logger) (*pooledServer, error) {
 		srv.Shutdown()
 		return nil, errors.New("server not ready within 10s")
 	}
-	log.Info("embedded nats server started", zap.String("listen", e.Listen), zap.String("name", opts.ServerName))
-	return &pooledServer{srv: srv, log: log}, nil
+	p := &pooledServer{srv: srv, log: log}
+	if la != nil {
+		p.auth.Store(la)
+		log.Info("embedded nats server started", zap.String("listen", e.Listen), zap.String("name", opts.ServerName),
+			zap.String("authorization", la.file), zap.Strings("users", la.userNames()), zap.String("credentials", LocalCredentialsFile()))
+	} else {
+		log.Warn("embedded nats server started without authorization: any client may publish and subscribe to anything",
+			zap.String("listen", e.Listen), zap.String("name", opts.ServerName))
+	}
+	return p, nil
 }

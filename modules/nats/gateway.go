@@ -2,9 +2,11 @@ package neonats
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -134,7 +136,7 @@ func (p *workers) loop(f func()) {
 	defer t.Stop()
 	for {
 		f()
-		f = nil
+		f = nil //nolint:wastedassign // an idle worker must not keep the last request's closure alive
 		t.Reset(workerIdle)
 		select {
 		case f = <-p.work:
@@ -160,7 +162,9 @@ func (GatewayApp) CaddyModule() caddy.ModuleInfo {
 // Provision resolves connections and http servers.
 func (a *GatewayApp) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
-	registerMetrics(ctx.GetMetricsRegistry())
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
 	names := map[string]bool{}
 	for i, g := range a.Gateways {
 		if g == nil {
@@ -301,7 +305,7 @@ func (g *Gateway) start() error {
 	g.okCount = gatewayRequests.WithLabelValues(g.Name, "ok")
 	g.inFlightGauge = gatewayInFlight.WithLabelValues(g.Name)
 	var err error
-	g.mux, err = newMux(g.nc)
+	g.mux, err = newMux(g.nc, false, g.logger)
 	if err != nil {
 		return err
 	}
@@ -395,7 +399,7 @@ func (g *Gateway) handle(req micro.Request) {
 	g.lastMsg.Store(time.Now().UnixNano())
 	reply := req.Reply()
 	m := &nats.Msg{Subject: req.Subject(), Reply: reply, Header: nats.Header(req.Headers()), Data: req.Data()}
-	if reply == "" {
+	if reply == "" || !validSubject(reply) {
 		gatewayRequests.WithLabelValues(g.Name, "no_reply").Inc()
 		return
 	}
@@ -421,13 +425,20 @@ func (g *Gateway) handle(req micro.Request) {
 }
 
 // respondError answers a request that cannot be served with a complete
-// response.
+// response, to reply, from a fresh inbox of the gateway (the reply subject
+// an edge binds the request to; no frame follows).
 func (g *Gateway) respondError(reply string, status int, msg string) {
+	from, _ := g.mux.newInbox()
+	_ = g.nc.PublishMsg(errorResp(reply, from, status, msg))
+}
+
+// errorResp is a complete version 1 response with a text body.
+func errorResp(to, from string, status int, msg string) *nats.Msg {
 	h := newFrame(kindResp, 4)
-	h[hdrStatus] = []string{strconv.Itoa(status)}
+	h[hdrStatus] = statusValue(status)
 	h[hdrEOF] = constValue("1")
 	h[prefixHeader+"Content-Type"] = []string{"text/plain; charset=utf-8"}
-	_ = g.nc.PublishMsg(&nats.Msg{Subject: reply, Header: h, Data: []byte(msg + "\n")})
+	return &nats.Msg{Subject: to, Reply: from, Header: h, Data: []byte(msg + "\n")}
 }
 
 // subjectHeaders maps the default subject scheme's tokens to trusted headers.
@@ -485,7 +496,7 @@ func (g *Gateway) serve(m *nats.Msg) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	st, err := g.mux.open(g.Window)
+	st, err := g.mux.open(streamOpts{window: g.Window, peer: m.Reply, bind: rh.bind, tenant: fields.tenant, app: fields.app, subject: m.Subject})
 	if err != nil {
 		gatewayRequests.WithLabelValues(g.Name, "unavailable").Inc()
 		g.failed.Add(1)
@@ -495,14 +506,13 @@ func (g *Gateway) serve(m *nats.Msg) {
 	}
 	st.cancelFn = cancel
 	defer st.close()
-	st.setPeer(m.Reply)
 	st.addCredit(rh.window)
 
 	reqCtx := ctx
 	if rt {
 		// neo_route (when the gateway's routes use it) serves the request
 		// only if it resolves to the subject's tenant, stage and app.
-		reqCtx = neo.WithSubjectRoute(ctx, neo.SubjectRoute{Stage: toks[2], Tenant: toks[4], App: toks[5]})
+		reqCtx = neo.WithSubjectRoute(ctx, neo.SubjectRoute{Stage: toks[2], Zone: toks[3], Tenant: toks[4], App: toks[5]})
 	}
 	u := &url.URL{Path: "/", RawQuery: rh.query}
 	if p, err := url.PathUnescape(rh.path); err == nil {
@@ -516,6 +526,7 @@ func (g *Gateway) serve(m *nats.Msg) {
 		Header: rh.header, Host: rh.host, RequestURI: rh.path,
 		ContentLength: rh.length, RemoteAddr: "127.0.0.1:0",
 	}).WithContext(reqCtx)
+	clientIdentity(r, rh)
 	if rh.query != "" {
 		r.RequestURI += "?" + rh.query
 	}
@@ -534,8 +545,8 @@ func (g *Gateway) serve(m *nats.Msg) {
 		}
 	}
 	br := &bodyReader{
-		nc: g.nc, st: st, ctx: ctx, timeout: time.Duration(g.ChunkTimeout), window: g.Window,
-		buf: f.data, next: 1, eof: f.eof, trailer: r.Trailer,
+		st: st, ctx: ctx, timeout: time.Duration(g.ChunkTimeout), window: g.Window,
+		buf: f.data, next: 1, eof: f.eof, trailer: r.Trailer, request: true,
 	}
 	defer br.stop()
 	if f.eof && len(f.data) == 0 {
@@ -544,9 +555,9 @@ func (g *Gateway) serve(m *nats.Msg) {
 		r.Body = &gatewayBody{br: br}
 	}
 	w := &respWriter{
-		g: g, st: st, reply: m.Reply, inbox: st.inbox, header: make(http.Header),
+		g: g, st: st, inbox: st.inbox, header: make(http.Header),
 		chunk: g.chunkSize(), head: r.Method == http.MethodHead, v2: f.v2,
-		snd: &sender{nc: g.nc, st: st, ctx: ctx, timeout: time.Duration(g.ChunkTimeout)},
+		snd: &sender{st: st, ctx: ctx, timeout: time.Duration(g.ChunkTimeout)},
 	}
 	if !f.eof {
 		// tell the edge where to stream the body, and how much it may send
@@ -597,6 +608,35 @@ func (g *Gateway) serve(m *nats.Msg) {
 	g.served.Add(1)
 }
 
+// clientIdentity makes r carry the client the edge saw, as far as the head
+// says (edges of earlier releases do not): RemoteAddr is the client's
+// address with port 0, r.TLS is set (handshake complete, ServerName the
+// host) when the client used https, and the X-Forwarded-For, -Proto and
+// -Host fields the edge sent are removed. So the stage server's client_ip
+// is the client, and its reverse_proxy sends the replica X-Forwarded-For:
+// the client, X-Forwarded-Proto: the scheme, X-Forwarded-Host: the host,
+// whatever the stage server's trusted_proxies. Otherwise RemoteAddr stays
+// 127.0.0.1:0 and r.TLS nil.
+func clientIdentity(r *http.Request, rh *reqHead) {
+	if rh.client.IsValid() {
+		r.RemoteAddr = netip.AddrPortFrom(rh.client, 0).String()
+		delete(r.Header, "X-Forwarded-For")
+		delete(r.Header, "X-Forwarded-Proto")
+		delete(r.Header, "X-Forwarded-Host")
+	}
+	if rh.scheme == "https" {
+		r.TLS = &tls.ConnectionState{HandshakeComplete: true, ServerName: hostOnly(rh.host)}
+	}
+}
+
+// hostOnly is host without a port or IPv6 brackets.
+func hostOnly(host string) string {
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
+		host = host[:i]
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+}
+
 // serveHTTP runs the http server's handlers. A handler that panics must not
 // leave the edge waiting for its head timeout: the edge gets a 502 when no
 // head was sent yet, else an error frame that aborts the response stream.
@@ -623,9 +663,9 @@ func (g *Gateway) serveHTTP(w *respWriter, r *http.Request, fields logFields) (o
 		w.mu.Unlock()
 		w.done, w.err = true, errors.New("handler panic")
 		if headSent {
-			sendControl(g.nc, w.reply, kindError, 0, "handler panic")
+			w.st.sendControl(kindError, 0, "handler panic")
 		} else {
-			g.respondError(w.reply, http.StatusBadGateway, "stage gateway: internal error")
+			_ = w.st.publish(errorResp("", "", http.StatusBadGateway, "stage gateway: internal error"))
 		}
 	}()
 	g.srv.ServeHTTP(w, r)
@@ -653,7 +693,6 @@ type respWriter struct {
 	g         *Gateway
 	st        *stream
 	snd       *sender
-	reply     string
 	inbox     string
 	inboxSent bool
 	header    http.Header
@@ -731,7 +770,8 @@ const acceptDelay = 200 * time.Millisecond
 const headGrace = 250 * time.Millisecond
 
 // announce sends the edge this request's inbox (once) with credit for
-// request body frames.
+// request body frames: the edge binds the request to the gateway then (the
+// frame's reply subject; Neo-Nats-Inbox is for edges of earlier releases).
 func (w *respWriter) announce(credit int) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -744,7 +784,7 @@ func (w *respWriter) announce(credit int) error {
 	if credit > 0 {
 		h[hdrCredit] = []string{strconv.Itoa(credit)}
 	}
-	return w.g.nc.PublishMsg(&nats.Msg{Subject: w.reply, Header: h})
+	return w.st.publish(&nats.Msg{Header: h})
 }
 
 func (w *respWriter) headWasSent() bool {
@@ -769,7 +809,7 @@ func (w *respWriter) send(eof bool) error {
 	if !w.headWasSent() {
 		return w.sendHead(eof, trailer)
 	}
-	w.err = w.snd.sendDataTo(w.reply, w.buf, eof, trailer)
+	w.err = w.snd.sendData(w.buf, eof, trailer)
 	w.buf = w.buf[:0]
 	return w.err
 }
@@ -790,15 +830,15 @@ func (w *respWriter) sendHead(eof bool, trailer http.Header) error {
 	m := w.headMsg(inbox, eof, trailer, data)
 	if mp := int(w.g.nc.MaxPayload()); mp > 0 && headSize(m.Header)+len(m.Data) > mp {
 		// headers are large: send the head alone, the bytes after it
-		if err := w.g.nc.PublishMsg(w.headMsg(inbox, false, nil, nil)); err != nil {
+		if err := w.st.publish(w.headMsg(inbox, false, nil, nil)); err != nil {
 			w.err = err
 			return err
 		}
 		w.st.sent.Store(0)
-		w.err = w.snd.sendDataTo(w.reply, data, eof, trailer)
+		w.err = w.snd.sendData(data, eof, trailer)
 		return w.err
 	}
-	w.err = w.g.nc.PublishMsg(m)
+	w.err = w.st.publish(m)
 	if w.err == nil {
 		w.st.sent.Store(0)
 	}
@@ -828,7 +868,7 @@ func (w *respWriter) headMsg(inbox string, eof bool, trailer http.Header, data [
 			b = appendV2Ctl(b, 'e', "1")
 			b = appendV2Fields(b, v2TagTrail, trailer)
 		}
-		return &nats.Msg{Subject: w.reply, Data: append(append(b, v2End), data...)}
+		return &nats.Msg{Data: append(append(b, v2End), data...)}
 	}
 	h := newFrame(kindResp, 5+len(w.header)+len(trailer))
 	h[hdrStatus] = statusValue(w.status)
@@ -843,7 +883,7 @@ func (w *respWriter) headMsg(inbox string, eof bool, trailer http.Header, data [
 		h[hdrEOF] = constValue("1")
 		putHTTPFields(h, trailer, prefixTrailer)
 	}
-	return &nats.Msg{Subject: w.reply, Header: h, Data: data}
+	return &nats.Msg{Header: h, Data: data}
 }
 
 func (w *respWriter) trailerNames() []string {
@@ -883,31 +923,12 @@ func (w *respWriter) finish() error {
 		w.WriteHeader(http.StatusOK)
 	}
 	if w.err != nil {
-		if w.headSent && w.st.peerInbox() != "" && !w.st.canceled.Load() {
-			sendControl(w.g.nc, w.reply, kindError, 0, w.err.Error())
+		if w.headSent && !w.st.canceled.Load() {
+			w.st.sendControl(kindError, 0, w.err.Error())
 		}
 		return w.err
 	}
 	return w.send(true)
-}
-
-// sendDataTo publishes a data frame to a fixed subject (the edge's inbox).
-func (s *sender) sendDataTo(to string, data []byte, eof bool, trailer http.Header) error {
-	if err := s.waitCredit(); err != nil {
-		return err
-	}
-	s.seq++
-	h := newFrame(kindData, 3+len(trailer))
-	h[hdrSeq] = []string{strconv.FormatUint(s.seq, 10)}
-	if eof {
-		h[hdrEOF] = constValue("1")
-		putHTTPFields(h, trailer, prefixTrailer)
-	}
-	err := s.nc.PublishMsg(&nats.Msg{Subject: to, Header: h, Data: data})
-	if err == nil {
-		s.st.sent.Store(int64(s.seq))
-	}
-	return err
 }
 
 // Interface guards

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -45,9 +46,10 @@ func (testPanic) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.H
 	panic("test handler panic")
 }
 
-// testTrailers reads the body, answers with the request trailer Neo-Checksum
-// in the body and sends the response trailers Neo-Resp-Sum (announced) and
-// Neo-Late (unannounced).
+// testTrailers reads the body, answers with the request trailer X-Checksum
+// and the names of all request trailers that have a value in the body, and
+// sends the response trailers Neo-Resp-Sum (announced) and Neo-Late
+// (unannounced).
 type testTrailers struct{}
 
 func (testTrailers) CaddyModule() caddy.ModuleInfo {
@@ -58,7 +60,14 @@ func (testTrailers) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhtt
 	n, _ := io.Copy(io.Discard, r.Body)
 	w.Header().Set("Trailer", "Neo-Resp-Sum")
 	w.WriteHeader(200)
-	fmt.Fprintf(w, "bytes=%d checksum=%s", n, r.Trailer.Get("Neo-Checksum"))
+	var names []string
+	for k, vv := range r.Trailer {
+		if len(vv) > 0 {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
+	fmt.Fprintf(w, "bytes=%d checksum=%s trailers=%s", n, r.Trailer.Get("X-Checksum"), strings.Join(names, ","))
 	w.Header().Set("Neo-Resp-Sum", "xyz")
 	w.Header().Set(http.TrailerPrefix+"Neo-Late", "late")
 	return nil

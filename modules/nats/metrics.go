@@ -1,8 +1,7 @@
 package neonats
 
 import (
-	"errors"
-
+	"github.com/projectneo/caddy-neo/internal/neometrics"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -33,21 +32,36 @@ var (
 		Name: "caddy_neo_nats_gateway_in_flight",
 		Help: "Requests being served by stage gateways.",
 	}, []string{"gateway"})
+	rejectedFrames = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "caddy_neo_nats_rejected_frames_total",
+		Help: "Frames dropped because they did not come from the request's peer, by side (edge: transports; gateway: stage gateways) and reason (wrong_reply, not_accepted, unexpected_kind, unknown_stream).",
+	}, []string{"side", "reason"})
 )
+
+// The sides of rejectedFrames.
+const (
+	sideEdge    = "edge"
+	sideGateway = "gateway"
+)
+
+// rejectedCounters are rejectedFrames' counters, resolved once.
+var rejectedCounters = func() map[[2]string]prometheus.Counter {
+	m := map[[2]string]prometheus.Counter{}
+	for _, side := range []string{sideEdge, sideGateway} {
+		for _, r := range []string{reasonWrongReply, reasonNotAccepted, reasonUnexpectedKind, reasonUnknownStream} {
+			m[[2]string{side, r}] = rejectedFrames.WithLabelValues(side, r)
+		}
+	}
+	return m
+}()
+
+func rejectedCounter(side, reason string) prometheus.Counter {
+	return rejectedCounters[[2]string{side, reason}]
+}
 
 // proxyOK is the transport's outcome of almost every request, resolved once.
 var proxyOK = proxyRequests.WithLabelValues("ok")
 
-func registerMetrics(reg *prometheus.Registry) {
-	if reg == nil {
-		return
-	}
-	for _, c := range []prometheus.Collector{connUp, connReconnects, proxyRequests, proxyFailovers, gatewayRequests, gatewayInFlight} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				continue
-			}
-		}
-	}
+func registerMetrics(reg prometheus.Registerer) error {
+	return neometrics.Register(reg, connUp, connReconnects, proxyRequests, proxyFailovers, gatewayRequests, gatewayInFlight, rejectedFrames)
 }

@@ -42,7 +42,9 @@ var pool = caddy.NewUsagePool()
 // App is the `neo_nats` app: named connections and an optional embedded server.
 //
 // When no connection is configured, a connection named "default" is made: to
-// the embedded server when there is one, else to nats://127.0.0.1:4222.
+// the embedded server when there is one (an anonymous one: an embedded server
+// with authorization needs connections with local_user), else to
+// nats://127.0.0.1:4222.
 type App struct {
 	// Connections by name. Default: one connection named "default".
 	Connections map[string]*Connection `json:"connections,omitempty"`
@@ -68,8 +70,13 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // reusing those left by the previous configuration.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
-	registerMetrics(ctx.GetMetricsRegistry())
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
 	if err := a.Validate(); err != nil {
+		return err
+	}
+	if err := checkSecrets(ctx); err != nil {
 		return err
 	}
 	if a.Embedded != nil {
@@ -77,14 +84,26 @@ func (a *App) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return err
 		}
-		val, _, err := pool.LoadOrNew(key, func() (caddy.Destructor, error) {
-			return a.Embedded.start(a.logger)
+		// read at every load: a reload picks up a changed file
+		var la *localAuth
+		if a.Embedded.Authorization != "" {
+			if la, err = loadLocalAuth(a.Embedded.Authorization, LocalCredentialsFile()); err != nil {
+				return fmt.Errorf("embedded: authorization: %w", err)
+			}
+		}
+		val, loaded, err := pool.LoadOrNew(key, func() (caddy.Destructor, error) {
+			return a.Embedded.start(la, a.logger)
 		})
 		if err != nil {
 			return fmt.Errorf("embedded: %w", err)
 		}
 		a.serverKey = key
 		a.server = val.(*pooledServer)
+		if loaded {
+			if err := a.server.useAuth(a.Embedded, la); err != nil {
+				return fmt.Errorf("embedded: authorization: %w", err)
+			}
+		}
 	}
 	if len(a.Connections) == 0 {
 		a.Connections = map[string]*Connection{DefaultConnection: {}}
@@ -98,12 +117,21 @@ func (a *App) Provision(ctx caddy.Context) error {
 	for _, name := range names {
 		c := a.Connections[name]
 		c.fillDefaults(name)
-		key, err := c.poolKey(name, a.serverKey)
+		// a local user's password, found before the connection is pooled: a
+		// new password (credentials file deleted) makes a new connection
+		password := ""
+		if c.LocalUser != "" {
+			var err error
+			if password, err = a.server.password(c.LocalUser); err != nil {
+				return fmt.Errorf("connections: %s: local_user: %w", name, err)
+			}
+		}
+		key, err := c.poolKey(name, a.serverKey, password)
 		if err != nil {
 			return err
 		}
 		val, _, err := pool.LoadOrNew(key, func() (caddy.Destructor, error) {
-			return c.dial(name, a.server, a.logger)
+			return c.dial(name, a.server, password, a.logger)
 		})
 		if err != nil {
 			return fmt.Errorf("connections: %s: %w", name, err)
@@ -126,10 +154,18 @@ func (a *App) Validate() error {
 		if err := c.validate(); err != nil {
 			return fmt.Errorf("connections: %s: %w", name, err)
 		}
+		if err := c.validateEmbedded(a.Embedded); err != nil {
+			return fmt.Errorf("connections: %s: %w", name, err)
+		}
 	}
 	if a.Embedded != nil {
 		if err := a.Embedded.validate(); err != nil {
 			return fmt.Errorf("embedded: %w", err)
+		}
+		if a.Embedded.Authorization != "" && len(a.Connections) == 0 {
+			// the implicit "default" connection would have no credentials
+			return errors.New("connections: none configured, and the embedded server requires credentials: " +
+				"add a connection with local_user <user of the authorization file>")
 		}
 	}
 	return nil

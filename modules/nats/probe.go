@@ -3,8 +3,6 @@ package neonats
 import (
 	"fmt"
 	"time"
-
-	"github.com/nats-io/nats.go"
 )
 
 // probeMisses is how many consecutive "no responders" answers to probes mark
@@ -26,20 +24,23 @@ func (e gatewayGoneError) Error() string { return "nats: " + e.msg }
 
 // prober checks, while the edge waits on a gateway, that the gateway still
 // serves the request: every interval it sends a probe frame to the gateway's
-// per-request inbox (once known). A nil prober never fires.
+// per-request inbox (once known). The gateway answers it (a probe frame with
+// the last frame it sent, or an error frame when it no longer has the
+// request) on the stream's inbox, like every other frame; NATS answers "no
+// responders" when the gateway's connection is gone. A nil prober never
+// fires.
 type prober struct {
-	nc       *nats.Conn
 	st       *stream
 	interval time.Duration
 	timer    *time.Timer
 	misses   int
 }
 
-func newProber(nc *nats.Conn, st *stream, interval time.Duration) *prober {
+func newProber(st *stream, interval time.Duration) *prober {
 	if interval <= 0 {
 		return nil
 	}
-	return &prober{nc: nc, st: st, interval: interval, timer: time.NewTimer(interval)}
+	return &prober{st: st, interval: interval, timer: time.NewTimer(interval)}
 }
 
 // C fires when the next probe is due.
@@ -52,8 +53,8 @@ func (p *prober) C() <-chan time.Time {
 
 // send probes the peer (when its inbox is known) and schedules the next probe.
 func (p *prober) send() {
-	if peer := p.st.peerInbox(); peer != "" {
-		_ = p.nc.PublishMsg(&nats.Msg{Subject: peer, Reply: p.st.inbox + probeSuffix, Header: newFrame(kindProbe, 1)})
+	if p.st.peerInbox() != "" {
+		p.st.sendControl(kindProbe, 0, "")
 	}
 	p.timer.Reset(p.interval)
 }

@@ -17,20 +17,30 @@ package neonats
 // Neo-Nats-Length (-1 unknown), Neo-Nats-Trailer (announced trailer names),
 // Neo-Nats-Window (response frames the edge accepts before sending credit),
 // Neo-Nats-Timeout (milliseconds the edge waits for the response head after
-// the request is sent; the gateway cancels the work past it).
+// the request is sent; the gateway cancels the work past it),
+// Neo-Nats-Client (the client's IP address as the edge resolved it),
+// Neo-Nats-Scheme (http or https, as the client reached the edge) and
+// Neo-Nats-Bind ("1": the edge binds the stream, see below).
 // resp (gateway → edge inbox) has Neo-Nats-Status. head and resp carry the
 // first body bytes as payload.
 //
-// probe (edge → gateway's per-request inbox, reply = the edge's per-request
-// inbox with the suffix "_p") checks that the gateway still serves the
-// request: the gateway answers probe while the request is in progress and
-// error when it no longer knows it (the response was sent, and lost); NATS
-// answers "no responders" when the gateway's connection is gone.
+// Every frame carries a NATS reply subject: the sender's own per-request
+// inbox (on the edge: the inbox, or a numbered reply subject under it, see
+// mux). A receiver bound to its peer drops frames whose reply subject is
+// not the peer's; an edge always binds, a gateway when the head has
+// Neo-Nats-Bind.
+//
+// probe (edge → gateway's per-request inbox) checks that the gateway still
+// serves the request: the gateway answers probe (with the last frame it
+// sent in Neo-Nats-Seq) while the request is in progress and error "request
+// not in progress" when it no longer knows it (the response was sent, and
+// lost); NATS answers "no responders" when the gateway's connection is gone.
 
 import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,7 +55,7 @@ const (
 	hdrSeq     = "Neo-Nats-Seq"
 	hdrEOF     = "Neo-Nats-Eof"
 	hdrInbox   = "Neo-Nats-Inbox"
-	hdrCredit  = "Neo-Nats-Credit"
+	hdrCredit  = "Neo-Nats-Credit" //nolint:gosec // G101: a header name (flow-control credit), not a credential
 	hdrMethod  = "Neo-Nats-Method"
 	hdrPath    = "Neo-Nats-Path"
 	hdrQuery   = "Neo-Nats-Query"
@@ -57,6 +67,9 @@ const (
 	hdrError   = "Neo-Nats-Error"
 	hdrVersion = "Neo-Nats-Version"
 	hdrTimeout = "Neo-Nats-Timeout"
+	hdrClient  = "Neo-Nats-Client"
+	hdrScheme  = "Neo-Nats-Scheme"
+	hdrBind    = "Neo-Nats-Bind"
 
 	prefixHeader  = "H-"
 	prefixTrailer = "T-"
@@ -204,6 +217,12 @@ type reqHead struct {
 	trailerNames              []string
 	window                    int
 	headTimeout               time.Duration
+	// client is the client's address as the edge resolved it (invalid when
+	// the edge did not send it), scheme "http", "https" or "" (not sent)
+	client netip.Addr
+	scheme string
+	// bind: the edge binds the stream, so the gateway does too
+	bind bool
 }
 
 // parseReqHead checks and extracts the request of a head frame.
@@ -255,6 +274,26 @@ func parseReqHead(f *frame) (*reqHead, error) {
 		}
 		rh.headTimeout = time.Duration(ms) * time.Millisecond
 	}
+	if s := f.get(hdrClient); s != "" {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return nil, fmt.Errorf("%w: %s %q", ErrBadFrame, hdrClient, s)
+		}
+		rh.client = a
+	}
+	switch s := f.get(hdrScheme); s {
+	case "", "http", "https":
+		rh.scheme = s
+	default:
+		return nil, fmt.Errorf("%w: %s %q", ErrBadFrame, hdrScheme, s)
+	}
+	switch s := f.get(hdrBind); s {
+	case "":
+	case "1":
+		rh.bind = true
+	default:
+		return nil, fmt.Errorf("%w: %s %q", ErrBadFrame, hdrBind, s)
+	}
 	hdr, err := f.fields(prefixHeader)
 	if err != nil {
 		return nil, err
@@ -266,10 +305,50 @@ func parseReqHead(f *frame) (*reqHead, error) {
 			if !validHTTPToken(name) {
 				return nil, fmt.Errorf("%w: trailer name %q", ErrBadFrame, name)
 			}
-			rh.trailerNames = append(rh.trailerNames, http.CanonicalHeaderKey(name))
+			if ck := http.CanonicalHeaderKey(name); !forbiddenTrailer(ck) {
+				rh.trailerNames = append(rh.trailerNames, ck)
+			}
 		}
 	}
 	return rh, nil
+}
+
+// forbiddenTrailer reports whether a request trailer field (canonical name
+// ck) is never carried: fields the edge sets or removes (Host, Neo-*,
+// X-Forwarded-*, Forwarded and the client address fields X-Real-Ip,
+// True-Client-Ip, Client-Ip, X-Client-Ip, Cf-Connecting-Ip), hop-by-hop
+// fields and Content-Length. The edge leaves them out of the trailers it
+// frames and a gateway drops them from the trailers it receives.
+func forbiddenTrailer(ck string) bool {
+	if isHopByHop(ck) || strings.HasPrefix(ck, "Neo-") || strings.HasPrefix(ck, "X-Forwarded-") {
+		return true
+	}
+	switch ck {
+	case "Host", "Forwarded", "Content-Length", "X-Real-Ip", "True-Client-Ip", "Client-Ip", "X-Client-Ip", "Cf-Connecting-Ip":
+		return true
+	}
+	return false
+}
+
+// requestTrailers returns tr without the fields forbiddenTrailer names (tr
+// itself when it has none of them).
+func requestTrailers(tr http.Header) http.Header {
+	n := 0
+	for k := range tr {
+		if forbiddenTrailer(http.CanonicalHeaderKey(k)) {
+			n++
+		}
+	}
+	if n == 0 {
+		return tr
+	}
+	out := make(http.Header, len(tr)-n)
+	for k, vv := range tr {
+		if !forbiddenTrailer(http.CanonicalHeaderKey(k)) {
+			out[k] = vv
+		}
+	}
+	return out
 }
 
 // httpFields extracts the HTTP fields carried under prefix.
@@ -436,7 +515,7 @@ func newFrame(kind string, size int) nats.Header {
 // every frame (capped: an append copies).
 var constValues = func() map[string][]string {
 	m := map[string][]string{}
-	for _, v := range []string{kindHead, kindResp, kindData, kindCredit, kindProbe, kindCancel, kindError, protoVersion, "1", "0",
+	for _, v := range []string{kindHead, kindResp, kindData, kindCredit, kindProbe, kindCancel, kindError, protoVersion, "1", "0", "http", "https", errNotInProgress,
 		http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions, ""} {
 		m[v] = []string{v}[:1:1]
 	}

@@ -37,6 +37,11 @@ func TestParseFrame(t *testing.T) {
 		"length lies":   func(h nats.Header) { h[hdrLength] = []string{"5"} },
 		"bad field":     func(h nats.Header) { h["H-Bad Name"] = []string{"x"} },
 		"bad inbox":     func(h nats.Header) { h[hdrInbox] = []string{"_INBOX.>"} },
+		"client port":   func(h nats.Header) { h[hdrClient] = []string{"192.0.2.1:80"} },
+		"client zone":   func(h nats.Header) { h[hdrClient] = []string{"fe80::1%eth0"} },
+		"client name":   func(h nats.Header) { h[hdrClient] = []string{"localhost"} },
+		"bad scheme":    func(h nats.Header) { h[hdrScheme] = []string{"ftp"} },
+		"bad bind":      func(h nats.Header) { h[hdrBind] = []string{"yes"} },
 	} {
 		t.Run(name, func(t *testing.T) {
 			h := nats.Header{}
@@ -53,6 +58,19 @@ func TestParseFrame(t *testing.T) {
 			}
 		})
 	}
+	// the client, scheme and binding; trailer names the edge controls are dropped
+	h := nats.Header{}
+	for k, v := range ok {
+		h[k] = v
+	}
+	h[hdrClient], h[hdrScheme], h[hdrBind] = []string{"2001:db8::7"}, []string{"https"}, []string{"1"}
+	h[hdrTrailer] = []string{"X-Sum, Neo-Tenant, Host, X-Forwarded-For, Forwarded, Te, Content-Length"}
+	if f, err = parseFrame(&nats.Msg{Header: h}); err == nil {
+		rh, err = parseReqHead(f)
+	}
+	if err != nil || rh.client.String() != "2001:db8::7" || rh.scheme != "https" || !rh.bind || !slices.Equal(rh.trailerNames, []string{"X-Sum"}) {
+		t.Fatalf("%+v %v", rh, err)
+	}
 	nr, err := parseFrame(&nats.Msg{Header: nats.Header{"Status": {"503"}}})
 	if err != nil || nr.kind != kindNoResponders {
 		t.Fatalf("no responders: %+v %v", nr, err)
@@ -67,6 +85,11 @@ func FuzzFrame(f *testing.F) {
 	f.Add("NATS/1.0\r\nNeo-Nats-Kind: data\r\nNeo-Nats-Seq: 3\r\nNeo-Nats-Eof: 1\r\nT-X: y\r\n\r\n", []byte{})
 	f.Add("NATS/1.0 503\r\n\r\n", []byte{})
 	f.Add("NATS/1.0\r\nNeo-Nats-Kind: resp\r\nNeo-Nats-Status: 204\r\nNeo-Nats-Inbox: _INBOX.a.b\r\n\r\n", []byte{})
+	f.Add("NATS/1.0\r\nNeo-Nats-Kind: credit\r\nNeo-Nats-Credit: 8\r\nNeo-Nats-Inbox: _GW.prod.a.b\r\n\r\n", []byte{})
+	f.Add("NATS/1.0\r\nNeo-Nats-Kind: cancel\r\nNeo-Nats-Error: client gone\r\n\r\n", []byte{})
+	f.Add("NATS/1.0\r\nNeo-Nats-Kind: error\r\nNeo-Nats-Error: request not in progress\r\n\r\n", []byte{})
+	f.Add("NATS/1.0\r\nNeo-Nats-Kind: probe\r\nNeo-Nats-Seq: 7\r\n\r\n", []byte{})
+	f.Add("NATS/1.0\r\nNeo-Nats-Kind: head\r\nNeo-Nats-Version: 1\r\nNeo-Nats-Method: POST\r\nNeo-Nats-Path: /a\r\nNeo-Nats-Window: 8\r\nNeo-Nats-Bind: 1\r\nNeo-Nats-Client: 2001:db8::1\r\nNeo-Nats-Scheme: https\r\nNeo-Nats-Trailer: X-Sum, Neo-Tenant, Host\r\n\r\n", []byte{})
 	f.Fuzz(func(t *testing.T, hdr string, data []byte) {
 		h, err := nats.DecodeHeadersMsg([]byte(hdr))
 		if err != nil {
@@ -90,6 +113,7 @@ func FuzzFrame(f *testing.F) {
 			if !strings.HasPrefix(rh.path, "/") || strings.ContainsAny(rh.path+rh.query+rh.host, "\r\n\x00 #") {
 				t.Fatalf("accepted unsafe request line %q %q %q", rh.path, rh.query, rh.host)
 			}
+			checkReqHead(t, rh)
 			for k, vv := range rh.header {
 				if !validHTTPToken(k) {
 					t.Fatalf("accepted field name %q", k)
@@ -105,6 +129,24 @@ func FuzzFrame(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// checkReqHead checks what parseReqHead accepted beyond the request line:
+// a client address without a zone, a known scheme, no trailer the edge
+// controls.
+func checkReqHead(t *testing.T, rh *reqHead) {
+	t.Helper()
+	if rh.client.IsValid() && rh.client.Zone() != "" {
+		t.Fatalf("accepted client %v", rh.client)
+	}
+	if rh.scheme != "" && rh.scheme != "http" && rh.scheme != "https" {
+		t.Fatalf("accepted scheme %q", rh.scheme)
+	}
+	for _, n := range rh.trailerNames {
+		if forbiddenTrailer(n) || !validHTTPToken(n) {
+			t.Fatalf("accepted trailer name %q", n)
+		}
+	}
 }
 
 // TestFieldsShareValues pins down what framing the HTTP fields costs: the
@@ -394,6 +436,8 @@ func FuzzFrameV2(f *testing.F) {
 	f.Add(v2Head("GET", "/", "", "h", http.Header{"A": {"b"}}, []byte("x"))[len(v2Magic):], "X-Name", "value", "other")
 	f.Add([]byte{'r', 's', 3, '2', '0', '0', 'e', 1, '1', 'T', 1, 'A', 1, 1, 'b', 0}, "", "", "")
 	f.Add([]byte{'h', 'H', 1, 'A', 2, 1, 'a', 0, 0}, "Content-Type", "a\x00b", "\r")
+	f.Add([]byte{'h', 'm', 3, 'G', 'E', 'T', 'p', 1, '/', 'w', 1, '8', 'b', 1, '1', 'u', 5, 'h', 't', 't', 'p', 's', 'c', 3, ':', ':', '1', 'r', 9, 'A', ',', 'N', 'e', 'o', '-', 'X', ',', 'B', 0}, "Host", "x", "y")
+	f.Add([]byte{'h', 'm', 3, 'G', 'E', 'T', 'p', 1, '/', 'w', 1, '8', 'c', 14, 'f', 'e', '8', '0', ':', ':', '1', '%', 'e', 't', 'h', '0', '0', '0', 0}, "", "", "")
 	f.Fuzz(func(t *testing.T, rest []byte, name, v1, v2 string) {
 		d := append(append([]byte{}, v2Magic...), rest...)
 		fr, err := parseFrame(&nats.Msg{Data: d})
@@ -422,6 +466,7 @@ func FuzzFrameV2(f *testing.F) {
 					if !strings.HasPrefix(rh.path, "/") || strings.ContainsAny(rh.path+rh.query+rh.host, "\r\n\x00 #") {
 						t.Fatalf("accepted unsafe request line %q %q %q", rh.path, rh.query, rh.host)
 					}
+					checkReqHead(t, rh)
 				}
 			}
 		}

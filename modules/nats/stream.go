@@ -26,7 +26,6 @@ func (e peerError) Error() string { return "nats: " + e.msg }
 
 // sender publishes the frames of one body stream, waiting for credit.
 type sender struct {
-	nc      *nats.Conn
 	st      *stream
 	ctx     context.Context
 	timeout time.Duration
@@ -54,7 +53,7 @@ func (s *sender) waitCredit() error {
 	return nil
 }
 
-// sendData publishes a data frame (seq ≥ 1) to the peer's inbox.
+// sendData publishes a data frame (seq ≥ 1) to the peer.
 func (s *sender) sendData(data []byte, eof bool, trailer http.Header) error {
 	if err := s.waitCredit(); err != nil {
 		return err
@@ -66,32 +65,16 @@ func (s *sender) sendData(data []byte, eof bool, trailer http.Header) error {
 		h[hdrEOF] = constValue("1")
 		putHTTPFields(h, trailer, prefixTrailer)
 	}
-	err := s.nc.PublishMsg(&nats.Msg{Subject: s.st.peerInbox(), Header: h, Data: data})
+	err := s.st.publish(&nats.Msg{Header: h, Data: data})
 	if err == nil {
 		s.st.sent.Store(int64(s.seq))
 	}
 	return err
 }
 
-// sendControl publishes a credit or cancel frame to the peer, best effort.
-func sendControl(nc *nats.Conn, to, kind string, credit int, msg string) {
-	if to == "" {
-		return
-	}
-	h := newFrame(kind, 2)
-	if credit > 0 {
-		h[hdrCredit] = []string{strconv.Itoa(credit)}
-	}
-	if msg != "" {
-		h[hdrError] = []string{msg}
-	}
-	_ = nc.PublishMsg(&nats.Msg{Subject: to, Header: h})
-}
-
 // bodyReader reads a body stream: the inline bytes of the head frame, then
 // data frames in sequence, granting credit as frames are consumed.
 type bodyReader struct {
-	nc       *nats.Conn
 	st       *stream
 	ctx      context.Context
 	timeout  time.Duration
@@ -106,6 +89,9 @@ type bodyReader struct {
 	onEOF    func()
 	// probe, on the edge, checks that the gateway still serves the request.
 	probe *prober
+	// request: the body is a request's (on a gateway), whose trailers must
+	// not carry fields the edge controls (see forbiddenTrailer)
+	request bool
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
@@ -125,7 +111,7 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 
 func (b *bodyReader) nextFrame() error {
 	if b.consumed >= max(1, b.window/2) {
-		sendControl(b.nc, b.st.peerInbox(), kindCredit, b.consumed, "")
+		b.st.sendControl(kindCredit, b.consumed, "")
 		b.consumed = 0
 	}
 	if b.timer == nil {
@@ -184,7 +170,7 @@ func (b *bodyReader) nextFrame() error {
 		b.eof = true
 		if tr, err := f.fields(prefixTrailer); err == nil {
 			for k, vv := range tr {
-				if b.trailer != nil {
+				if b.trailer != nil && !(b.request && forbiddenTrailer(k)) {
 					b.trailer[k] = vv
 				}
 			}

@@ -48,8 +48,25 @@ func ValidToken(s string) error {
 
 // validSubject reports whether s is a literal subject of valid tokens.
 func validSubject(s string) bool {
-	for _, t := range strings.Split(s, ".") {
-		if ValidToken(t) != nil {
+	for {
+		t, rest, more := strings.Cut(s, ".")
+		if !validTokenBytes(t) {
+			return false
+		}
+		if !more {
+			return true
+		}
+		s = rest
+	}
+}
+
+// validTokenBytes is ValidToken without the error (no allocation).
+func validTokenBytes(s string) bool {
+	if s == "" || len(s) > maxTokenLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f || c == '.' || c == '*' || c == '>' {
 			return false
 		}
 	}

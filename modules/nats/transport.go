@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"sort"
 	"strconv"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
@@ -42,8 +45,10 @@ type Transport struct {
 	Connection string `json:"connection,omitempty"`
 	// Subject template. Default: "neo.rt.{neo.stage}.{neo.zone}.{neo.tenant}.{neo.app}".
 	Subject string `json:"subject,omitempty"`
-	// Zones is the failover order of the zone token. Default: only the
-	// request's {neo.zone}.
+	// Zones is the failover order of the zone token, after the request's
+	// own {neo.zone}. Default: the tenant registry's failover order (the neo
+	// app's zone_order, or the zones after this node's around its zones)
+	// when the config has a neo app; otherwise none.
 	Zones []string `json:"zones,omitempty"`
 	// ResponseHeaderTimeout bounds the wait for the response head after the
 	// last request progress. Default: 60s.
@@ -123,6 +128,9 @@ func (t *Transport) Provision(ctx caddy.Context) error {
 	if err := t.Validate(); err != nil {
 		return err
 	}
+	if len(t.Zones) == 0 && t.tmpl.HasZone() {
+		t.Zones = registryZones(ctx)
+	}
 	t.windowValue = []string{strconv.Itoa(t.Window)}[:1:1]
 	t.timeoutValue = []string{strconv.FormatInt(time.Duration(t.ResponseHeaderTimeout).Milliseconds(), 10)}[:1:1]
 	nc, err := Conn(ctx, t.Connection)
@@ -130,7 +138,7 @@ func (t *Transport) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("connection: %w", err)
 	}
 	t.nc = nc
-	t.mux, err = newMux(nc)
+	t.mux, err = newMux(nc, true, t.logger)
 	if err != nil {
 		return fmt.Errorf("subscribing to replies: %w", err)
 	}
@@ -254,7 +262,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if len(req.Trailer) > 0 {
 		names := make([]string, 0, len(req.Trailer))
 		for k := range req.Trailer {
-			if validHTTPToken(k) {
+			if validHTTPToken(k) && !forbiddenTrailer(http.CanonicalHeaderKey(k)) {
 				names = append(names, k)
 			}
 		}
@@ -270,7 +278,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	// a body of known length that fits rides in the head
 	inline := !eof && req.ContentLength > 0 && req.ContentLength <= int64(chunk) && len(req.Trailer) == 0
-	msg, first := t.headMsg(req, host, trailerNames, length, inline)
+	hf := headFields{host: host, trailerNames: trailerNames, client: clientAddr(req), scheme: clientScheme(req)}
+	msg, first := t.headMsg(req, hf, length, inline)
 	headBytes := headSize(msg.Header) + len(msg.Data) - len(first)
 	if mp := int(t.nc.MaxPayload()); mp > 0 {
 		if headBytes+256 > mp {
@@ -280,7 +289,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		if inline && req.ContentLength > int64(mp-headBytes-256) {
 			inline = false
-			msg, first = t.headMsg(req, host, trailerNames, length, false)
+			msg, first = t.headMsg(req, hf, length, false)
 		}
 	}
 	if inline {
@@ -290,7 +299,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 
-	st, err := t.mux.open(t.Window)
+	st, err := t.mux.open(streamOpts{window: t.Window, tenant: tenant, app: app, subject: subjects[0]})
 	if err != nil {
 		proxyRequests.WithLabelValues("publish_error").Inc()
 		log.Error("nats round trip failed", zap.String("outcome", "publish_error"), zap.Error(err))
@@ -300,7 +309,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	hdrTimeout := time.Duration(t.ResponseHeaderTimeout)
 	timer := time.NewTimer(hdrTimeout)
 	defer timer.Stop()
-	probe := newProber(t.nc, st, time.Duration(t.GatewayCheckInterval))
+	probe := newProber(st, time.Duration(t.GatewayCheckInterval))
 	// a gateway acknowledges by then, or the request was lost; the probe
 	// timer wakes the wait for it (no probe is sent before the gateway's
 	// inbox is known)
@@ -311,7 +320,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	fail := func(outcome string, err error) (*http.Response, error) {
 		probe.stop()
 		st.abort()
-		sendControl(t.nc, st.peerInbox(), kindCancel, 0, outcome)
+		st.sendControl(kindCancel, 0, outcome)
 		st.close()
 		proxyRequests.WithLabelValues(outcome).Inc()
 		if !errors.Is(err, context.Canceled) {
@@ -431,9 +440,6 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	default:
 		return fail("bad_frame", fmt.Errorf("%w: want a resp frame, got %q", ErrBadFrame, f.kind))
 	}
-	if f.inbox != "" {
-		st.setPeer(f.inbox) // version 1: the reply mux did it already
-	}
 	hdr, err := f.fields(prefixHeader)
 	if err != nil {
 		return fail("bad_frame", err)
@@ -468,7 +474,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	br := &bodyReader{
-		nc: t.nc, st: st, ctx: ctx, timeout: time.Duration(t.ChunkTimeout), window: t.Window,
+		st: st, ctx: ctx, timeout: time.Duration(t.ChunkTimeout), window: t.Window,
 		buf: f.data, next: 1, eof: f.eof, trailer: resp.Trailer, probe: probe,
 	}
 	if f.eof {
@@ -493,10 +499,54 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
+// headFields are the head frame's values that RoundTrip works out.
+type headFields struct {
+	host, trailerNames string
+	// the client's address and scheme (clientAddr, clientScheme)
+	client, scheme string
+}
+
+// clientAddr is the client's IP address as the edge's server resolved it
+// (Caddy's client_ip variable, which honours the server's trusted_proxies
+// and client_ip_headers), else the connection's peer; "" when neither is an
+// IP address.
+func clientAddr(req *http.Request) string {
+	ip, _ := caddyhttp.GetVar(req.Context(), caddyhttp.ClientIPVarKey).(string)
+	if ip == "" {
+		ip, _, _ = net.SplitHostPort(req.RemoteAddr)
+	}
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ""
+	}
+	if a.Zone() != "" {
+		return a.WithZone("").String()
+	}
+	return ip
+}
+
+// clientScheme is how the client reached the edge: the X-Forwarded-Proto the
+// edge's reverse proxy set just before the round trip (its own scheme, or a
+// trusted proxy's value, as its trusted_proxies decide), else whether the
+// request came over TLS.
+func clientScheme(req *http.Request) string {
+	if vv := req.Header["X-Forwarded-Proto"]; len(vv) > 0 {
+		switch v := vv[len(vv)-1]; v {
+		case "http", "https":
+			return v
+		}
+	}
+	if req.TLS != nil {
+		return "https"
+	}
+	return "http"
+}
+
 // headMsg builds the head frame in the transport's protocol version, with
 // the end of the body when there is none or when inline; then first is
 // where the inline body goes (its ContentLength bytes, in the message).
-func (t *Transport) headMsg(req *http.Request, host, trailerNames string, length int64, inline bool) (msg *nats.Msg, first []byte) {
+func (t *Transport) headMsg(req *http.Request, hf headFields, length int64, inline bool) (msg *nats.Msg, first []byte) {
+	host, trailerNames := hf.host, hf.trailerNames
 	eof := inline || req.Body == nil || req.Body == http.NoBody || req.ContentLength == 0
 	lengthValue := "0"
 	if length != 0 {
@@ -504,8 +554,13 @@ func (t *Transport) headMsg(req *http.Request, host, trailerNames string, length
 	}
 	path := req.URL.EscapedPath()
 	if t.ProtocolVersion == 1 {
-		head := newFrame(kindHead, 11+len(req.Header))
+		head := newFrame(kindHead, 14+len(req.Header))
 		head[hdrVersion] = constValue(protoVersion)
+		head[hdrBind] = constValue("1")
+		head[hdrScheme] = constValue(hf.scheme)
+		if hf.client != "" {
+			head[hdrClient] = []string{hf.client}
+		}
 		head[hdrMethod] = constValue(req.Method)
 		head[hdrPath] = []string{path}
 		head[hdrQuery] = []string{req.URL.RawQuery}
@@ -525,7 +580,7 @@ func (t *Transport) headMsg(req *http.Request, host, trailerNames string, length
 		}
 		return &nats.Msg{Header: head, Data: first}, first
 	}
-	size := 64 + len(req.Method) + len(path) + len(req.URL.RawQuery) + len(host) + len(trailerNames) + v2FieldsSize(req.Header)
+	size := 96 + len(req.Method) + len(path) + len(req.URL.RawQuery) + len(host) + len(trailerNames) + len(hf.client) + v2FieldsSize(req.Header)
 	if inline {
 		size += int(req.ContentLength)
 	}
@@ -536,6 +591,11 @@ func (t *Transport) headMsg(req *http.Request, host, trailerNames string, length
 	b = appendV2Ctl(b, 'h', host)
 	b = appendV2Ctl(b, 'w', t.windowValue[0])
 	b = appendV2Ctl(b, 't', t.timeoutValue[0])
+	b = appendV2Ctl(b, 'b', "1")
+	b = appendV2Ctl(b, 'u', hf.scheme)
+	if hf.client != "" {
+		b = appendV2Ctl(b, 'c', hf.client)
+	}
 	if trailerNames != "" {
 		b = appendV2Ctl(b, 'r', trailerNames)
 	}
@@ -555,7 +615,7 @@ func (t *Transport) headMsg(req *http.Request, host, trailerNames string, length
 
 // upload streams the request body after the inline part.
 func (t *Transport) upload(ctx context.Context, st *stream, body io.Reader, trailer http.Header, chunk int, progress chan struct{}) error {
-	snd := &sender{nc: t.nc, st: st, ctx: ctx, timeout: time.Duration(t.ChunkTimeout)}
+	snd := &sender{st: st, ctx: ctx, timeout: time.Duration(t.ChunkTimeout)}
 	// the buffer starts small and grows to a chunk only for bodies that
 	// keep it full: a small streamed body does not cost a whole chunk
 	buf := make([]byte, min(chunk, 64<<10))
@@ -565,6 +625,9 @@ func (t *Transport) upload(ctx context.Context, st *stream, body io.Reader, trai
 		eof := errors.Is(err, io.EOF)
 		if err != nil && !eof {
 			return fmt.Errorf("reading request body: %w", err)
+		}
+		if eof && len(trailer) > 0 {
+			trailer = requestTrailers(trailer)
 		}
 		if n > 0 && len(trailer) > 0 && eof {
 			// data first, trailers in a frame of their own
@@ -629,7 +692,7 @@ func (r *respBody) Close() error {
 	}
 	r.closed = true
 	if !r.br.eof {
-		sendControl(r.t.nc, r.br.st.peerInbox(), kindCancel, 0, "client closed the response")
+		r.br.st.sendControl(kindCancel, 0, "client closed the response")
 	}
 	r.br.stop()
 	r.br.st.abort()

@@ -712,3 +712,25 @@ func TestProtocolVersionOnWire(t *testing.T) {
 		}
 	})
 }
+
+// TestZoneFailoverFromRegistry: a transport without zones takes the failover
+// order of the config's tenant registry (zones az-a az-b: az-b after az-a),
+// so the zones are declared once.
+func TestZoneFailoverFromRegistry(t *testing.T) {
+	s := startNATS(t, 0)
+	tp := newTopo(t, s)
+	tp.transport = map[string]any{"zones": nil}
+	tp.gateways = []map[string]any{gw("az-b")}
+	var cfg map[string]any
+	if err := json.Unmarshal(tp.json(t), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg["apps"].(map[string]any)["neo"] = map[string]any{"zone": "az-a", "zones": []string{"az-a", "az-b"}, "store": map[string]any{"module": "file", "dir": t.TempDir()}}
+	raw, _ := json.Marshal(cfg)
+	if err := loadRaw(raw); err != nil {
+		t.Fatal(err)
+	}
+	if code, z := zoneOf(t, tp); code != 200 || z != "az-b" {
+		t.Fatalf("no gateway in az-a: %d %s, want the registry's next zone az-b", code, z)
+	}
+}

@@ -161,7 +161,7 @@ func (s *KV) tryLock(ctx context.Context, b *buckets, name, enc string) (bool, e
 		old.halt()
 		s.released(old)
 	}
-	go s.keep(b, h, ttl)
+	go s.keep(b, h, ttl) //nolint:gosec // G118: the refresh outlives the call by design; halt stops it
 	return true, nil
 }
 

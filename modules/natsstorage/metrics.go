@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"time"
 
+	"github.com/projectneo/caddy-neo/internal/neometrics"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -32,18 +33,8 @@ var (
 	}, []string{"bucket"})
 )
 
-func registerMetrics(reg *prometheus.Registry) {
-	if reg == nil {
-		return
-	}
-	for _, c := range []prometheus.Collector{opsTotal, lockWait, locksHeld, locksLost} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				continue
-			}
-		}
-	}
+func registerMetrics(reg prometheus.Registerer) error {
+	return neometrics.Register(reg, opsTotal, lockWait, locksHeld, locksLost)
 }
 
 // count records one operation's result.

@@ -110,7 +110,9 @@ func (n *NATS) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("connection %q: jetstream: %w", n.Connection, err)
 	}
 	log := ctx.Logger()
-	registerMetrics(ctx.GetMetricsRegistry())
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
 	n.kv = NewKV(js, Settings{
 		Bucket:    n.Bucket,
 		Replicas:  n.Replicas,

@@ -109,7 +109,7 @@ func TestModuleEmbeddedJetStream(t *testing.T) {
 		"admin": {"disabled": true},
 		"logging": {"logs": {"default": {"level": "ERROR"}}},
 		"storage": {"module": "neo_nats"},
-		"apps": {"neo_nats": {"embedded": {"jetstream": true, "store_dir": %q}}}
+		"apps": {"neo_nats": {"embedded": {"anonymous": true, "jetstream": true, "store_dir": %q}}}
 	}`, t.TempDir())
 	if err := runConfig(t, cfg); err != nil {
 		t.Fatal(err)

@@ -32,6 +32,8 @@ func init() {
 //	GET|PUT|DELETE /neo/tenants/{t}/apps/{a}/stages/{s}/replicas   [Replica]
 //	GET|PUT|DELETE /neo/tenants/{t}/domains/{d}              DomainConfig
 //	GET    /neo/tenants/{t}/history                          audit trail ([HistoryEntry])
+//	GET    /neo/live, /neo/ready                             liveness, readiness (health.go)
+//	GET|PUT|DELETE /neo/tenants/{t}/identity[/...]           identity (admin_identity.go); secrets never returned
 //
 // Changes record who made them (the client address and the optional
 // `Neo-Actor` request header) when the store keeps an audit trail; the
@@ -93,6 +95,9 @@ func adminPath(p string) ([]string, bool) {
 }
 
 func serveAdmin(w http.ResponseWriter, r *http.Request) error {
+	if r.URL.Path == "/neo/live" || r.URL.Path == "/neo/ready" {
+		return serveHealth(w, r, r.URL.Path[len("/neo/"):])
+	}
 	a := Current()
 	if a == nil {
 		return apiErr(http.StatusServiceUnavailable, errors.New("the neo app is not running"))
@@ -136,12 +141,6 @@ func serveAdmin(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	return writeJSON(w, status, v)
-}
-
-// handleAdmin serves one admin request: it returns the status, the JSON
-// value to answer with, or an error whose status is the first result.
-func (a *App) handleAdmin(method string, segs []string, body []byte) (int, any, error) {
-	return a.handleAdminBy(method, segs, body, Author{})
 }
 
 func (a *App) handleAdminBy(method string, segs []string, body []byte, who Author) (int, any, error) {
@@ -198,6 +197,9 @@ func (a *App) handleAdminBy(method string, segs []string, body []byte, who Autho
 		if err != nil {
 			return a.adminResult(http.StatusOK, storeErr(err))
 		}
+		for i := range entries {
+			entries[i].Tenant = entries[i].Tenant.Redacted() // never a secret
+		}
 		return http.StatusOK, entries, nil
 	}
 	// The whole tenant.
@@ -207,12 +209,19 @@ func (a *App) handleAdminBy(method string, segs []string, body []byte, who Autho
 			if !exists {
 				return http.StatusNotFound, nil, fmt.Errorf("tenant %q: %w", name, ErrNotFound)
 			}
-			return http.StatusOK, t.Config, nil
+			return http.StatusOK, t.Config.Redacted(), nil
 		case http.MethodDelete:
 			return a.adminResult(http.StatusOK, a.DeleteBy(name, who))
 		case http.MethodPut:
 			tc, err := ParseTenant(body)
 			if err != nil {
+				return http.StatusBadRequest, nil, err
+			}
+			var prev *TenantConfig
+			if exists {
+				prev = t.Config
+			}
+			if err := prepareIdentity(tc, prev); err != nil {
 				return http.StatusBadRequest, nil, err
 			}
 			created, err := a.PutBy(name, tc, who)
@@ -230,6 +239,17 @@ func (a *App) handleAdminBy(method string, segs []string, body []byte, who Autho
 		return http.StatusConflict, nil, fmt.Errorf("tenant %q: %w", name, ErrReadOnly)
 	}
 	tc := t.Config.Clone()
+	if sub[0] == "identity" {
+		status, v, changed, err := a.handleIdentityAdmin(method, name, sub[1:], body, tc)
+		if err != nil || !changed {
+			return status, v, err
+		}
+		if err := a.PutIfUnchanged(name, t.Config, tc, who); err != nil {
+			s, _, err := a.adminResult(status, err)
+			return s, nil, err
+		}
+		return status, v, nil
+	}
 	var get any
 	status := http.StatusOK
 	switch {

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"encoding/json"
+
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -40,12 +41,14 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //
 //	neo {
 //	    zone             <zone>
+//	    zones            <zone>...
 //	    platform_domain  <domain>
 //	    runtime_domain   <domain>
 //	    stages           <first> ... <production>
 //	    store file       [<dir>]
 //	    store nats       { ... }   (see neo.stores.nats)
 //	    metrics_no_tenant_label
+//	    welcome          <text>    (repeatable)
 //	    service <name> <path-prefix> {
 //	        replica <host:port> [<zone>]
 //	    }
@@ -64,18 +67,29 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	            paranoia <1-4>
 //	        }
 //	        rate_limit_tier <tier>
+//	        identity { ... }      (caddyfile_identity.go)
 //	    }
+//	    identity <tenant> { ... } (the identity of a tenant defined above)
 //	}
 //
 // `import` works inside the block, so each tenant can live in its own file
 // (`import tenants/*.caddy`).
+//
+// At the end of each block the registry is validated as Provision will
+// validate it, and a mistake is reported with the file and line it was
+// written at (a tenant file's, for a tenant): a replica without a zone or in
+// an undeclared zone, a replica listed twice, an unknown stage or app,
+// ambiguous host names. Declare stages, zones and domains before the tenants.
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // option name
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	src := sources{}
 	for d.NextBlock(0) {
-		switch name := d.Val(); name {
+		name := d.Val()
+		src.mark(name, d)
+		switch name {
 		case "zone", "platform_domain", "runtime_domain":
 			var v string
 			if !d.Args(&v) || d.NextArg() {
@@ -94,6 +108,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if len(a.Stages) == 0 {
 				return d.ArgErr()
 			}
+		case "welcome":
+			var line string
+			if !d.Args(&line) || d.NextArg() {
+				return d.ArgErr()
+			}
+			a.Welcome = append(a.Welcome, line)
 		case "metrics_no_tenant_label":
 			if d.NextArg() {
 				return d.ArgErr()
@@ -104,6 +124,14 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			a.DisablePanic = true
+		case "zones":
+			if a.Zones != nil {
+				return d.Errf("neo: zones given twice")
+			}
+			a.Zones = d.RemainingArgs()
+			if len(a.Zones) == 0 {
+				return d.ArgErr()
+			}
 		case "zone_order":
 			if a.ZoneOrder != nil {
 				return d.Errf("neo: zone_order given twice")
@@ -170,10 +198,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("neo: service %q defined twice", sn)
 			}
 			sc := &ServiceConfig{Path: path}
+			src.mark("services."+sn, d)
 			for nesting := d.Nesting(); d.NextBlock(nesting); {
 				if d.Val() != "replica" {
 					return d.Errf("neo: service %s: unknown subdirective %q", sn, d.Val())
 				}
+				src.mark("services."+sn+".replicas["+strconv.Itoa(len(sc.Replicas))+"]", d)
 				r, err := parseReplica(d)
 				if err != nil {
 					return err
@@ -192,16 +222,36 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if _, dup := a.Tenants[tn]; dup {
 				return d.Errf("neo: tenant %q defined twice", tn)
 			}
-			tc, err := parseTenantBlock(d, tn)
+			src.mark("tenants."+tn, d)
+			tc, err := parseTenantBlock(d, tn, src)
 			if err != nil {
 				return err
 			}
 			a.Tenants[tn] = tc
+		case "identity":
+			// A tenant's identity apart from its tenant file (the local
+			// topology keeps its demo users out of the tenant files).
+			var tn string
+			if !d.Args(&tn) || d.NextArg() {
+				return d.ArgErr()
+			}
+			tc, ok := a.Tenants[tn]
+			if !ok {
+				return d.Errf("neo: identity %s: no tenant %q defined before it", tn, tn)
+			}
+			if tc.Identity != nil {
+				return d.Errf("neo: tenant %s: identity defined twice", tn)
+			}
+			ic, err := parseIdentityBlock(d, tn)
+			if err != nil {
+				return err
+			}
+			tc.Identity = ic
 		default:
 			return d.Errf("neo: unknown subdirective %q", name)
 		}
 	}
-	return nil
+	return a.checkAdapted(src)
 }
 
 func parseReplica(d *caddyfile.Dispenser) (Replica, error) {
@@ -216,9 +266,11 @@ func parseReplica(d *caddyfile.Dispenser) (Replica, error) {
 	return r, nil
 }
 
-func parseTenantBlock(d *caddyfile.Dispenser, tn string) (*TenantConfig, error) {
+func parseTenantBlock(d *caddyfile.Dispenser, tn string, src sources) (*TenantConfig, error) {
 	tc := &TenantConfig{}
+	field := "tenants." + tn
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		src.mark(field+"."+d.Val(), d)
 		switch d.Val() {
 		case "app":
 			var an string
@@ -232,6 +284,8 @@ func parseTenantBlock(d *caddyfile.Dispenser, tn string) (*TenantConfig, error) 
 				return nil, d.Errf("neo: tenant %s: app %q defined twice", tn, an)
 			}
 			ac := &AppConfig{Stages: map[string]*StageConfig{}}
+			af := field + ".apps." + an
+			src.mark(af, d)
 			for n2 := d.Nesting(); d.NextBlock(n2); {
 				if d.Val() == "public" {
 					if d.NextArg() {
@@ -251,10 +305,13 @@ func parseTenantBlock(d *caddyfile.Dispenser, tn string) (*TenantConfig, error) 
 					return nil, d.Errf("neo: tenant %s app %s: stage %q defined twice", tn, an, sn)
 				}
 				sc := &StageConfig{}
+				sf := af + ".stages." + sn
+				src.mark(sf, d)
 				for n3 := d.Nesting(); d.NextBlock(n3); {
 					if d.Val() != "replica" {
 						return nil, d.Errf("neo: tenant %s app %s stage %s: unknown subdirective %q", tn, an, sn, d.Val())
 					}
+					src.mark(sf+".replicas["+strconv.Itoa(len(sc.Replicas))+"]", d)
 					r, err := parseReplica(d)
 					if err != nil {
 						return nil, err
@@ -276,6 +333,7 @@ func parseTenantBlock(d *caddyfile.Dispenser, tn string) (*TenantConfig, error) 
 				return nil, d.Errf("neo: tenant %s: domain %q defined twice", tn, host)
 			}
 			dc := &DomainConfig{Stage: stage}
+			src.mark(field+".domains."+host, d)
 			for n2 := d.Nesting(); d.NextBlock(n2); {
 				switch d.Val() {
 				case "default_app":
@@ -304,6 +362,18 @@ func parseTenantBlock(d *caddyfile.Dispenser, tn string) (*TenantConfig, error) 
 			if !d.Args(&tc.RateLimitTier) || d.NextArg() {
 				return nil, d.ArgErr()
 			}
+		case "identity":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			if tc.Identity != nil {
+				return nil, d.Errf("neo: tenant %s: identity defined twice", tn)
+			}
+			ic, err := parseIdentityBlock(d, tn)
+			if err != nil {
+				return nil, err
+			}
+			tc.Identity = ic
 		case "waf":
 			if d.NextArg() {
 				return nil, d.ArgErr()

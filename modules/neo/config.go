@@ -27,6 +27,9 @@ type TenantConfig struct {
 	// (a DNS label, for example "large"): the edge's zones match tiers with
 	// the `neo_rate_tier` request matcher. Default: "" (the default tier).
 	RateLimitTier string `json:"rate_limit_tier,omitempty"`
+	// Identity is who may sign in to the tenant's Platform and stages, and
+	// its API clients (identity.go). Default: nobody.
+	Identity *IdentityConfig `json:"identity,omitempty"`
 }
 
 // WAFPolicy is a tenant's WAF override. The edge keeps one compiled WAF for
@@ -84,7 +87,9 @@ type StageConfig struct {
 type Replica struct {
 	// Address is host:port (a Caddy dial address without scheme). Required.
 	Address string `json:"address"`
-	// Zone is the replica's availability zone. Default: the node's zone.
+	// Zone is the replica's availability zone. Required, and one of the
+	// registry's zones, when the registry declares zones (App.Zones);
+	// otherwise it defaults to the node's zone.
 	Zone string `json:"zone,omitempty"`
 }
 
@@ -191,6 +196,12 @@ func ValidHostname(s string) bool {
 func checkReplicas(field string, rs []Replica) error {
 	for i, r := range rs {
 		f := fmt.Sprintf("%s[%d]", field, i)
+		// A replica listed twice would take twice its share of the traffic.
+		for j := range i {
+			if rs[j].Address == r.Address {
+				return fmt.Errorf("%s.address: %q is already %s[%d]: list each replica once", f, r.Address, field, j)
+			}
+		}
 		host, port, err := net.SplitHostPort(r.Address)
 		if err != nil || host == "" {
 			return fmt.Errorf("%s.address: %q is not host:port", f, r.Address)
@@ -248,11 +259,16 @@ func (t *TenantConfig) Validate(field string, stages *stageSet) error {
 			return err
 		}
 	}
+	if t.Identity != nil {
+		if err := t.Identity.Validate(field+".identity", stages); err != nil {
+			return err
+		}
+	}
 	for _, host := range sortedKeys(t.Domains) {
 		d := t.Domains[host]
 		f := field + ".domains." + host
-		if !ValidHostname(host) {
-			return fmt.Errorf("%s: %q is not a valid lowercase host name", f, host)
+		if err := CheckCustomDomain(host); err != nil {
+			return fmt.Errorf("%s: %w", f, err)
 		}
 		if d == nil {
 			return fmt.Errorf("%s: missing domain object", f)

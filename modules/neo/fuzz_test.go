@@ -1,6 +1,7 @@
 package neo
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -84,40 +85,79 @@ func FuzzAdminBody(f *testing.F) {
 		`{"apps":{"crm":{}},"domains":{"crm.example.com":{"stage":"prod","default_app":"crm"}}}`,
 		`{"apps":{"crm":null}}`, `{"apps":[]}`, `{"colour":1}`, `{}`, `null`, `[]`, `{"apps":{"crm":{}}} {}`,
 		`[{"address":"127.0.0.1:1"}]`, `{"stage":"dev"}`,
+		`[{"address":"127.0.0.1:1","zone":"az-bb"}]`, `[{"address":"127.0.0.1:1","zone":"az-a"},{"address":"127.0.0.1:1","zone":"az-b"}]`,
+		`{"identity":{"stages":{"dev":{"users":{"dana":{"password_hash":"$2a$04$abcdefghijklmnopqrstuuM5ON9gq9cz4EGqOGMd/NKtv0HqyD8Ry"}}}}}}`,
+		`{"stages":{"dev":{"providers":{"corp":{"issuer":"https://login.example.com","client_id":"c"}}}}}`,
+		`{"password_hash":"$2a$04$abcdefghijklmnopqrstuuM5ON9gq9cz4EGqOGMd/NKtv0HqyD8Ry","roles":["r"]}`,
+		`{"name":"ci","realm":"dev"}`, `{"clients":{"neo_0123456789abcdef":{"secret_hash":"sha256:0000000000000000000000000000000000000000000000000000000000000000"}}}`,
 	} {
 		f.Add(s)
 	}
-	a := newTestApp(f, demoTenants())
+	plain := newTestApp(f, demoTenants())
+	// a registry with declared zones: replicas must name one of them
+	zoned := newTestApp(f, demoTenants())
+	if err := zoned.g.setZones([]string{"az-a", "az-b"}); err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, body string) {
-		for _, path := range [][]string{
-			{"tenants", "initech"},
-			{"tenants", "initech", "apps", "crm"},
-			{"tenants", "initech", "apps", "crm", "stages", "dev", "replicas"},
-			{"tenants", "initech", "domains", "crm.example.com"},
-			{"tenants", "acme"},
-		} {
-			before := a.reg.Snapshot()
-			st, _, err := a.handleAdmin(http.MethodPut, path, []byte(body))
-			after := a.reg.Snapshot()
-			if err != nil {
-				if st < 400 || st >= 500 {
-					t.Fatalf("PUT %v %q: status %d for %v", path, body, st, err)
+		for _, a := range []*App{plain, zoned} {
+			fuzzAdminBody(t, a, body)
+		}
+	})
+}
+
+func fuzzAdminBody(t *testing.T, a *App, body string) {
+	for _, path := range [][]string{
+		{"tenants", "initech"},
+		{"tenants", "initech", "apps", "crm"},
+		{"tenants", "initech", "apps", "crm", "stages", "dev", "replicas"},
+		{"tenants", "initech", "domains", "crm.example.com"},
+		{"tenants", "initech", "identity"},
+		{"tenants", "initech", "identity", "stages", "dev", "users", "dana"},
+		{"tenants", "initech", "identity", "clients"},
+		{"tenants", "acme"},
+	} {
+		before := a.reg.Snapshot()
+		st, _, err := a.handleAdmin(http.MethodPut, path, []byte(body))
+		after := a.reg.Snapshot()
+		if err != nil {
+			if st < 400 || st >= 500 {
+				t.Fatalf("PUT %v %q: status %d for %v", path, body, st, err)
+			}
+			if before != after {
+				t.Fatalf("PUT %v %q failed (%v) but changed the registry", path, body, err)
+			}
+			continue
+		}
+		if path[1] == "acme" {
+			t.Fatal("config tenant changed")
+		}
+		if _, ok := after.Tenant("initech"); !ok {
+			t.Fatalf("PUT %v %q succeeded but initech is absent", path, body)
+		}
+		if acme, _ := after.Tenant("acme"); acme.Source != SourceConfig {
+			t.Fatal("acme replaced")
+		}
+		// No read shows a secret.
+		for _, get := range [][]string{{"tenants", "initech"}, {"tenants", "initech", "identity"}, {"tenants", "initech", "identity", "clients"}} {
+			if _, v, err := a.handleAdmin(http.MethodGet, get, nil); err == nil {
+				if out, _ := json.Marshal(v); strings.Contains(string(out), "_hash") || strings.Contains(string(out), `"password"`) {
+					t.Fatalf("GET %v after PUT %v %q shows a secret: %s", get, path, body, out)
 				}
-				if before != after {
-					t.Fatalf("PUT %v %q failed (%v) but changed the registry", path, body, err)
-				}
-				continue
-			}
-			if path[1] == "acme" {
-				t.Fatal("config tenant changed")
-			}
-			if _, ok := after.Tenant("initech"); !ok {
-				t.Fatalf("PUT %v %q succeeded but initech is absent", path, body)
-			}
-			if acme, _ := after.Tenant("acme"); acme.Source != SourceConfig {
-				t.Fatal("acme replaced")
 			}
 		}
-		_ = a.Delete("initech")
-	})
+		if a.g.zones != nil {
+			t2, _ := after.Tenant("initech")
+			for _, ac := range t2.Config.Apps {
+				for _, sc := range ac.Stages {
+					for _, r := range sc.Replicas {
+						if !a.g.zones[r.Zone] {
+							t.Fatalf("PUT %v %q accepted a replica in zone %q", path, body, r.Zone)
+						}
+					}
+				}
+			}
+		}
+	}
+	_ = a.Delete("initech")
 }

@@ -4,9 +4,10 @@ import (
 	"context"
 
 	"fmt"
-	"github.com/caddyserver/caddy/v2"
 	"sync"
 	"testing"
+
+	"github.com/caddyserver/caddy/v2"
 
 	"go.uber.org/zap"
 )

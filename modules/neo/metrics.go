@@ -1,13 +1,13 @@
 package neo
 
 import (
-	"errors"
 	"net/http"
 	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/projectneo/caddy-neo/internal/neometrics"
 	"github.com/projectneo/caddy-neo/modules/zonelb"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -15,9 +15,11 @@ import (
 // Metrics (on Caddy's metrics registry, served by the `metrics` handler and
 // the admin endpoint's /metrics):
 //
-//	caddy_neo_requests_total{tenant,stage,app}       routed Runtime requests
-//	caddy_neo_requests_total{stage,app}              the same with metrics_no_tenant_label
-//	caddy_neo_platform_requests_total{service}       routed Platform requests
+//	caddy_neo_requests_total{tenant,stage,app,code_class}         Runtime requests by
+//	                                                 status class (neo_access, at the edge)
+//	caddy_neo_platform_requests_total{tenant,service,code_class}  Platform requests
+//	caddy_neo_request_duration_seconds{tenant,code_class}         latency histogram
+//	(the tenant label is left out with metrics_no_tenant_label)
 //	caddy_neo_unrouted_requests_total{reason}        generic 404s and 400s by reason
 //	caddy_neo_registry_tenants / _domains            registry size
 //	caddy_neo_admin_changes_total{method,code}       admin API changes
@@ -28,16 +30,30 @@ import (
 var (
 	mRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "neo", Name: "requests_total",
-		Help: "Requests routed to an app, by tenant, stage and app.",
-	}, []string{"tenant", "stage", "app"})
+		Help: "Runtime requests at the edge, by tenant, stage, app (\"\" if not routed to one) and status class.",
+	}, []string{"tenant", "stage", "app", "code_class"})
 	mRequestsNoTenant = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "neo", Name: "requests_total",
-		Help: "Requests routed to an app, by stage and app.",
-	}, []string{"stage", "app"})
+		Help: "Runtime requests at the edge, by stage, app (\"\" if not routed to one) and status class.",
+	}, []string{"stage", "app", "code_class"})
 	mPlatform = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "neo", Name: "platform_requests_total",
-		Help: "Requests routed to a platform service.",
-	}, []string{"service"})
+		Help: "Platform requests at the edge, by tenant, service and status class.",
+	}, []string{"tenant", "service", "code_class"})
+	mPlatformNoTenant = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "neo", Name: "platform_requests_total",
+		Help: "Platform requests at the edge, by service and status class.",
+	}, []string{"service", "code_class"})
+	mDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "caddy", Subsystem: "neo", Name: "request_duration_seconds",
+		Help:    "Time from the request's arrival at the edge to the end of its response, by tenant and status class.",
+		Buckets: durationBuckets,
+	}, []string{"tenant", "code_class"})
+	mDurationNoTenant = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "caddy", Subsystem: "neo", Name: "request_duration_seconds",
+		Help:    "Time from the request's arrival at the edge to the end of its response, by status class.",
+		Buckets: durationBuckets,
+	}, []string{"code_class"})
 	mUnrouted = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "neo", Name: "unrouted_requests_total",
 		Help: "Requests answered with the generic 404 or 400, by reason.",
@@ -69,74 +85,104 @@ var (
 	})
 )
 
+// durationBuckets reach the platform's longest timeouts (60 s for an
+// exposed REST API, 100 s for a service action).
+var durationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120}
+
+// codeClasses are the code_class label values, by status / 100.
+var codeClasses = [6]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
+
+func classOf(status int) int {
+	if c := status / 100; c >= 1 && c <= 5 {
+		return c
+	}
+	return 0
+}
+
 type metrics struct {
 	noTenant bool
 }
 
-func register(reg *prometheus.Registry, c prometheus.Collector) {
-	if reg == nil {
-		return
-	}
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			caddy.Log().Named("neo.metrics").Warn("registering metric: " + err.Error())
-		}
-	}
-}
-
-func newMetrics(ctx caddy.Context, noTenant bool) *metrics {
-	reg := ctx.GetMetricsRegistry()
+func newMetrics(ctx caddy.Context, noTenant bool) (*metrics, error) {
+	requests, platform, duration := mRequests, mPlatform, mDuration
 	if noTenant {
-		register(reg, mRequestsNoTenant)
-	} else {
-		register(reg, mRequests)
+		requests, platform, duration = mRequestsNoTenant, mPlatformNoTenant, mDurationNoTenant
 	}
-	for _, c := range []prometheus.Collector{mPlatform, mUnrouted, mTenants, mDomains, mAdminChanges, mAdminLatency, mStoreChanges, mWatchRestarts} {
-		register(reg, c)
+	err := neometrics.Register(ctx.GetMetricsRegistry(), requests, platform, duration, mUnrouted, mTenants, mDomains, mAdminChanges, mAdminLatency, mStoreChanges, mWatchRestarts)
+	if err != nil {
+		return nil, err
 	}
-	return &metrics{noTenant: noTenant}
+	return &metrics{noTenant: noTenant}, nil
 }
 
-// request counts a routed request. st, when not nil, is the pool's cache of
-// its counters: the label lookup (hashing every label value, a map lookup in
-// the vector) then happens once per pool instead of once per request.
-func (m *metrics) request(st *poolStats, tenant, stage, app, service string) {
+// observe counts a request at the edge, after its response: its tenant,
+// stage and app (or service; both "" when it reached neither), status and
+// duration. st, when not nil, is the cache of the app's pool (one tenant,
+// app and stage): the label lookups (hashing every label value, a map
+// lookup in each vector) then happen once per pool and status class
+// instead of once per request.
+func (m *metrics) observe(st *poolStats, tenant, stage, app, service string, status int, d time.Duration) {
 	if m == nil {
 		return
 	}
-	vec := mRequests
-	switch {
-	case service != "":
-		vec = mPlatform
-	case m.noTenant:
-		vec = mRequestsNoTenant
-	}
-	var c prometheus.Counter
+	c := classOf(status)
+	var cnt prometheus.Counter
+	var obs prometheus.Observer
 	if st != nil {
-		c = st.req.load(vec)
+		cnt = st.req[c].load(m.requestVec())
+		obs = st.dur[c].load(m.durationVec())
 	}
-	if c == nil {
+	if cnt == nil {
+		cls := codeClasses[c]
 		switch {
+		case service != "" && m.noTenant:
+			cnt = mPlatformNoTenant.WithLabelValues(service, cls)
 		case service != "":
-			c = vec.WithLabelValues(service)
+			cnt = mPlatform.WithLabelValues(tenant, service, cls)
 		case m.noTenant:
-			c = vec.WithLabelValues(stage, app)
+			cnt = mRequestsNoTenant.WithLabelValues(stage, app, cls)
 		default:
-			c = vec.WithLabelValues(tenant, stage, app)
+			cnt = mRequests.WithLabelValues(tenant, stage, app, cls)
 		}
 		if st != nil {
-			st.req.store(vec, c)
+			st.req[c].store(m.requestVec(), cnt)
 		}
 	}
-	c.Inc()
+	if obs == nil {
+		if m.noTenant {
+			obs = mDurationNoTenant.WithLabelValues(codeClasses[c])
+		} else {
+			obs = mDuration.WithLabelValues(tenant, codeClasses[c])
+		}
+		if st != nil {
+			st.dur[c].store(m.durationVec(), obs)
+		}
+	}
+	cnt.Inc()
+	obs.Observe(d.Seconds())
+}
+
+func (m *metrics) requestVec() *prometheus.CounterVec {
+	if m.noTenant {
+		return mRequestsNoTenant
+	}
+	return mRequests
+}
+
+func (m *metrics) durationVec() *prometheus.HistogramVec {
+	if m.noTenant {
+		return mDurationNoTenant
+	}
+	return mDuration
 }
 
 // poolStats caches the metric series of one pool (a tenant's app in one
 // stage, or a platform service). A pool is compiled into one registry of one
 // neo app, so its labels never change; the vector is checked all the same.
 type poolStats struct {
-	req lazyCounter
+	// req[c], dur[c]: the app's requests and latency with status class c.
+	req [6]lazyCounter
+	dur [6]lazyObserver
 	// sel[(zone+1)*outcomes+outcome]: upstream selections by the chosen
 	// replica's zone (index in the pool; -1 for none) and outcome.
 	sel []lazyCounter
@@ -172,6 +218,25 @@ func (l *lazyCounter) load(vec *prometheus.CounterVec) prometheus.Counter {
 
 func (l *lazyCounter) store(vec *prometheus.CounterVec, c prometheus.Counter) {
 	l.p.Store(&counterRef{vec: vec, c: c})
+}
+
+type observerRef struct {
+	vec *prometheus.HistogramVec
+	o   prometheus.Observer
+}
+
+// lazyObserver is one histogram series, looked up on first use.
+type lazyObserver struct{ p atomic.Pointer[observerRef] }
+
+func (l *lazyObserver) load(vec *prometheus.HistogramVec) prometheus.Observer {
+	if r := l.p.Load(); r != nil && r.vec == vec {
+		return r.o
+	}
+	return nil
+}
+
+func (l *lazyObserver) store(vec *prometheus.HistogramVec, o prometheus.Observer) {
+	l.p.Store(&observerRef{vec: vec, o: o})
 }
 
 func (m *metrics) miss(reason string) {

@@ -60,6 +60,14 @@ type App struct {
 	RuntimeDomain string `json:"runtime_domain,omitempty"`
 	// Stages in order: development first, production last. Default: ["dev", "prod"].
 	Stages []string `json:"stages,omitempty"`
+	// Zones are the deployment's availability zones, in failover ring
+	// order. When set, Zone must be one of them, every replica must name
+	// one of them (a replica without a zone, or with another zone, is
+	// refused), and a node's failover order (ZoneOrder) defaults to the
+	// zones that follow its own around the ring: az-b, az-c for az-a, and
+	// az-a, az-b for az-c with zones az-a az-b az-c. Default: none (a
+	// replica without a zone is in the zone of the node that reads it).
+	Zones []string `json:"zones,omitempty"`
 	// Tenants defined in the config (read-only at run time), by name.
 	Tenants map[string]*TenantConfig `json:"tenants,omitempty"`
 	// Services are the platform services shared by all tenants, by name.
@@ -68,7 +76,9 @@ type App struct {
 	// Default: a file store in Caddy's data directory (`neo/tenants`).
 	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=neo.stores inline_key=module"`
 	// ZoneOrder is the failover order of the other zones for upstream
-	// selection (`lb_policy neo_zone`). Default: the order replicas list them.
+	// selection (`lb_policy neo_zone`) and for the NATS transport's zone
+	// failover. Default: with Zones, the zones after this node's around the
+	// ring; without, the order replicas list them.
 	ZoneOrder []string `json:"zone_order,omitempty"`
 	// LocalThreshold is the healthy share of the local zone's replicas below
 	// which traffic spills to other zones, in (0, 1]. Default: 1.
@@ -81,6 +91,9 @@ type App struct {
 	// MetricsNoTenantLabel drops the tenant label from request metrics (for
 	// very large fleets). Default: false.
 	MetricsNoTenantLabel bool `json:"metrics_no_tenant_label,omitempty"`
+	// Welcome lines are logged (INFO) when the process first starts
+	// serving this registry, for example where to go next. Default: none.
+	Welcome []string `json:"welcome,omitempty"`
 
 	reg     *Registry
 	store   Store
@@ -113,6 +126,20 @@ var storeSeq atomic.Uint64
 // Current returns the App of the running config, or nil.
 func Current() *App { return current.Load() }
 
+// ZoneFailover returns this node's zone followed by the failover order of
+// the others (ZoneOrder, or its default), for modules that send requests to
+// a zone (the NATS transport) without importing this package.
+func (a *App) ZoneFailover() []string {
+	out := make([]string, 0, 1+len(a.ZoneOrder))
+	out = append(out, a.Zone)
+	for _, z := range a.ZoneOrder {
+		if z != a.Zone {
+			out = append(out, z)
+		}
+	}
+	return out
+}
+
 // Registry returns the app's registry.
 func (a *App) Registry() *Registry { return a.reg }
 
@@ -134,6 +161,15 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := g.setZones(a.Zones); err != nil {
+		return err
+	}
+	if len(a.ZoneOrder) == 0 && len(a.Zones) > 0 {
+		a.ZoneOrder = ringOrder(a.Zones, a.Zone)
+	}
+	if err := g.checkZoneOrder(a.ZoneOrder); err != nil {
+		return err
+	}
 	if err := g.setLB(zonelb.Options{ZoneOrder: a.ZoneOrder, LocalThreshold: a.LocalThreshold,
 		PanicThreshold: a.PanicThreshold, NoPanic: a.DisablePanic}); err != nil {
 		return err
@@ -150,7 +186,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if _, ok := a.store.(Watcher); ok {
 		a.ws = new(watchState)
 	}
-	a.metrics = newMetrics(ctx, a.MetricsNoTenantLabel)
+	m, err := newMetrics(ctx, a.MetricsNoTenantLabel)
+	if err != nil {
+		return err
+	}
+	a.metrics = m
 	snap, err := a.load()
 	if err != nil {
 		return err
@@ -181,9 +221,14 @@ func (a *App) Start() error {
 		}
 		a.reg.cur.Store(snap)
 	}
-	current.Store(a)
+	first := current.Swap(a) == nil
 	a.startWatch()
 	a.logger.Info("tenant registry ready", zap.Int("tenants", a.reg.Snapshot().Len()), zap.String("zone", a.Zone))
+	if first {
+		for _, line := range a.Welcome {
+			a.logger.Info(line)
+		}
+	}
 	return nil
 }
 

@@ -45,11 +45,11 @@ func (Permission) CaddyModule() caddy.ModuleInfo {
 
 // Provision finds the neo app of the config.
 func (p *Permission) Provision(ctx caddy.Context) error {
-	a, err := ctx.App("neo")
+	a, err := neoApp(ctx, "tls.permission.neo")
 	if err != nil {
-		return fmt.Errorf("tls.permission.neo needs the neo app: %w", err)
+		return err
 	}
-	p.app = a.(*App)
+	p.app = a
 	return nil
 }
 

@@ -3,6 +3,7 @@ package neo
 import (
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/projectneo/caddy-neo/modules/zonelb"
 
@@ -101,6 +102,8 @@ type Service struct {
 	// Pool is the zone-aware rotation over Replicas (same order).
 	Pool  *zonelb.Pool
 	stats *poolStats
+	// declared is Replicas as configured (zones not filled in).
+	declared []Replica
 }
 
 type domainEntry struct {
@@ -122,6 +125,11 @@ type globals struct {
 	stages         *stageSet
 	services       []*Service // longest path first
 	serviceByName  map[string]*Service
+	// zones is the registry's declared zones (App.Zones), nil when none
+	// are declared.
+	zones map[string]bool
+	// zoneNames is App.Zones in order, for error messages.
+	zoneNames []string
 }
 
 // Snapshot is one immutable version of the registry. Readers load it once per
@@ -131,6 +139,10 @@ type Snapshot struct {
 	g       *globals
 	tenants pmap[*Tenant]
 	domains pmap[domainEntry]
+	// sub counts, for every parent name (of at least two labels) of a
+	// custom domain, the custom domains under it, so that a domain that
+	// would be the parent of another tenant's is found without a scan.
+	sub     pmap[int]
 	version uint64
 
 	// byAddr maps a replica's IP to its tenant, stage and app; built on
@@ -253,7 +265,7 @@ func newGlobals(zone, runtimeDomain, platformDomain string, stages []string, ser
 		if err := checkReplicas(f+".replicas", sc.Replicas); err != nil {
 			return nil, err
 		}
-		s := &Service{Name: name, Path: p, Replicas: withZone(sc.Replicas, zone)}
+		s := &Service{Name: name, Path: p, Replicas: withZone(sc.Replicas, zone), declared: sc.Replicas}
 		g.services = append(g.services, s)
 		g.serviceByName[name] = s
 	}
@@ -262,6 +274,77 @@ func newGlobals(zone, runtimeDomain, platformDomain string, stages []string, ser
 		return nil, err
 	}
 	return g, nil
+}
+
+// setZones declares the registry's zones: the node's zone and every replica's
+// zone (services here, tenants in compileTenant) must be one of them.
+func (g *globals) setZones(zones []string) error {
+	if len(zones) == 0 {
+		return nil
+	}
+	g.zones = make(map[string]bool, len(zones))
+	for i, z := range zones {
+		if err := checkLabel(fmt.Sprintf("zones[%d]", i), z); err != nil {
+			return err
+		}
+		if g.zones[z] {
+			return fmt.Errorf("zones[%d]: %q is listed twice", i, z)
+		}
+		g.zones[z] = true
+	}
+	g.zoneNames = slices.Clone(zones)
+	if !g.zones[g.zone] {
+		return fmt.Errorf("zone: %q is not one of the registry's zones (%s)", g.zone, strings.Join(zones, ", "))
+	}
+	for _, name := range sortedKeys(g.serviceByName) {
+		if err := g.checkZones("services."+name+".replicas", g.serviceByName[name].declared); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkZones checks, when the registry declares zones, that every replica
+// names one of them: a replica without a zone would be in whichever zone
+// the node reading the file is in, and a misspelt zone in none.
+func (g *globals) checkZones(field string, rs []Replica) error {
+	if g.zones == nil {
+		return nil
+	}
+	for i, r := range rs {
+		switch {
+		case r.Zone == "":
+			return fmt.Errorf("%s[%d].zone: missing: name the replica's zone (%s)", field, i, strings.Join(g.zoneNames, ", "))
+		case !g.zones[r.Zone]:
+			return fmt.Errorf("%s[%d].zone: unknown zone %q (zones: %s)", field, i, r.Zone, strings.Join(g.zoneNames, ", "))
+		}
+	}
+	return nil
+}
+
+// checkZoneOrder checks, when the registry declares zones, that a failover
+// order names only declared zones.
+func (g *globals) checkZoneOrder(order []string) error {
+	for i, z := range order {
+		if g.zones != nil && !g.zones[z] {
+			return fmt.Errorf("zone_order[%d]: unknown zone %q (zones: %s)", i, z, strings.Join(g.zoneNames, ", "))
+		}
+	}
+	return nil
+}
+
+// ringOrder returns the zones after zone around the ring of zones, the
+// failover order of a node in zone when none is configured.
+func ringOrder(zones []string, zone string) []string {
+	i := slices.Index(zones, zone)
+	if i < 0 {
+		return nil
+	}
+	out := make([]string, 0, len(zones)-1)
+	for k := 1; k < len(zones); k++ {
+		out = append(out, zones[(i+k)%len(zones)])
+	}
+	return out
 }
 
 // setLB sets the zone-aware selection options and rebuilds the services'
@@ -312,12 +395,19 @@ func (g *globals) compileTenant(name string, src Source, tc *TenantConfig) (*Ten
 	if err := tc.Validate(field, g.stages); err != nil {
 		return nil, err
 	}
-	for host := range tc.Domains {
-		f := field + ".domains." + host
-		for _, d := range []string{g.runtimeDomain, g.platformDomain} {
-			if host == d || strings.HasSuffix(host, "."+d) {
-				return nil, fmt.Errorf("%s: a custom domain must not be %s or under it", f, d)
+	for _, an := range sortedKeys(tc.Apps) {
+		for _, sn := range sortedKeys(tc.Apps[an].Stages) {
+			if err := g.checkZones(field+".apps."+an+".stages."+sn+".replicas", tc.Apps[an].Stages[sn].Replicas); err != nil {
+				return nil, err
 			}
+		}
+	}
+	if src == SourceStore && tc.Identity.HasPlainPasswords() {
+		return nil, fmt.Errorf("%s.identity: plain-text passwords are accepted only in the Caddy config; the admin API stores their hashes", field)
+	}
+	for _, host := range sortedKeys(tc.Domains) {
+		if err := g.checkDomainAgainstGlobals(host); err != nil {
+			return nil, fmt.Errorf("%s.domains.%s: %w", field, host, err)
 		}
 	}
 	t := &Tenant{Name: name, Source: src, Config: tc, apps: make(map[string]*TenantApp, len(tc.Apps)), appList: make([]appRef, 0, len(tc.Apps))}
@@ -357,19 +447,28 @@ func (s *Snapshot) putMode(t *Tenant, inPlace bool) (*Snapshot, error) {
 	if amb := s.g.stages.ambiguity(t.Name, exists); amb != "" {
 		return nil, fmt.Errorf("tenants.%s: ambiguous host names: %s", t.Name, amb)
 	}
-	for host, dc := range t.Config.Domains {
-		if de, ok := s.domains.Get(host); ok && de.tenant != t.Name {
-			return nil, fmt.Errorf("tenants.%s.domains.%s: already a domain of tenant %q", t.Name, host, de.tenant)
+	old, hadOld := s.tenants.Get(t.Name)
+	for _, host := range sortedKeys(t.Config.Domains) {
+		if err := s.checkDomainNesting(t.Name, host, old); err != nil {
+			return nil, fmt.Errorf("tenants.%s.domains.%s: %w", t.Name, host, err)
 		}
-		_ = dc
 	}
-	ns := &Snapshot{g: s.g, tenants: s.tenants, domains: s.domains, version: s.version + 1}
-	if old, ok := s.tenants.Get(t.Name); ok {
+	ns := &Snapshot{g: s.g, tenants: s.tenants, domains: s.domains, sub: s.sub, version: s.version + 1}
+	if hadOld {
 		for host := range old.Config.Domains {
 			if _, keep := t.Config.Domains[host]; !keep {
 				ns.domains = ns.domains.Without(host)
+				ns.sub = countParents(ns.sub, host, -1, false)
 			}
 		}
+	}
+	for host := range t.Config.Domains {
+		if hadOld {
+			if _, had := old.Config.Domains[host]; had {
+				continue
+			}
+		}
+		ns.sub = countParents(ns.sub, host, +1, inPlace)
 	}
 	for host, dc := range t.Config.Domains {
 		mode := dc.DefaultAppMode
@@ -397,11 +496,73 @@ func (s *Snapshot) remove(name string) *Snapshot {
 	if !ok {
 		return s
 	}
-	ns := &Snapshot{g: s.g, tenants: s.tenants.Without(name), domains: s.domains, version: s.version + 1}
+	ns := &Snapshot{g: s.g, tenants: s.tenants.Without(name), domains: s.domains, sub: s.sub, version: s.version + 1}
 	for host := range old.Config.Domains {
 		ns.domains = ns.domains.Without(host)
+		ns.sub = countParents(ns.sub, host, -1, false)
 	}
 	return ns
+}
+
+// checkDomainNesting refuses host as a custom domain of tenant when it is
+// another tenant's custom domain, a name under one, or a parent of one: a
+// tenant must not receive requests, certificates or cookies (Domain=...) of
+// another tenant's names. old is the tenant's current version, if any (its
+// own domains do not count). O(labels of host + domains of old).
+func (s *Snapshot) checkDomainNesting(tenant, host string, old *Tenant) error {
+	if de, ok := s.domains.Get(host); ok && de.tenant != tenant {
+		return fmt.Errorf("already a domain of tenant %q: %w", de.tenant, ErrCustomDomain)
+	}
+	var err error
+	domainAncestors(host, func(parent string) bool {
+		if de, ok := s.domains.Get(parent); ok && de.tenant != tenant {
+			err = fmt.Errorf("%q is under %q, a domain of tenant %q: %w", host, parent, de.tenant, ErrCustomDomain)
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	under, _ := s.sub.Get(host)
+	if old != nil {
+		for own := range old.Config.Domains {
+			if isUnder(own, host) {
+				under--
+			}
+		}
+	}
+	if under > 0 {
+		// Name one (a scan, on refusal only).
+		other, otherTenant := "", ""
+		s.domains.Range(func(name string, de domainEntry) bool {
+			if de.tenant != tenant && isUnder(name, host) {
+				other, otherTenant = name, de.tenant
+				return false
+			}
+			return true
+		})
+		return fmt.Errorf("%q is a parent of %q, a domain of tenant %q: %w", host, other, otherTenant, ErrCustomDomain)
+	}
+	return nil
+}
+
+// countParents adds delta to the count of every parent of host in m; inPlace
+// (only for an unpublished snapshot) changes m's tables in place.
+func countParents(m pmap[int], host string, delta int, inPlace bool) pmap[int] {
+	domainAncestors(host, func(parent string) bool {
+		n, _ := m.Get(parent)
+		switch n += delta; {
+		case n <= 0:
+			m = m.Without(parent)
+		case inPlace:
+			m = m.withInPlace(parent, n)
+		default:
+			m = m.With(parent, n)
+		}
+		return true
+	})
+	return m
 }
 
 // Version counts the changes since the snapshot's registry was built.

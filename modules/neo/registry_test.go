@@ -194,7 +194,7 @@ func TestConfigValidation(t *testing.T) {
 		"bad address":    {map[string]*TenantConfig{"acme": {Apps: map[string]*AppConfig{"web": {Stages: map[string]*StageConfig{"dev": {Replicas: []Replica{{Address: "nope"}}}}}}}}, "tenants.acme.apps.web.stages.dev.replicas[0].address"},
 		"domain stage":   {map[string]*TenantConfig{"acme": {Domains: map[string]*DomainConfig{"shop.example.com": {Stage: "qa"}}}}, "tenants.acme.domains.shop.example.com.stage"},
 		"domain app":     {map[string]*TenantConfig{"acme": {Domains: map[string]*DomainConfig{"shop.example.com": {Stage: "prod", DefaultApp: "x"}}}}, "default_app"},
-		"domain in apps": {map[string]*TenantConfig{"acme": {Domains: map[string]*DomainConfig{"evil.apps.localhost": {Stage: "prod"}}}}, "must not be apps.localhost or under it"},
+		"domain in apps": {map[string]*TenantConfig{"acme": {Domains: map[string]*DomainConfig{"evil.apps.localhost": {Stage: "prod"}}}}, `tenants.acme.domains.evil.apps.localhost: "evil.apps.localhost" is under the runtime domain`},
 		"waf mode":       {map[string]*TenantConfig{"acme": {WAF: &WAFPolicy{Mode: "off"}}}, "tenants.acme.waf.mode: must be blocking or detection_only"},
 		"rate tier":      {map[string]*TenantConfig{"acme": {RateLimitTier: "Large"}}, "tenants.acme.rate_limit_tier"},
 		"waf paranoia":   {map[string]*TenantConfig{"acme": {WAF: &WAFPolicy{Paranoia: 5}}}, "tenants.acme.waf.paranoia: want 1 to 4"},

@@ -3,6 +3,7 @@ package neo
 import (
 	"github.com/projectneo/caddy-neo/modules/zonelb"
 
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -42,7 +43,7 @@ func init() {
 // app (else 404, reason subject_mismatch, logged as a warning).
 //
 // Placeholders: `{neo.tenant}`, `{neo.stage}`, `{neo.app}`, `{neo.service}`,
-// `{neo.zone}` (this node's zone), `{neo.host}` (the normalised host) and
+// `{neo.zone}` (the route's zone: the one its NATS subject addressed behind a stage gateway, else this node's), `{neo.host}` (the normalised host) and
 // `{neo.public}` ("true" for a public app, "false" otherwise).
 //
 // Go API: RouteFromRequest returns the resolved Route to later handlers and
@@ -68,12 +69,26 @@ func (RouteHandler) CaddyModule() caddy.ModuleInfo {
 // Provision finds the neo app.
 func (h *RouteHandler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
-	a, err := ctx.App("neo")
+	a, err := neoApp(ctx, "neo_route")
 	if err != nil {
-		return fmt.Errorf("neo_route needs the neo app (global option neo): %w", err)
+		return err
 	}
-	h.app = a.(*App)
+	h.app = a
 	return nil
+}
+
+// neoApp returns the config's neo app for module user. A missing app is
+// named as such; an app that failed to load returns its own error (naming
+// its field), not a chain through the module that asked for it.
+func neoApp(ctx caddy.Context, user string) (*App, error) {
+	a, err := ctx.AppIfConfigured("neo")
+	if errors.Is(err, caddy.ErrNotConfigured) {
+		return nil, fmt.Errorf("%s needs the neo app (global option neo)", user)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return a.(*App), nil
 }
 
 // Route is a resolved request. It is stored in the request and read with
@@ -89,7 +104,9 @@ type Route struct {
 	App string
 	// Service is the platform service name (empty for app requests).
 	Service string
-	// Zone is this node's availability zone.
+	// Zone is the request's zone: the zone its NATS subject addressed
+	// behind a stage gateway, else this node's zone. lb_policy neo_zone
+	// prefers its replicas.
 	Zone string
 	// Replicas are the app's replicas in the stage or the service's replicas,
 	// from the registry snapshot the request was resolved with. Shared: do
@@ -104,6 +121,9 @@ type Route struct {
 	// platform services, which require a signed-in member.
 	Public bool
 	stats  *poolStats
+	// upstream and upstreamZone are the replica lb_policy neo_zone chose
+	// last for this request, and its zone (for neo_access).
+	upstream, upstreamZone string
 }
 
 // PoolKey identifies the replica pool of the route: tenant, stage and app, or
@@ -226,8 +246,10 @@ func (h *RouteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 		return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("neo: not routed (%s)", MissSubject))
 	}
 	if res.Redirect != "" {
-		_, _, st := res.target(true)
-		h.app.metrics.request(st, res.Tenant.Name, res.Stage, res.App.Name, "")
+		reps, pool, st := res.target(true)
+		// the route, for neo_access: a redirect of the app's
+		caddyhttp.SetVar(r.Context(), routeVar, &Route{Host: host, Tenant: res.Tenant.Name, Stage: res.Stage, App: res.App.Name,
+			Zone: snap.g.zone, Replicas: reps, Pool: pool, Snapshot: snap, Public: res.App.Public, stats: st})
 		w.Header().Set("Location", res.Redirect)
 		w.WriteHeader(http.StatusMovedPermanently)
 		return nil
@@ -243,6 +265,9 @@ func (h *RouteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 	}
 	reps, pool, st := res.target(true)
 	rt := &Route{Host: host, Tenant: res.Tenant.Name, Stage: res.Stage, Zone: snap.g.zone, Replicas: reps, Pool: pool, Snapshot: snap, stats: st}
+	if viaGateway && sr.Zone != "" {
+		rt.Zone = sr.Zone // the route carries the zone its subject named
+	}
 	// One backing array for the trusted headers; each value slice is capped
 	// so that an append by a later handler cannot write into its neighbour.
 	vals := make([]string, 3)
@@ -259,7 +284,6 @@ func (h *RouteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 		vals[1] = rt.Service
 		r.Header["Neo-Service"] = vals[1:2:2]
 	}
-	h.app.metrics.request(rt.stats, rt.Tenant, rt.Stage, rt.App, rt.Service)
 	caddyhttp.SetVar(r.Context(), routeVar, rt)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Map(rt.placeholder)

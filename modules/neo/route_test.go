@@ -2,6 +2,7 @@ package neo
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -313,6 +314,87 @@ func TestSubjectRouteKeepsCaller(t *testing.T) {
 		}
 		if got.Get("Neo-User") != "" {
 			t.Errorf("gateway %v: Neo-User kept", viaGateway)
+		}
+	}
+}
+
+// TestSubjectRouteCarriesZone: behind a stage gateway the route's zone is
+// the one the subject addressed (lb_policy neo_zone starts there); at the
+// edge it is the node's own.
+func TestSubjectRouteCarriesZone(t *testing.T) {
+	h := testHandler(t)
+	for _, c := range []struct {
+		sr   *SubjectRoute
+		want string
+	}{
+		{nil, h.app.reg.Snapshot().g.zone},
+		{&SubjectRoute{Stage: "prod", Zone: "az-b", Tenant: "acme", App: "orders"}, "az-b"},
+		{&SubjectRoute{Stage: "prod", Zone: "az-c", Tenant: "acme", App: "orders"}, "az-c"},
+	} {
+		u, _ := url.ParseRequestURI("/orders/x")
+		r := &http.Request{Method: "GET", URL: u, RequestURI: "/orders/x", Host: "acme.apps.localhost", Header: http.Header{"Neo-Zone": {"az-evil"}}, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
+		repl := caddy.NewReplacer()
+		ctx := context.WithValue(context.Background(), caddy.ReplacerCtxKey, repl)
+		ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{})
+		if c.sr != nil {
+			ctx = WithSubjectRoute(ctx, *c.sr)
+		}
+		var zone, placeholder string
+		err := h.ServeHTTP(httptest.NewRecorder(), r.WithContext(ctx), caddyhttp.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) error {
+			rt, _ := RouteFromRequest(r)
+			zone = rt.Zone
+			placeholder = repl.ReplaceAll("{neo.zone}", "")
+			return nil
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if zone != c.want || placeholder != c.want {
+			t.Errorf("subject %+v: route zone %q, {neo.zone} %q, want %q", c.sr, zone, placeholder, c.want)
+		}
+	}
+}
+
+// TestStageHost: neo_stage_host names a tenant's Runtime host in a stage
+// from the registry, and refuses tenants and stages it does not have.
+func TestStageHost(t *testing.T) {
+	h := testHandler(t)
+	sh := &StageHostHandler{Stage: "{stage}", Tenant: "{tenant}", app: h.app, logger: zap.NewNop()}
+	snap := h.app.reg.Snapshot()
+	stages := snap.Stages()
+	prod := stages[len(stages)-1]
+	cases := []struct {
+		stage, tenant, want string
+		status              int
+	}{
+		{prod, "acme", "acme" + snap.g.runtimeSuffix, 0},
+		{"nostage", "acme", "", http.StatusNotFound},
+		{prod, "nobody", "", http.StatusNotFound},
+		{prod, "", "", http.StatusNotFound},
+	}
+	if len(stages) > 1 {
+		cases = append(cases, struct {
+			stage, tenant, want string
+			status              int
+		}{stages[0], "acme", "acme-" + stages[0] + snap.g.runtimeSuffix, 0})
+	}
+	for _, c := range cases {
+		repl := caddy.NewReplacer()
+		repl.Set("stage", c.stage)
+		repl.Set("tenant", c.tenant)
+		ctx := context.WithValue(context.Background(), caddy.ReplacerCtxKey, repl)
+		r := httptest.NewRequest("GET", "/", nil).WithContext(ctx)
+		got := ""
+		err := sh.ServeHTTP(httptest.NewRecorder(), r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error {
+			got = repl.ReplaceAll("{neo.stage_host}", "")
+			return nil
+		}))
+		var he caddyhttp.HandlerError
+		switch {
+		case c.status == 0 && (err != nil || got != c.want):
+			t.Errorf("%s/%s: host %q, err %v; want %q", c.stage, c.tenant, got, err, c.want)
+		case c.status != 0 && (!errors.As(err, &he) || he.StatusCode != c.status || got != ""):
+			t.Errorf("%s/%s: err %v, next called with %q; want status %d", c.stage, c.tenant, err, got, c.status)
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/projectneo/caddy-neo/internal/cfblock"
+	"github.com/projectneo/caddy-neo/internal/neometrics"
 	"github.com/projectneo/caddy-neo/modules/zonelb"
 )
 
@@ -40,9 +41,9 @@ var mSelections = prometheus.NewCounterVec(prometheus.CounterOpts{
 //
 // Placeholder: `{neo.upstream.zone}`, the chosen replica's zone.
 type ZoneSelection struct {
-	// Zone is the request's local zone. Default: `{neo.zone}`, this node's
-	// zone. A stage gateway serving several zones uses the zone the request
-	// was addressed to, for example `{http.request.header.Neo-Zone}`.
+	// Zone is the request's local zone. Default: the route's zone (neo_route
+	// sets it): behind a stage gateway the zone the request's NATS subject
+	// addressed, else this node's zone.
 	Zone string `json:"zone,omitempty"`
 	// ZoneHeader adds `Neo-Upstream-Zone: <zone>` to responses. Default: off.
 	ZoneHeader bool `json:"zone_header,omitempty"`
@@ -66,8 +67,7 @@ func (s *ZoneSelection) Provision(ctx caddy.Context) error {
 		return err
 	}
 	s.checks = zonelb.NewCheckerSet(s.HealthChecks)
-	register(ctx.GetMetricsRegistry(), mSelections)
-	return nil
+	return neometrics.Register(ctx.GetMetricsRegistry(), mSelections)
 }
 
 // Cleanup releases the active checkers this config used.
@@ -133,6 +133,7 @@ func (s *ZoneSelection) Select(pool reverseproxy.UpstreamPool, r *http.Request, 
 	if s.ZoneHeader {
 		w.Header().Set("Neo-Upstream-Zone", chosen)
 	}
+	rt.upstream, rt.upstreamZone = rt.Replicas[i].Address, chosen
 	return pool[i]
 }
 

@@ -12,6 +12,9 @@ import "context"
 // never be routed to another tenant's replicas, whatever its Host says.
 type SubjectRoute struct {
 	Stage, Tenant, App string
+	// Zone is the zone the request was addressed to: the route's zone, so
+	// that lb_policy neo_zone starts with it (a gateway may serve several).
+	Zone string
 }
 
 type subjectRouteKey struct{}

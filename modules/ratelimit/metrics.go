@@ -1,9 +1,9 @@
 package ratelimit
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/projectneo/caddy-neo/internal/neometrics"
 )
 
 // Metrics (on Caddy's metrics registry). Labels are bounded: zone names come
@@ -48,18 +48,11 @@ var (
 	}, []string{"zone"})
 )
 
-func registerMetrics(reg *prometheus.Registry) {
+func registerMetrics(reg *prometheus.Registry) error {
 	if reg == nil {
-		return
+		return nil
 	}
-	for _, c := range []prometheus.Collector{mRequests, mKeys, mBytes, mEvictions, mSync, mSuppressed, mStreamSeq} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				continue
-			}
-		}
-	}
+	return neometrics.Register(reg, mRequests, mKeys, mBytes, mEvictions, mSync, mSuppressed, mStreamSeq)
 }
 
 // zoneMetrics are one zone's metric children, resolved once.

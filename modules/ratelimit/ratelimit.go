@@ -120,7 +120,9 @@ var tables = caddy.NewUsagePool()
 // Provision fills defaults, loads matchers and takes each zone's state.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
-	registerMetrics(ctx.GetMetricsRegistry())
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
 	if h.Distributed != nil {
 		h.Distributed.provision()
 	}

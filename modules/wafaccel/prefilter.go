@@ -67,7 +67,7 @@ func (p *prefilter) mayMatchIn(s string, k int, idx *textIndex) bool {
 }
 
 // check tests the clauses.
-func (p *prefilter) check(s string) bool { return p.checkIndexed(s, nil) }
+func (p *prefilter) check(s string) bool { return p.checkIndexed(s, nil) } //nolint:unused // the tests' entry point
 
 func (p *prefilter) checkIndexed(s string, idx *textIndex) bool {
 	ascii := -1 // unknown

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/projectneo/caddy-neo/internal/clock"
 )
 
 // CheckConfig configures active health checks of replicas.
@@ -61,6 +62,9 @@ func (c *CheckConfig) Validate() error {
 func (c CheckConfig) key(addr string) string {
 	return fmt.Sprintf("%s|%s|%d|%d|%d|%d|%d", addr, c.Path, c.Interval, c.Timeout, c.Status, c.Fails, c.Passes)
 }
+
+// checkClock paces the checkers; tests replace it with a clock.Fake.
+var checkClock = clock.Real
 
 // checkers are shared by every config that checks the same replica the same
 // way, and survive config reloads; the last user's Release stops them.
@@ -123,7 +127,7 @@ func ReleaseChecker(addr string, cfg CheckConfig) {
 
 func (c *Checker) run(ctx context.Context) {
 	defer close(c.done)
-	t := time.NewTicker(time.Duration(c.cfg.Interval))
+	t := checkClock.NewTicker(time.Duration(c.cfg.Interval))
 	defer t.Stop()
 	fails, passes := 0, 0
 	for {
@@ -143,7 +147,7 @@ func (c *Checker) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 		}
 	}
 }

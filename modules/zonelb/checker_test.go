@@ -9,77 +9,127 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/projectneo/caddy-neo/internal/clock"
 )
 
+// fakeCheckClock paces the checkers of this test with a fake clock.
+func fakeCheckClock(t *testing.T) *clock.Fake {
+	f := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	old := checkClock
+	checkClock = f
+	t.Cleanup(func() { checkClock = old })
+	return f
+}
+
+// waitChecks waits until c has run at least n checks (each check is a real
+// HTTP request to a real server; only the interval between them is fake).
+func waitChecks(t *testing.T, c *Checker, n uint64) {
+	t.Helper()
+	for i := 0; c.Checks() < n; i++ {
+		if i == 60000 { // a minute of polling: the checker is stuck
+			t.Fatalf("checker ran %d checks, want %d", c.Checks(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// tick moves the fake clock one interval and waits for the check it causes.
+func tick(t *testing.T, f *clock.Fake, c *Checker) {
+	t.Helper()
+	n := c.Checks()
+	f.Advance(time.Duration(c.cfg.Interval))
+	waitChecks(t, c, n+1)
+}
+
 func TestCheckerFollowsReplica(t *testing.T) {
+	f := fakeCheckClock(t)
 	var status atomic.Int32
 	status.Store(200)
-	var hits atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/healthz" {
 			t.Errorf("checked %s", r.URL.Path)
 		}
-		hits.Add(1)
 		w.WriteHeader(int(status.Load()))
 	}))
 	defer srv.Close()
 	addr := strings.TrimPrefix(srv.URL, "http://")
-	cfg := CheckConfig{Path: "/healthz", Interval: caddy.Duration(20 * time.Millisecond), Timeout: caddy.Duration(10 * time.Millisecond)}
+	cfg := CheckConfig{Path: "/healthz", Interval: caddy.Duration(time.Second), Timeout: caddy.Duration(time.Second), Fails: 2, Passes: 2}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	set := NewCheckerSet(cfg)
-	waitFor := func(want bool) {
-		t.Helper()
-		deadline := time.Now().Add(2 * time.Second)
-		for set.Healthy(addr) != want {
-			if time.Now().After(deadline) {
-				t.Fatalf("replica never became healthy=%v", want)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+	if !set.Healthy(addr) {
+		t.Fatal("a replica is healthy until checked otherwise")
 	}
-	waitFor(true)
+	v, _ := set.byAddr.Load(addr)
+	c := v.(*Checker)
+	waitChecks(t, c, 1) // the first check runs at once
+	if !c.Healthy() {
+		t.Fatal("unhealthy after a passed check")
+	}
+	// health_fails 2: one failed check is not enough, two in a row are
 	status.Store(503)
-	waitFor(false)
+	tick(t, f, c)
+	if !set.Healthy(addr) {
+		t.Fatal("unhealthy after one failed check of health_fails 2")
+	}
+	tick(t, f, c)
+	if set.Healthy(addr) {
+		t.Fatal("healthy after two failed checks of health_fails 2")
+	}
+	// health_passes 2, likewise
 	status.Store(200)
-	waitFor(true)
+	tick(t, f, c)
+	if set.Healthy(addr) {
+		t.Fatal("healthy after one passed check of health_passes 2")
+	}
+	tick(t, f, c)
+	if !set.Healthy(addr) {
+		t.Fatal("unhealthy after two passed checks of health_passes 2")
+	}
 
 	// A second config shares the checker (one goroutine per address).
 	set2 := NewCheckerSet(cfg)
 	set2.Healthy(addr)
-	c1, _ := set.byAddr.Load(addr)
 	c2, _ := set2.byAddr.Load(addr)
-	if c1 != c2 {
+	if c2 != c {
 		t.Fatal("two configs checking the same replica the same way run two checkers")
 	}
 	// Releasing one keeps it running; releasing both stops it.
 	set.Close()
-	before := hits.Load()
-	time.Sleep(100 * time.Millisecond)
-	if hits.Load() == before {
-		t.Fatal("checker stopped while another config still uses it")
+	tick(t, f, c)
+	if n, _ := f.Tickers(); n != 1 {
+		t.Fatalf("%d checkers running while a config still uses one", n)
 	}
-	set2.Close()
-	time.Sleep(50 * time.Millisecond)
-	stopped := hits.Load()
-	time.Sleep(100 * time.Millisecond)
-	if hits.Load() != stopped {
-		t.Fatal("checker still running after its last user released it")
+	set2.Close() // returns when the checker has stopped
+	if n, _ := f.Tickers(); n != 0 {
+		t.Fatalf("%d checkers still running after their last user released them", n)
+	}
+	before := c.Checks()
+	f.Advance(10 * time.Duration(cfg.Interval))
+	if c.Checks() != before {
+		t.Fatal("a released checker checked again")
 	}
 }
 
 func TestCheckerDownReplica(t *testing.T) {
-	cfg := CheckConfig{Path: "/", Interval: caddy.Duration(20 * time.Millisecond), Timeout: caddy.Duration(10 * time.Millisecond)}
-	cfg.Validate()
+	f := fakeCheckClock(t)
+	cfg := CheckConfig{Path: "/", Interval: caddy.Duration(time.Second), Timeout: caddy.Duration(time.Second)}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
 	set := NewCheckerSet(cfg)
 	defer set.Close()
-	deadline := time.Now().Add(2 * time.Second)
-	for set.Healthy("127.0.0.1:1") { // nothing listens on port 1
-		if time.Now().After(deadline) {
-			t.Fatal("a replica that refuses connections stays healthy")
-		}
-		time.Sleep(5 * time.Millisecond)
+	set.Healthy("127.0.0.1:1") // nothing listens on port 1
+	v, _ := set.byAddr.Load("127.0.0.1:1")
+	c := v.(*Checker)
+	waitChecks(t, c, 1)
+	if set.Healthy("127.0.0.1:1") {
+		t.Fatal("a replica that refuses connections stays healthy")
+	}
+	tick(t, f, c)
+	if set.Healthy("127.0.0.1:1") {
+		t.Fatal("a replica that refuses connections became healthy")
 	}
 }
 

@@ -253,7 +253,7 @@ func selectFrom[H Health](p *Pool, h H, local int) (int, Outcome) {
 		// Keep share/threshold of the traffic local and spill the rest,
 		// spread evenly (request c stays local when c*keep/1000 steps up).
 		keep := uint64(share / p.local * 1000)
-		c := uint64(p.spill.Add(1) - 1)
+		c := p.spill.Add(1) - 1
 		if (c+1)*keep/1000 != c*keep/1000 {
 			return pick(loc, h, locHealthy), Local
 		}

@@ -3,9 +3,13 @@
 // edge → HTTP → stage server → replica: small-request throughput and latency,
 // then 1 GiB uploads and downloads with the caddy process's resident memory.
 //
-//	go run ./integration/bench/nats [-c 32] [-d 5s] [-big 1GiB]
+//	go run ./integration/bench/nats [-c 32] [-d 5s] [-big 1GiB] [-old <caddy binary>]
 //
-// NEO_CADDY_BIN names a prebuilt caddy binary (else it is built). Everything
+// NEO_CADDY_BIN names a prebuilt caddy binary (else it is built). -old runs
+// the same topology from another binary (a build of the previous commit,
+// say) in a process of its own, with a nats-server of its own, and its NATS
+// chain in the same rounds and slices: the new build's NATS chain is
+// compared with the old one's side by side. Everything
 // listens on 127.0.0.1 ports chosen at random; the nats-server runs in this
 // program. Absolute numbers depend on the machine; the ratios are the point.
 package main
@@ -193,6 +197,7 @@ func main() {
 	bigProfile := flag.String("bigprofile", "", "write CPU profiles of caddy (<prefix>-caddy.prof) and of this program with its nats-server (<prefix>-bench.prof) during the NATS download")
 	slice := flag.Duration("slice", time.Second, "within a round, alternate the chains in slices this long until each has run -d (0: one whole run each); a change of the machine's speed during a round then weighs on every chain alike. -cpuprofile turns it off")
 	withV1 := flag.Bool("v1", false, "also run the NATS chain with framing protocol version 1 (an edge with protocol_version 1), in the same rounds, and print version 2's ratio to it")
+	oldBin := flag.String("old", "", "a caddy binary of another build: its NATS chain (same topology, its own process and nats-server) runs in the same rounds and slices, and the ratio of this build's NATS throughput to it is printed (RATIO new/old)")
 	natsMode := flag.String("nats", "external", "where the nats-server runs: external (in this program, over loopback TCP, like a separate NATS cluster) inprocess (embedded in caddy, connections without a socket, like the local topology) or embedded-tcp (embedded in caddy, connections over loopback TCP)")
 	flag.Parse()
 	if *natsMode != "external" && *natsMode != "inprocess" && *natsMode != "embedded-tcp" {
@@ -200,48 +205,24 @@ func main() {
 		os.Exit(2)
 	}
 
-	ports, err := harness.FreePorts(7)
-	if err != nil {
-		panic(err)
-	}
-	if *natsMode == "external" {
-		ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: ports[5], NoSigs: true, NoLog: true})
+	cur := startTopology("", *natsMode, *withV1)
+	defer cur.stop()
+	inst, pid, natsURL, httpURL, v1URL := cur.inst, cur.pid, cur.natsURL, cur.httpURL, cur.v1URL
+	var old *topology
+	if *oldBin != "" {
+		bin, err := filepath.Abs(*oldBin)
 		if err != nil {
 			panic(err)
 		}
-		ns.Start()
-		defer ns.Shutdown()
-		if !ns.ReadyForConnections(5 * time.Second) {
-			panic("nats-server not ready")
-		}
+		old = startTopology(bin, *natsMode, false)
+		defer old.stop()
 	}
-	dir, _ := os.MkdirTemp("", "neo-nats-bench-")
-	defer os.RemoveAll(dir)
-	cfg := filepath.Join(dir, "bench.Caddyfile")
-	v1Port := 0
-	if *withV1 {
-		v1Port = ports[6]
-	}
-	caddyfile := harness.NATSChainCaddyfile(ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], *natsMode == "inprocess", v1Port)
-	if *natsMode == "embedded-tcp" {
-		caddyfile = harness.NATSChainCaddyfileEmbeddedTCP(ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], v1Port)
-	}
-	if err := os.WriteFile(cfg, []byte(caddyfile), 0o644); err != nil {
-		panic(err)
-	}
-	inst, err := harness.StartProcess(harness.Options{Config: cfg, Admin: fmt.Sprintf("127.0.0.1:%d", ports[0]),
-		WaitFor: []string{fmt.Sprintf("127.0.0.1:%d", ports[1]), fmt.Sprintf("127.0.0.1:%d", ports[4])}})
-	if err != nil {
-		panic(err)
-	}
-	defer inst.Stop()
-	pid := findPid(cfg)
-	natsURL := fmt.Sprintf("http://127.0.0.1:%d/orders/bench", ports[1])
-	httpURL := fmt.Sprintf("http://127.0.0.1:%d/orders/bench", ports[2])
-	v1URL := fmt.Sprintf("http://127.0.0.1:%d/orders/bench", ports[6])
 	warm := []string{natsURL, httpURL}
 	if *withV1 {
 		warm = append(warm, v1URL)
+	}
+	if old != nil {
+		warm = append(warm, old.natsURL)
 	}
 	for _, u := range warm {
 		if r := load(u, 2, 300*time.Millisecond); r.reqs == 0 {
@@ -252,7 +233,7 @@ func main() {
 
 	fmt.Printf("small GET, %d connections, %v per run, %d alternating rounds, nats-server %s\n", *conns, *dur, *rounds, *natsMode)
 	var bestN, bestH result
-	var ratios, p99s, v2v1 []float64
+	var ratios, p99s, v2v1, newOld, newOldP99 []float64
 	for i := 0; i < *rounds; i++ {
 		prof := func(name string) {
 			if *profile != "" && i == 0 {
@@ -273,13 +254,19 @@ func main() {
 		}
 		type chain struct {
 			name, label, url string
+			pid              int
 			client           *http.Client
 			r                result
 			cpu              snapshot // system calls and CPU time, summed over slices
 		}
-		chains := []*chain{{name: "http", label: "HTTP", url: httpURL}, {name: "nats", label: "NATS", url: natsURL}}
+		chains := []*chain{{name: "http", label: "HTTP", url: httpURL, pid: pid}, {name: "nats", label: "NATS", url: natsURL, pid: pid}}
 		if *withV1 {
-			chains = append(chains, &chain{name: "nats-v1", label: "NATS v1", url: v1URL})
+			chains = append(chains, &chain{name: "nats-v1", label: "NATS v1", url: v1URL, pid: pid})
+		}
+		var oldChain *chain
+		if old != nil {
+			oldChain = &chain{name: "nats-old", label: "NATS old", url: old.natsURL, pid: old.pid}
+			chains = append(chains, oldChain)
 		}
 		step := *dur
 		if *slice > 0 && *profile == "" {
@@ -290,12 +277,12 @@ func main() {
 		}
 		for done := time.Duration(0); done < *dur; done += step {
 			for _, c := range chains {
-				before := snap(pid)
+				before := snap(c.pid)
 				prof(c.name)
 				allocs(c.name + "-before")
 				c.r = c.r.merge(loadWith(c.client, c.url, *conns, min(step, *dur-done)))
 				allocs(c.name + "-after")
-				c.cpu = c.cpu.add(snap(pid), before)
+				c.cpu = c.cpu.add(snap(c.pid), before)
 			}
 		}
 		for _, c := range chains {
@@ -316,6 +303,13 @@ func main() {
 				v.rps(), v.p50.Round(time.Microsecond), v.p99.Round(time.Microsecond), v.errs, n.rps()/v.rps())
 			v2v1 = append(v2v1, n.rps()/v.rps())
 		}
+		if oldChain != nil {
+			o := oldChain.r
+			fmt.Printf("           NATS old %6.0f req/s p50 %-9v p99 %-9v errs %d | NATS new / NATS old %.3f, p99 %.3f\n",
+				o.rps(), o.p50.Round(time.Microsecond), o.p99.Round(time.Microsecond), o.errs, n.rps()/o.rps(), float64(n.p99)/float64(o.p99))
+			newOld = append(newOld, n.rps()/o.rps())
+			newOldP99 = append(newOldP99, float64(n.p99)/float64(o.p99))
+		}
 		if i == 0 || h.rps() > bestH.rps() {
 			bestH = h
 		}
@@ -329,6 +323,9 @@ func main() {
 		float64(bestN.p99)/float64(bestH.p99))
 	if *withV1 {
 		fmt.Printf("RATIO framing version 2 / version 1 throughput: %s\n", meanRange(v2v1))
+	}
+	if old != nil {
+		fmt.Printf("RATIO new/old NATS chain: throughput %s, p99 %s (old: %s)\n", meanRange(newOld), meanRange(newOldP99), *oldBin)
 	}
 
 	if *big > 0 {
@@ -349,6 +346,10 @@ func main() {
 			}
 			fmt.Printf("  %-8s HTTP %7.1f MiB/s (RSS +%3d MiB, ok %v) | NATS %7.1f MiB/s (RSS +%3d MiB, ok %v) | ratio %.2f× (goal ≥ 0.50, RSS < 64 MiB)\n",
 				dir, h.mibps(), h.rssPeak>>20, h.ok, n.mibps(), n.rssPeak>>20, n.ok, n.mibps()/h.mibps())
+			if old != nil {
+				o := transfer(old.natsURL, *big, up, old.pid)
+				fmt.Printf("  %-8s NATS old %7.1f MiB/s (RSS +%3d MiB, ok %v) | NATS new / old %.2f×\n", dir, o.mibps(), o.rssPeak>>20, o.ok, n.mibps()/o.mibps())
+			}
 		}
 	}
 }
@@ -450,4 +451,65 @@ func (s snapshot) perRequest(before snapshot, reqs int64) string {
 		return fmt.Sprintf("reads %.2f writes %.2f cpu %.0f µs", float64(a.syscr-b.syscr)/r, float64(a.syscw-b.syscw)/r, float64(a.cpuTicks-b.cpuTicks)*1e4/r)
 	}
 	return "caddy " + f(s.caddy, before.caddy) + " | load+nats-server " + f(s.self, before.self)
+}
+
+// topology is one caddy process running the benchmark's chains (and the
+// nats-server it uses, when external).
+type topology struct {
+	inst                    *harness.Instance
+	ns                      *server.Server
+	dir                     string
+	pid                     int
+	natsURL, httpURL, v1URL string
+}
+
+// startTopology runs the chains from the caddy binary bin ("": this
+// repository's, or NEO_CADDY_BIN) on ports of their own.
+func startTopology(bin, natsMode string, withV1 bool) *topology {
+	ports, err := harness.FreePorts(7)
+	if err != nil {
+		panic(err)
+	}
+	tp := &topology{}
+	if natsMode == "external" {
+		tp.ns, err = server.NewServer(&server.Options{Host: "127.0.0.1", Port: ports[5], NoSigs: true, NoLog: true})
+		if err != nil {
+			panic(err)
+		}
+		tp.ns.Start()
+		if !tp.ns.ReadyForConnections(5 * time.Second) {
+			panic("nats-server not ready")
+		}
+	}
+	tp.dir, _ = os.MkdirTemp("", "neo-nats-bench-")
+	cfg := filepath.Join(tp.dir, "bench.Caddyfile")
+	v1Port := 0
+	if withV1 {
+		v1Port = ports[6]
+	}
+	caddyfile := harness.NATSChainCaddyfile(ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], natsMode == "inprocess", v1Port)
+	if natsMode == "embedded-tcp" {
+		caddyfile = harness.NATSChainCaddyfileEmbeddedTCP(ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], v1Port)
+	}
+	if err := os.WriteFile(cfg, []byte(caddyfile), 0o644); err != nil {
+		panic(err)
+	}
+	tp.inst, err = harness.StartProcess(harness.Options{Config: cfg, Admin: fmt.Sprintf("127.0.0.1:%d", ports[0]), Binary: bin,
+		WaitFor: []string{fmt.Sprintf("127.0.0.1:%d", ports[1]), fmt.Sprintf("127.0.0.1:%d", ports[4])}})
+	if err != nil {
+		panic(err)
+	}
+	tp.pid = findPid(cfg)
+	tp.natsURL = fmt.Sprintf("http://127.0.0.1:%d/orders/bench", ports[1])
+	tp.httpURL = fmt.Sprintf("http://127.0.0.1:%d/orders/bench", ports[2])
+	tp.v1URL = fmt.Sprintf("http://127.0.0.1:%d/orders/bench", ports[6])
+	return tp
+}
+
+func (tp *topology) stop() {
+	tp.inst.Stop()
+	if tp.ns != nil {
+		tp.ns.Shutdown()
+	}
+	os.RemoveAll(tp.dir)
 }
