@@ -195,7 +195,7 @@ func TestEdgeRateLimitDistributedSwitch(t *testing.T) {
 			for k, v := range c.env {
 				t.Setenv(k, v)
 			}
-			for _, file := range []string{"local.Caddyfile", "edge.Caddyfile", "zones/edge.Caddyfile"} {
+			for _, file := range []string{"local.Caddyfile", "edge.Caddyfile"} {
 				p := path.Join(harness.RepoRoot(), "caddyfiles", file)
 				body, err := os.ReadFile(p)
 				if err != nil {
