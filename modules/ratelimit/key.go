@@ -132,16 +132,6 @@ func placeholderPart(name string) keyPart {
 	return keyPart{kind: partOther, text: name}
 }
 
-// usesClient reports whether the key holds a client address.
-func (kt *keyTemplate) usesClient() bool {
-	for _, p := range kt.parts {
-		if p.kind == partRemoteHost || p.kind == partClientIP {
-			return true
-		}
-	}
-	return false
-}
-
 // reqInfo is what a request's keys are built from, resolved once per request.
 type reqInfo struct {
 	r      *http.Request

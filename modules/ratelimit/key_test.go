@@ -101,3 +101,13 @@ func TestParseCount(t *testing.T) {
 		}
 	}
 }
+
+// usesClient reports whether the key holds a client address.
+func (kt *keyTemplate) usesClient() bool {
+	for _, p := range kt.parts {
+		if p.kind == partRemoteHost || p.kind == partClientIP {
+			return true
+		}
+	}
+	return false
+}
