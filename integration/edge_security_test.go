@@ -33,6 +33,12 @@ type edge struct {
 
 func startEdge(t *testing.T, env ...string) *edge {
 	t.Helper()
+	return startEdgeWith(t, "", env...)
+}
+
+// startEdgeWith is startEdge with more global options (globals).
+func startEdgeWith(t *testing.T, globals string, env ...string) *edge {
+	t.Helper()
 	ports, err := harness.FreePorts(4)
 	if err != nil {
 		t.Fatal(err)
@@ -46,6 +52,7 @@ func startEdge(t *testing.T, env ...string) *edge {
 	local_certs
 	skip_install_trust
 	import %[5]s/caddyfiles/snippets/edge-global.caddy
+%[6]s
 }
 
 import %[5]s/caddyfiles/snippets/edge.caddy
@@ -63,7 +70,7 @@ http://:%[4]d {
 		replica edge-test
 	}
 }
-`, admin, httpPort, httpsPort, echoPort, harness.RepoRoot())
+`, admin, httpPort, httpsPort, echoPort, harness.RepoRoot(), globals)
 	inst := harness.Start(t, harness.Options{
 		Config:  cfg,
 		Admin:   fmt.Sprintf("127.0.0.1:%d", admin),

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"path"
 	"strings"
 	"sync"
@@ -20,7 +19,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/projectneo/caddy-neo/integration/harness"
-	"github.com/projectneo/caddy-neo/internal/adapttest"
 	"github.com/projectneo/caddy-neo/internal/natstest"
 	"github.com/projectneo/caddy-neo/modules/natsstorage"
 )
@@ -481,65 +479,4 @@ http://127.0.0.1 {
 	}
 	wg.Wait()
 	t.Logf("burst of %d requests per node at once (sync every %v): %d allowed for a global limit of %d", limit, interval, allowed, limit)
-}
-
-// NEO_RL_DISTRIBUTED=on switches every edge rate limit to distributed mode
-// (synced every NEO_RL_SYNC_INTERVAL); unset, the edge counts alone.
-func TestEdgeRateLimitDistributedSwitch(t *testing.T) {
-	for _, c := range []struct {
-		env  map[string]string
-		want string // the distributed setting of every rate_limit handler
-	}{
-		{nil, "null"},
-		{map[string]string{"NEO_RL_DISTRIBUTED": "on"}, `{"read_interval":5000000000,"write_interval":5000000000}`},
-		{map[string]string{"NEO_RL_DISTRIBUTED": "on", "NEO_RL_SYNC_INTERVAL": "1s"}, `{"read_interval":1000000000,"write_interval":1000000000}`},
-	} {
-		t.Run(c.want, func(t *testing.T) {
-			for k, v := range c.env {
-				t.Setenv(k, v)
-			}
-			for _, file := range []string{"local.Caddyfile", "edge.Caddyfile"} {
-				p := path.Join(harness.RepoRoot(), "caddyfiles", file)
-				body, err := os.ReadFile(p)
-				if err != nil {
-					t.Fatal(err)
-				}
-				out, err := adapttest.Adapt(t, p, body)
-				if err != nil {
-					t.Fatal(err)
-				}
-				var cfg any
-				if err := json.Unmarshal(out, &cfg); err != nil {
-					t.Fatal(err)
-				}
-				var found []string
-				var walk func(any)
-				walk = func(o any) {
-					switch o := o.(type) {
-					case map[string]any:
-						if o["handler"] == "rate_limit" {
-							b, _ := json.Marshal(o["distributed"])
-							found = append(found, string(b))
-						}
-						for _, v := range o {
-							walk(v)
-						}
-					case []any:
-						for _, v := range o {
-							walk(v)
-						}
-					}
-				}
-				walk(cfg)
-				if len(found) == 0 {
-					t.Fatalf("%s: no rate_limit handler", file)
-				}
-				for _, f := range found {
-					if f != c.want {
-						t.Errorf("%s: rate_limit distributed = %s; want %s", file, f, c.want)
-					}
-				}
-			}
-		})
-	}
 }

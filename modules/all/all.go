@@ -16,6 +16,7 @@ import (
 	_ "github.com/projectneo/caddy-neo/modules/natsstorage"
 	_ "github.com/projectneo/caddy-neo/modules/neo"
 	_ "github.com/projectneo/caddy-neo/modules/neoegress"
+	_ "github.com/projectneo/caddy-neo/modules/ratelimit"
 	_ "github.com/projectneo/caddy-neo/modules/secrets"
 	_ "github.com/projectneo/caddy-neo/modules/wafaccel"
 )

@@ -31,6 +31,7 @@ var registered = []string{
 	"http.handlers.neo_identity",
 	"http.handlers.neo_log_fingerprints",
 	"http.handlers.neo_login_user",
+	"http.handlers.neo_rate_limit",
 	"http.handlers.neo_route",
 	"http.handlers.neo_signin",
 	"http.handlers.neo_stage_host",
