@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go"
 )
 
 // wsReplica is a real WebSocket server: /ws/echo echoes every message,
@@ -230,5 +231,77 @@ func TestWebSocketRefusedUpgrades(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotImplemented {
 		t.Fatalf("h2c upgrade: status %d, want 501", resp.StatusCode)
+	}
+}
+
+// TestWebSocketForgedFramesDropped: a hostile peer that learned an open
+// socket's edge inbox (a wiretap on the request subjects) sends it forged
+// credit, resp, data, probe, cancel and error frames: every one is dropped
+// as not from the socket's gateway, the socket still carries the right
+// bytes both ways, and nothing of the socket reaches the attacker's inbox.
+func TestWebSocketForgedFramesDropped(t *testing.T) {
+	s := startNATS(t, 0)
+	rep := wsReplica(t)
+	tp := newTopo(t, s)
+	tp.gateways = []map[string]any{gw("az-a")}
+	tp.wsReplica = strings.TrimPrefix(rep.URL, "http://")
+	load(t, tp)
+	tap := connect(t, s.ClientURL())
+	heads := make(chan *nats.Msg, 16)
+	if _, err := tap.ChanSubscribe("neo.rt.>", heads); err != nil {
+		t.Fatal(err)
+	}
+	_ = tap.Flush()
+	evil := connect(t, s.ClientURL())
+	const evilIn = "_GW.dev.evil.TOKEN"
+	evilSub, err := evil.SubscribeSync("_GW.dev.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = evil.Flush()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := dialWS(t, ctx, wsURL(tp, "/ws/echo"))
+	defer c.CloseNow()
+	var inbox string
+	select {
+	case h := <-heads:
+		inbox = h.Reply
+	case <-ctx.Done():
+		t.Fatal("no request head")
+	}
+	if err := c.Write(ctx, websocket.MessageText, []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	if _, got, err := c.Read(ctx); err != nil || string(got) != "before" {
+		t.Fatalf("before the attack: %q %v", got, err)
+	}
+
+	before := rejectedCount(sideEdge, reasonWrongReply)
+	msgs := forged(inbox, evilIn)
+	for _, m := range msgs {
+		if err := evil.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the forged frames dropped", func() bool {
+		return rejectedCount(sideEdge, reasonWrongReply) >= before+float64(len(msgs))
+	})
+	for i := range 20 {
+		want := fmt.Sprintf("after %d", i)
+		if err := c.Write(ctx, websocket.MessageText, []byte(want)); err != nil {
+			t.Fatal(err)
+		}
+		if _, got, err := c.Read(ctx); err != nil || string(got) != want {
+			t.Fatalf("after the attack: %q %v, want %q", got, err, want)
+		}
+	}
+	_ = activeConn(t).Publish(evilIn, []byte("marker"))
+	if m, err := evilSub.NextMsg(5 * time.Second); err != nil || string(m.Data) != "marker" {
+		t.Fatalf("the attacker's inbox got %v (%v)", m, err)
+	}
+	if err := c.Close(websocket.StatusNormalClosure, ""); err != nil {
+		t.Fatal(err)
 	}
 }
