@@ -18,5 +18,6 @@ import (
 	_ "github.com/projectneo/caddy-neo/modules/neoegress"
 	_ "github.com/projectneo/caddy-neo/modules/ratelimit"
 	_ "github.com/projectneo/caddy-neo/modules/secrets"
+	_ "github.com/projectneo/caddy-neo/modules/sni"
 	_ "github.com/projectneo/caddy-neo/modules/wafaccel"
 )

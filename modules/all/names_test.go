@@ -22,6 +22,7 @@ const modulePath = "github.com/projectneo/caddy-neo/"
 var registered = []string{
 	"admin.api.neo",
 	"caddy.listeners.neo_framing",
+	"caddy.listeners.neo_sni",
 	"caddy.storage.neo_nats",
 	"http.handlers.neo_access",
 	"http.handlers.neo_echo",

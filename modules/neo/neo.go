@@ -297,9 +297,6 @@ func (a *App) put(name string, tc, prev *TenantConfig, who Author) (created bool
 	}
 	a.reg.cur.Store(next)
 	a.metrics.size(next)
-	if exists {
-		evictCertificates(a.g.removedHosts(old, t))
-	}
 	return !exists, nil
 }
 
@@ -334,7 +331,6 @@ func (a *App) DeleteBy(name string, who Author) error {
 	next := cur.remove(name)
 	a.reg.cur.Store(next)
 	a.metrics.size(next)
-	evictCertificates(a.g.removedHosts(old, nil))
 	return nil
 }
 

@@ -188,7 +188,6 @@ func (a *App) applyRemote(c Change) {
 		next := cur.remove(c.Name)
 		a.reg.cur.Store(next)
 		a.metrics.size(next)
-		evictCertificates(a.g.removedHosts(old, nil))
 		log.Info("stored tenant deleted")
 		a.metrics.storeChange("deleted")
 		return
@@ -211,9 +210,6 @@ func (a *App) applyRemote(c Change) {
 	}
 	a.reg.cur.Store(next)
 	a.metrics.size(next)
-	if exists {
-		evictCertificates(a.g.removedHosts(old, t))
-	}
 	log.Info("stored tenant applied")
 	a.metrics.storeChange("applied")
 }
