@@ -17,6 +17,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/coder/websocket"
 	"io"
 	"net/http"
 	"sort"
@@ -111,6 +112,9 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b 
 
 // ServeHTTP answers with the report.
 func (e Echo) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	if r.Method == http.MethodGet && strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		return e.serveWebSocket(w, r)
+	}
 	h := sha256.New()
 	// a pooled buffer: io.Copy would allocate 32 KiB for every request
 	buf := copyBufs.Get().(*[]byte)
@@ -242,3 +246,29 @@ var (
 	_ caddy.Validator             = (*Echo)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Echo)(nil)
 )
+
+// wsReadLimit bounds one WebSocket message the echo accepts (16 MiB).
+const wsReadLimit = 16 << 20
+
+// serveWebSocket answers a WebSocket handshake (the 101 carries
+// Neo-Echo-Replica) and sends every message back as it came, text or
+// binary, until the client closes.
+func (e Echo) serveWebSocket(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Neo-Echo-Replica", e.Replica)
+	c, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return nil // Accept answered the bad handshake
+	}
+	defer c.CloseNow()
+	c.SetReadLimit(wsReadLimit)
+	ctx := r.Context()
+	for {
+		typ, msg, err := c.Read(ctx)
+		if err != nil {
+			return nil
+		}
+		if err := c.Write(ctx, typ, msg); err != nil {
+			return nil
+		}
+	}
+}

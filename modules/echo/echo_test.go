@@ -1,6 +1,8 @@
 package echo
 
 import (
+	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/coder/websocket"
 )
 
 func serve(t *testing.T, e Echo, r *http.Request) (*httptest.ResponseRecorder, error) {
@@ -146,4 +149,40 @@ func FuzzNeoHeaders(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestWebSocket: a WebSocket handshake gets a 101 naming the replica, and
+// each message, text or binary, comes back as sent.
+func TestWebSocket(t *testing.T) {
+	e := Echo{Replica: "r7"}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = e.ServeHTTP(w, r, nil)
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	c.SetReadLimit(2 << 20)
+	if got := resp.Header.Get("Neo-Echo-Replica"); got != "r7" {
+		t.Errorf("Neo-Echo-Replica %q, want r7", got)
+	}
+	for _, m := range []struct {
+		typ  websocket.MessageType
+		data []byte
+	}{{websocket.MessageText, []byte("hello")}, {websocket.MessageBinary, bytes.Repeat([]byte{0, 1}, 1<<19)}} {
+		if err := c.Write(ctx, m.typ, m.data); err != nil {
+			t.Fatal(err)
+		}
+		typ, got, err := c.Read(ctx)
+		if err != nil || typ != m.typ || !bytes.Equal(got, m.data) {
+			t.Fatalf("echo of %d bytes (%v): %d bytes (%v), %v", len(m.data), m.typ, len(got), typ, err)
+		}
+	}
+	if err := c.Close(websocket.StatusNormalClosure, ""); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -1,10 +1,12 @@
 package neonats
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -554,10 +556,22 @@ func (g *Gateway) serve(m *nats.Msg) {
 	} else {
 		r.Body = &gatewayBody{br: br}
 	}
+	if rh.upgrade != "" {
+		// a WebSocket handshake: the stream's bytes from the edge are the
+		// client's side of the socket after a 101 (respWriter.Hijack); an
+		// idle socket has no chunk timeout (the edge's cancel ends it)
+		r.Header.Set("Upgrade", rh.upgrade)
+		r.Header.Set("Connection", "Upgrade")
+		r.Body, r.ContentLength = http.NoBody, 0
+		br.timeout = 0
+	}
 	w := &respWriter{
 		g: g, st: st, inbox: st.inbox, header: make(http.Header),
 		chunk: g.chunkSize(), head: r.Method == http.MethodHead, v2: f.v2,
 		snd: &sender{st: st, ctx: ctx, timeout: time.Duration(g.ChunkTimeout)},
+	}
+	if rh.upgrade != "" {
+		w.upgrade, w.br = rh.upgrade, br
 	}
 	if !f.eof {
 		// tell the edge where to stream the body, and how much it may send
@@ -580,7 +594,7 @@ func (g *Gateway) serve(m *nats.Msg) {
 				}
 			}))
 		}
-		if f.eof {
+		if f.eof || rh.upgrade != "" {
 			start()
 		} else {
 			br.onEOF = start
@@ -592,6 +606,12 @@ func (g *Gateway) serve(m *nats.Msg) {
 		}()
 	}
 	if !g.serveHTTP(w, r, fields) {
+		return
+	}
+	if w.hijacked.Load() {
+		gatewayRequests.WithLabelValues(g.Name, "upgraded").Inc()
+		g.okCount.Inc()
+		g.served.Add(1)
 		return
 	}
 	if err := w.finish(); err != nil {
@@ -704,12 +724,17 @@ type respWriter struct {
 	chunk     int
 	err       error
 	done      bool
+	// upgrade: the request's WebSocket handshake ("" when none); br its
+	// stream from the edge, which Hijack hands over after a 101
+	upgrade  string
+	br       *bodyReader
+	hijacked atomic.Bool
 }
 
 func (w *respWriter) Header() http.Header { return w.header }
 
 func (w *respWriter) WriteHeader(code int) {
-	if w.status != 0 || code < 200 {
+	if w.status != 0 || (code < 200 && !(code == http.StatusSwitchingProtocols && w.upgrade != "")) {
 		return // informational responses are not forwarded
 	}
 	w.status = code
@@ -863,6 +888,9 @@ func (w *respWriter) headMsg(inbox string, eof bool, trailer http.Header, data [
 		if inbox != "" {
 			b = appendV2Ctl(b, 'i', inbox)
 		}
+		if w.status == http.StatusSwitchingProtocols {
+			b = appendV2Ctl(b, 'g', w.upgrade)
+		}
 		b = appendV2Fields(b, v2TagHTTP, w.header)
 		if eof {
 			b = appendV2Ctl(b, 'e', "1")
@@ -878,6 +906,9 @@ func (w *respWriter) headMsg(inbox string, eof bool, trailer http.Header, data [
 	}
 	if inbox != "" {
 		h[hdrInbox] = []string{inbox}
+	}
+	if w.status == http.StatusSwitchingProtocols {
+		h[hdrUpgrade] = []string{w.upgrade}
 	}
 	if eof {
 		h[hdrEOF] = constValue("1")
@@ -931,8 +962,76 @@ func (w *respWriter) finish() error {
 	return w.send(true)
 }
 
+// Hijack hands the handler (the reverse proxy after its replica's 101) the
+// socket: the 101 goes to the edge now, then the socket's bytes are data
+// frames both ways on the request's stream. Only a WebSocket handshake's
+// 101 can be hijacked.
+func (w *respWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if w.upgrade == "" || w.status != http.StatusSwitchingProtocols || w.hijacked.Load() {
+		return nil, nil, http.ErrNotSupported
+	}
+	if !w.headWasSent() {
+		if err := w.sendHead(false, nil); err != nil {
+			return nil, nil, err
+		}
+	}
+	w.hijacked.Store(true)
+	w.done = true
+	c := &gatewaySocket{w: w}
+	return c, bufio.NewReadWriter(bufio.NewReaderSize(c, 1), bufio.NewWriterSize(c, 1)), nil
+}
+
+// gatewaySocket is the edge's side of a hijacked WebSocket on a gateway.
+type gatewaySocket struct {
+	w      *respWriter
+	wmu    sync.Mutex
+	closed atomic.Bool
+}
+
+func (c *gatewaySocket) Read(p []byte) (int, error) { return c.w.br.Read(p) }
+
+func (c *gatewaySocket) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	written := 0
+	for len(p) > 0 {
+		n := min(len(p), c.w.chunk)
+		if err := c.w.snd.sendData(p[:n], false, nil); err != nil {
+			return written, err
+		}
+		p, written = p[n:], written+n
+	}
+	return written, nil
+}
+
+// Close ends the socket: the edge gets the end of the stream (a cancel, so
+// that it stops sending too).
+func (c *gatewaySocket) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	c.w.st.sendControl(kindCancel, 0, "websocket closed")
+	c.w.st.abort()
+	return nil
+}
+
+func (c *gatewaySocket) LocalAddr() net.Addr              { return socketAddr{} }
+func (c *gatewaySocket) RemoteAddr() net.Addr             { return socketAddr{} }
+func (c *gatewaySocket) SetDeadline(time.Time) error      { return nil }
+func (c *gatewaySocket) SetReadDeadline(time.Time) error  { return nil }
+func (c *gatewaySocket) SetWriteDeadline(time.Time) error { return nil }
+
+type socketAddr struct{}
+
+func (socketAddr) Network() string { return "nats" }
+func (socketAddr) String() string  { return "nats" }
+
 // Interface guards
 var (
+	_ http.Hijacker     = (*respWriter)(nil)
 	_ caddy.App         = (*GatewayApp)(nil)
 	_ caddy.Provisioner = (*GatewayApp)(nil)
 	_ http.Flusher      = (*respWriter)(nil)

@@ -133,6 +133,9 @@ type topo struct {
 	gateways  []map[string]any
 	transport map[string]any
 	marker    string // makes configs differ for reload tests
+	// wsReplica, when set, is the address of a replica the stage server
+	// proxies /ws/* to (WebSocket tests)
+	wsReplica string
 }
 
 func (tp topo) json(t testing.TB) []byte {
@@ -157,7 +160,7 @@ func (tp topo) json(t testing.TB) []byte {
 				},
 				"stage": map[string]any{
 					"listen": []string{fmt.Sprintf("127.0.0.1:%d", tp.stagePort)},
-					"routes": []any{
+					"routes": append(tp.wsRoutes(), []any{
 						map[string]any{"match": []any{map[string]any{"path": []string{"/trailers"}}}, "handle": []any{map[string]any{"handler": "neo_test_trailers"}}},
 						map[string]any{"match": []any{map[string]any{"path": []string{"/panic"}}}, "handle": []any{map[string]any{"handler": "neo_test_panic"}}},
 						// not terminal: the echo route below answers
@@ -166,7 +169,7 @@ func (tp topo) json(t testing.TB) []byte {
 						}},
 						map[string]any{"handle": []any{
 							map[string]any{"handler": "neo_echo", "replica": "r1", "max_response_bytes": 200 << 20},
-						}}},
+						}}}...),
 					"automatic_https": map[string]any{"disable": true},
 				},
 			}},
@@ -238,4 +241,16 @@ func flushActive(t testing.TB) {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// wsRoutes proxies /ws/* on the stage server to tp.wsReplica.
+func (tp topo) wsRoutes() []any {
+	if tp.wsReplica == "" {
+		return nil
+	}
+	return []any{map[string]any{
+		"match":    []any{map[string]any{"path": []string{"/ws/*"}}},
+		"handle":   []any{map[string]any{"handler": "reverse_proxy", "upstreams": []any{map[string]any{"dial": tp.wsReplica}}}},
+		"terminal": true,
+	}}
 }

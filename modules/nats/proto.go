@@ -70,6 +70,10 @@ const (
 	hdrClient  = "Neo-Nats-Client"
 	hdrScheme  = "Neo-Nats-Scheme"
 	hdrBind    = "Neo-Nats-Bind"
+	// hdrUpgrade: the protocol a request asks to switch to ("websocket",
+	// the only one carried), and in a 101 resp frame the one switched to.
+	// The HTTP Upgrade and Connection fields are hop-by-hop and not framed.
+	hdrUpgrade = "Neo-Nats-Upgrade"
 
 	prefixHeader  = "H-"
 	prefixTrailer = "T-"
@@ -198,7 +202,8 @@ func parseFrame(m *nats.Msg) (*frame, error) {
 	if f.kind == kindResp {
 		s := f.get(hdrStatus)
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 200 || n > 599 {
+		// 101 only as the switch of a WebSocket handshake
+		if err != nil || n < 200 && !(n == http.StatusSwitchingProtocols && f.get(hdrUpgrade) != "") || n > 599 {
 			return nil, fmt.Errorf("%w: %s %q", ErrBadFrame, hdrStatus, s)
 		}
 		f.status = n
@@ -223,6 +228,9 @@ type reqHead struct {
 	scheme string
 	// bind: the edge binds the stream, so the gateway does too
 	bind bool
+	// upgrade: "websocket" when the request asks to switch to WebSocket
+	// (the stream then carries the socket's bytes both ways after a 101)
+	upgrade string
 }
 
 // parseReqHead checks and extracts the request of a head frame.
@@ -293,6 +301,16 @@ func parseReqHead(f *frame) (*reqHead, error) {
 		rh.bind = true
 	default:
 		return nil, fmt.Errorf("%w: %s %q", ErrBadFrame, hdrBind, s)
+	}
+	switch s := f.get(hdrUpgrade); s {
+	case "":
+	case "websocket":
+		if f.eof || rh.method != http.MethodGet {
+			return nil, fmt.Errorf("%w: %s on a %s request with no stream", ErrBadFrame, hdrUpgrade, rh.method)
+		}
+		rh.upgrade = s
+	default:
+		return nil, fmt.Errorf("%w: %s %q", ErrBadFrame, hdrUpgrade, s)
 	}
 	hdr, err := f.fields(prefixHeader)
 	if err != nil {

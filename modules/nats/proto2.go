@@ -20,7 +20,7 @@ package neonats
 // Control tags and the version 1 header each stands for (values are the
 // same strings): 'm' method, 'p' path, 'q' query, 'h' host, 'l' length,
 // 'w' window, 't' timeout, 'r' trailer names, 's' status, 'i' inbox,
-// 'e' eof, 'c' client address, 'u' scheme, 'b' bind. A tag appears at most
+// 'e' eof, 'c' client address, 'u' scheme, 'b' bind, 'g' upgrade. A tag appears at most
 // once.
 //
 // A gateway answers a request in the version it came in, so edges choose:
@@ -55,7 +55,7 @@ var v2Ctl = [...]struct {
 }{
 	{'m', hdrMethod}, {'p', hdrPath}, {'q', hdrQuery}, {'h', hdrHost}, {'l', hdrLength},
 	{'w', hdrWindow}, {'t', hdrTimeout}, {'r', hdrTrailer}, {'s', hdrStatus}, {'i', hdrInbox}, {'e', hdrEOF},
-	{'c', hdrClient}, {'u', hdrScheme}, {'b', hdrBind},
+	{'c', hdrClient}, {'u', hdrScheme}, {'b', hdrBind}, {'g', hdrUpgrade},
 }
 
 // v2CtlByTag maps a tag byte to its index in v2Ctl plus one (0: not a

@@ -84,6 +84,8 @@ func FuzzFrame(f *testing.F) {
 	f.Add("NATS/1.0\r\nNeo-Nats-Kind: head\r\nNeo-Nats-Version: 1\r\nNeo-Nats-Method: GET\r\nNeo-Nats-Path: /\r\nNeo-Nats-Window: 8\r\nH-A: b\r\n\r\n", []byte("body"))
 	f.Add("NATS/1.0\r\nNeo-Nats-Kind: data\r\nNeo-Nats-Seq: 3\r\nNeo-Nats-Eof: 1\r\nT-X: y\r\n\r\n", []byte{})
 	f.Add("NATS/1.0 503\r\n\r\n", []byte{})
+	f.Add("NATS/1.0\r\nNeo-Nats-Kind: head\r\nNeo-Nats-Version: 1\r\nNeo-Nats-Method: GET\r\nNeo-Nats-Path: /\r\nNeo-Nats-Window: 8\r\nNeo-Nats-Upgrade: websocket\r\nNeo-Nats-Length: -1\r\n\r\n", []byte{})
+	f.Add("NATS/1.0\r\nNeo-Nats-Kind: resp\r\nNeo-Nats-Status: 101\r\nNeo-Nats-Upgrade: websocket\r\n\r\n", []byte{})
 	f.Add("NATS/1.0\r\nNeo-Nats-Kind: resp\r\nNeo-Nats-Status: 204\r\nNeo-Nats-Inbox: _INBOX.a.b\r\n\r\n", []byte{})
 	f.Add("NATS/1.0\r\nNeo-Nats-Kind: credit\r\nNeo-Nats-Credit: 8\r\nNeo-Nats-Inbox: _GW.prod.a.b\r\n\r\n", []byte{})
 	f.Add("NATS/1.0\r\nNeo-Nats-Kind: cancel\r\nNeo-Nats-Error: client gone\r\n\r\n", []byte{})
@@ -435,6 +437,8 @@ func TestParseFrameV2(t *testing.T) {
 func FuzzFrameV2(f *testing.F) {
 	f.Add(v2Head("GET", "/", "", "h", http.Header{"A": {"b"}}, []byte("x"))[len(v2Magic):], "X-Name", "value", "other")
 	f.Add([]byte{'r', 's', 3, '2', '0', '0', 'e', 1, '1', 'T', 1, 'A', 1, 1, 'b', 0}, "", "", "")
+	f.Add([]byte{'r', 's', 3, '1', '0', '1', 'g', 9, 'w', 'e', 'b', 's', 'o', 'c', 'k', 'e', 't', 0}, "", "", "")
+	f.Add([]byte{'h', 'm', 3, 'G', 'E', 'T', 'p', 1, '/', 'w', 1, '8', 'l', 2, '-', '1', 'g', 9, 'w', 'e', 'b', 's', 'o', 'c', 'k', 'e', 't', 0}, "", "", "")
 	f.Add([]byte{'h', 'H', 1, 'A', 2, 1, 'a', 0, 0}, "Content-Type", "a\x00b", "\r")
 	f.Add([]byte{'h', 'm', 3, 'G', 'E', 'T', 'p', 1, '/', 'w', 1, '8', 'b', 1, '1', 'u', 5, 'h', 't', 't', 'p', 's', 'c', 3, ':', ':', '1', 'r', 9, 'A', ',', 'N', 'e', 'o', '-', 'X', ',', 'B', 0}, "Host", "x", "y")
 	f.Add([]byte{'h', 'm', 3, 'G', 'E', 'T', 'p', 1, '/', 'w', 1, '8', 'c', 14, 'f', 'e', '8', '0', ':', ':', '1', '%', 'e', 't', 'h', '0', '0', '0', 0}, "", "", "")
@@ -557,5 +561,35 @@ func BenchmarkFramingVersions(b *testing.B) {
 	}
 	if ns["v1"] > 0 && ns["v2"] > 0 {
 		fmt.Printf("RATIO framing versions: v1 %.0f ns, v2 %.0f ns, speed-up x%.2f\n", ns["v1"], ns["v2"], ns["v1"]/ns["v2"])
+	}
+}
+
+// TestUpgradeFrames: a head may ask for a WebSocket only on a GET with a
+// stream; a resp frame may be a 101 only when it names the switch.
+func TestUpgradeFrames(t *testing.T) {
+	head := func(method, upgrade, eof string) error {
+		h := nats.Header{hdrKind: {kindHead}, hdrVersion: {protoVersion}, hdrMethod: {method}, hdrPath: {"/"}, hdrWindow: {"8"}, hdrUpgrade: {upgrade}}
+		if eof != "" {
+			h[hdrEOF] = []string{eof}
+		}
+		f, err := parseFrame(&nats.Msg{Header: h})
+		if err == nil {
+			_, err = parseReqHead(f)
+		}
+		return err
+	}
+	if err := head("GET", "websocket", ""); err != nil {
+		t.Errorf("websocket GET: %v", err)
+	}
+	for _, c := range [][3]string{{"POST", "websocket", ""}, {"GET", "h2c", ""}, {"GET", "websocket", "1"}} {
+		if err := head(c[0], c[1], c[2]); !errors.Is(err, ErrBadFrame) {
+			t.Errorf("%v: %v, want a bad frame", c, err)
+		}
+	}
+	if _, err := parseFrame(&nats.Msg{Header: nats.Header{hdrKind: {kindResp}, hdrStatus: {"101"}}}); !errors.Is(err, ErrBadFrame) {
+		t.Errorf("101 without an upgrade: %v, want a bad frame", err)
+	}
+	if _, err := parseFrame(&nats.Msg{Header: nats.Header{hdrKind: {kindResp}, hdrStatus: {"101"}, hdrUpgrade: {"websocket"}}}); err != nil {
+		t.Errorf("101 websocket: %v", err)
 	}
 }

@@ -114,10 +114,14 @@ func (b *bodyReader) nextFrame() error {
 		b.st.sendControl(kindCredit, b.consumed, "")
 		b.consumed = 0
 	}
-	if b.timer == nil {
-		b.timer = time.NewTimer(b.timeout)
-	} else {
-		b.timer.Reset(b.timeout)
+	var timeout <-chan time.Time
+	if b.timeout > 0 { // 0: no timeout (a socket, bounded by probes)
+		if b.timer == nil {
+			b.timer = time.NewTimer(b.timeout)
+		} else {
+			b.timer.Reset(b.timeout)
+		}
+		timeout = b.timer.C
 	}
 	var m *nats.Msg
 	for m == nil {
@@ -134,7 +138,7 @@ func (b *bodyReader) nextFrame() error {
 			}
 		case <-b.ctx.Done():
 			return b.ctx.Err()
-		case <-b.timer.C:
+		case <-timeout:
 			return timeoutError{"the next body chunk"}
 		case <-b.probe.C():
 			b.probe.send()

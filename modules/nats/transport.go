@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -226,10 +227,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	fields := []zap.Field{zap.String("tenant", tenant), zap.String("app", app)}
 	log := lazyLogger{base: t.logger, fields: &fields}
 
-	if req.Header.Get("Upgrade") != "" {
-		proxyRequests.WithLabelValues("upgrade_refused").Inc()
-		log.Warn("refusing protocol upgrade over nats", zap.String("upgrade", req.Header.Get("Upgrade")))
-		return synthetic(req, http.StatusNotImplemented, "protocol upgrades are not carried over NATS"), nil
+	upgrade := ""
+	if u := req.Header.Get("Upgrade"); u != "" {
+		if !strings.EqualFold(u, "websocket") || req.Method != http.MethodGet {
+			proxyRequests.WithLabelValues("upgrade_refused").Inc()
+			log.Warn("refusing protocol upgrade over nats", zap.String("upgrade", u))
+			return synthetic(req, http.StatusNotImplemented, "only WebSocket upgrades are carried over NATS"), nil
+		}
+		upgrade = "websocket"
 	}
 	exp, err := t.tmpl.Expand(repl)
 	if err != nil {
@@ -276,9 +281,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if body == nil || body == http.NoBody {
 		length = 0
 	}
+	if upgrade != "" {
+		// the stream carries the socket's bytes after the 101, not a body
+		eof, length, body = false, -1, nil
+	}
 	// a body of known length that fits rides in the head
-	inline := !eof && req.ContentLength > 0 && req.ContentLength <= int64(chunk) && len(req.Trailer) == 0
-	hf := headFields{host: host, trailerNames: trailerNames, client: clientAddr(req), scheme: clientScheme(req)}
+	inline := !eof && req.ContentLength > 0 && req.ContentLength <= int64(chunk) && len(req.Trailer) == 0 && upgrade == ""
+	hf := headFields{host: host, trailerNames: trailerNames, client: clientAddr(req), scheme: clientScheme(req), upgrade: upgrade}
 	msg, first := t.headMsg(req, hf, length, inline)
 	headBytes := headSize(msg.Header) + len(msg.Data) - len(first)
 	if mp := int(t.nc.MaxPayload()); mp > 0 {
@@ -387,7 +396,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	// stream the request body
 	uploadDone := make(chan error, 1)
 	var progress chan struct{}
-	if !eof {
+	if !eof && upgrade == "" {
 		progress = make(chan struct{}, 1)
 		go func() {
 			uploadDone <- t.upload(ctx, st, body, req.Trailer, chunk, progress)
@@ -473,6 +482,24 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 		}
 	}
+	if upgrade != "" && f.status == http.StatusSwitchingProtocols {
+		if f.get(hdrUpgrade) != upgrade || f.eof {
+			return fail("bad_frame", fmt.Errorf("%w: a 101 response that does not switch to %s", ErrBadFrame, upgrade))
+		}
+		// the socket: gateway_check_interval probes bound an idle socket's
+		// life when the gateway is gone; there is no chunk timeout
+		resp.Header.Set("Upgrade", upgrade)
+		resp.Header.Set("Connection", "Upgrade")
+		resp.ContentLength = -1
+		br := &bodyReader{st: st, ctx: ctx, window: t.Window, buf: f.data, next: 1, probe: probe}
+		resp.Body = &socket{
+			br:  br,
+			snd: &sender{st: st, ctx: ctx, timeout: time.Duration(t.ChunkTimeout)},
+			max: chunk, log: log,
+		}
+		proxyRequests.WithLabelValues("upgraded").Inc()
+		return resp, nil
+	}
 	br := &bodyReader{
 		st: st, ctx: ctx, timeout: time.Duration(t.ChunkTimeout), window: t.Window,
 		buf: f.data, next: 1, eof: f.eof, trailer: resp.Trailer, probe: probe,
@@ -504,6 +531,8 @@ type headFields struct {
 	host, trailerNames string
 	// the client's address and scheme (clientAddr, clientScheme)
 	client, scheme string
+	// upgrade: "websocket" for a WebSocket handshake
+	upgrade string
 }
 
 // clientAddr is the client's IP address as the edge's server resolved it
@@ -547,7 +576,7 @@ func clientScheme(req *http.Request) string {
 // where the inline body goes (its ContentLength bytes, in the message).
 func (t *Transport) headMsg(req *http.Request, hf headFields, length int64, inline bool) (msg *nats.Msg, first []byte) {
 	host, trailerNames := hf.host, hf.trailerNames
-	eof := inline || req.Body == nil || req.Body == http.NoBody || req.ContentLength == 0
+	eof := (inline || req.Body == nil || req.Body == http.NoBody || req.ContentLength == 0) && hf.upgrade == ""
 	lengthValue := "0"
 	if length != 0 {
 		lengthValue = strconv.FormatInt(length, 10)
@@ -572,6 +601,9 @@ func (t *Transport) headMsg(req *http.Request, hf headFields, length int64, inli
 			head[hdrTrailer] = []string{trailerNames}
 		}
 		head[hdrLength] = constValue(lengthValue)
+		if hf.upgrade != "" {
+			head[hdrUpgrade] = []string{hf.upgrade}
+		}
 		if eof {
 			head[hdrEOF] = constValue("1")
 		}
@@ -601,6 +633,9 @@ func (t *Transport) headMsg(req *http.Request, hf headFields, length int64, inli
 	}
 	b = appendV2Fields(b, v2TagHTTP, req.Header)
 	b = appendV2Ctl(b, 'l', lengthValue)
+	if hf.upgrade != "" {
+		b = appendV2Ctl(b, 'g', hf.upgrade)
+	}
 	if eof {
 		b = appendV2Ctl(b, 'e', "1")
 	}
@@ -748,4 +783,63 @@ func (t *Transport) TLSEnabled() bool { return false }
 // EnableTLS is not supported: configure TLS on the nats connection.
 func (t *Transport) EnableTLS(*reverseproxy.TLSConfig) error {
 	return errors.New("nats transport: configure TLS on the nats app connection, not the transport")
+}
+
+// socket is the response body of a 101 to a WebSocket handshake: the reverse
+// proxy reads the gateway's bytes from it (data frames, in order, under
+// credit) and writes the client's bytes to it (data frames under the
+// gateway's credit). Closing it, or the end of either direction, cancels
+// the stream, which ends the socket on the gateway too.
+type socket struct {
+	br  *bodyReader
+	snd *sender
+	max int
+	log lazyLogger
+
+	wmu    sync.Mutex // one writer of data frames at a time
+	mu     sync.Mutex
+	closed bool
+}
+
+func (s *socket) Read(p []byte) (int, error) {
+	n, err := s.br.Read(p)
+	if err != nil && err != io.EOF && !s.isClosed() {
+		s.log.Warn("nats websocket stream failed", zap.Error(err))
+	}
+	return n, err
+}
+
+func (s *socket) Write(p []byte) (int, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	written := 0
+	for len(p) > 0 {
+		n := min(len(p), s.max)
+		if err := s.snd.sendData(p[:n], false, nil); err != nil {
+			return written, err
+		}
+		p, written = p[n:], written+n
+	}
+	return written, nil
+}
+
+func (s *socket) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+func (s *socket) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.br.st.sendControl(kindCancel, 0, "websocket closed")
+	s.br.stop()
+	s.br.st.abort()
+	s.br.st.close()
+	return nil
 }
