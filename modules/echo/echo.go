@@ -259,7 +259,7 @@ func (e Echo) serveWebSocket(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return nil // Accept answered the bad handshake
 	}
-	defer c.CloseNow()
+	defer func() { _ = c.CloseNow() }() // after Close, a second close is a no-op
 	c.SetReadLimit(wsReadLimit)
 	ctx := r.Context()
 	for {
