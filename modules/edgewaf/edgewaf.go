@@ -26,6 +26,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -101,7 +102,7 @@ func (h Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 		outer.passed = true
 		delete(r.Header, HeaderMode)
 		delete(r.Header, HeaderParanoia)
-		return next.ServeHTTP(&flushThrough{ResponseWriter: ww, outer: outer}, r)
+		return next.ServeHTTP(&flushThrough{ResponseWriter: ww, outer: outer, upgrade: isUpgrade(r)}, r)
 	}))
 	// Coraza writes its audit log as its handler returns: the outcome is
 	// known now, before the access log line is written.
@@ -139,12 +140,17 @@ type headTracker struct {
 	http.ResponseWriter
 	headSent bool
 	passed   bool // the WAF let the request through to the next handler
+	switched bool // a 101 went out: nothing more is written as HTTP
 }
 
 func (t *headTracker) WriteHeader(code int) {
+	if t.switched {
+		return // the connection is the upgraded protocol's now (the WAF writes its default head after the handler)
+	}
 	if code >= 200 || code == http.StatusSwitchingProtocols {
 		t.headSent = true
 	}
+	t.switched = code == http.StatusSwitchingProtocols
 	t.ResponseWriter.WriteHeader(code)
 }
 
@@ -160,9 +166,30 @@ func (t *headTracker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 func (t *headTracker) Unwrap() http.ResponseWriter { return t.ResponseWriter }
 
 // flushThrough is the writer the handlers after the WAF get.
+//
+// A WebSocket handshake's 101 goes straight to the connection's writer:
+// coraza-caddy v2.1.0's writer holds a status back until the first body
+// write or flush, and a 101 has neither before the connection is hijacked,
+// so the client never got it (the request phases, where the WAF inspects
+// the handshake, ran before; a response to an upgrade has no body to
+// inspect, and response body access is off at the edge).
 type flushThrough struct {
 	http.ResponseWriter // the WAF's writer
 	outer               *headTracker
+	upgrade             bool // the request asks for a WebSocket
+}
+
+func (f *flushThrough) WriteHeader(code int) {
+	if f.upgrade && code == http.StatusSwitchingProtocols {
+		f.outer.WriteHeader(code)
+		return
+	}
+	f.ResponseWriter.WriteHeader(code)
+}
+
+// isUpgrade reports whether r is a WebSocket handshake.
+func isUpgrade(r *http.Request) bool {
+	return r.Method == http.MethodGet && strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
 }
 
 func (f *flushThrough) FlushError() error {
@@ -179,6 +206,9 @@ func (f *flushThrough) FlushError() error {
 func (f *flushThrough) Flush() { _ = f.FlushError() }
 
 func (f *flushThrough) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if f.upgrade && f.outer.switched {
+		return http.NewResponseController(f.outer).Hijack()
+	}
 	return http.NewResponseController(f.ResponseWriter).Hijack()
 }
 
