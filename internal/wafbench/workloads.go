@@ -81,13 +81,19 @@ func AttackPaths() []string {
 	}
 }
 
+// DistinctKeys is wafaccel.DistinctKeysDirectives (the edge runs it first;
+// repeated here so that this package does not import wafaccel).
+const DistinctKeys = `SecAction "id:900950,phase:1,pass,nolog,neoDistinctKeys"
+SecAction "id:900951,phase:2,pass,nolog,neoDistinctKeys"
+`
+
 // Directives is the benchmarked WAF's Coraza configuration, as caddy-neo runs
 // it: the recommended Coraza config, CRS 4 defaults (paranoia level 1,
 // anomaly scoring), blocking, the CRS rules; before goes just before the CRS
 // rules and after just after them (wafaccel's rule-skipping directives, or
 // ""). Coraza's diagnostics are kept to errors, as in the edge snippet.
 func Directives(before, after string) string {
-	return "Include @coraza.conf-recommended\nInclude @crs-setup.conf.example\nSecRuleEngine On\nSecDebugLogLevel 1\n" +
+	return DistinctKeys + "Include @coraza.conf-recommended\nInclude @crs-setup.conf.example\nSecRuleEngine On\nSecDebugLogLevel 1\n" +
 		before + "Include @owasp_crs/*.conf\n" + after
 }
 

@@ -44,7 +44,7 @@ const (
 	SkipDirectivesBefore = `SecAction "id:900970,phase:1,pass,nolog,neoSkip"
 SecAction "id:900971,phase:2,pass,nolog,neoSkip"
 `
-	SkipDirectivesAfter = `SecRuleUpdateActionById 900970-999999 "neoRuleInfo"
+	SkipDirectivesAfter = `SecRuleUpdateActionById 1-2147483647 "neoRuleInfo"
 `
 )
 
@@ -61,6 +61,10 @@ type skipTable struct {
 	byKey  map[string]*skipGroup
 	n      int
 	slots  map[string]int // chain prefix keys, numbered
+	// flow is every rule neoRuleInfo saw, pos this table's neoSkip rule
+	// among them (flow.go: skip:N windows are never touched).
+	flow *flowSeq
+	pos  int
 	tableIndex
 }
 
@@ -122,6 +126,7 @@ var (
 // once and initialises it with every rule of the range in rule order.
 type ruleInfoAction struct {
 	tables []*skipTable
+	flow   flowSeq
 }
 
 func (*ruleInfoAction) Type() plugintypes.ActionType { return plugintypes.ActionTypeMetadata }
@@ -134,12 +139,18 @@ func (a *ruleInfoAction) Init(r plugintypes.RuleMetadata, _ string) error {
 		return nil
 	}
 	raw := md.Raw()
+	e := flowEntry{id: md.ID(), phase: md.Phase(), tags: md.Tags()}
 	if isSkipRule(raw) {
-		t := &skipTable{phase: md.Phase(), byKey: map[string]*skipGroup{}}
+		t := &skipTable{phase: md.Phase(), byKey: map[string]*skipGroup{}, flow: &a.flow, pos: len(a.flow.entries)}
+		e.table = t
+		a.flow.entries = append(a.flow.entries, e)
 		a.tables = append(a.tables, t)
 		pending.Store(r, t)
 		return nil
 	}
+	readFlow(raw, &e)
+	a.flow.entries = append(a.flow.entries, e)
+	a.flow.removals = append(a.flow.removals, e.removes...)
 	var live []*skipTable
 	for _, t := range a.tables {
 		if t.phase == md.Phase() {
@@ -299,6 +310,8 @@ func (a *skipAction) Evaluate(r plugintypes.RuleMetadata, tx plugintypes.Transac
 		*buf = b // keep the grown buffer for the next collection
 	}
 	keyPool.Put(buf)
+	// Never a rule that may lie in a skip:N window (flow.go).
+	orInto(keep, t.protected)
 	for n, c := range t.all {
 		if countStats {
 			skipCalls.Add(1)

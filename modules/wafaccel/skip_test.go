@@ -158,6 +158,11 @@ func FuzzRuleText(f *testing.F) {
 	f.Add(`SecAction "id:3,phase:1,pass,nolog,neoSkip"`)
 	f.Fuzz(func(t *testing.T, raw string) {
 		_ = isSkipRule(raw)
+		var e flowEntry
+		readFlow(raw, &e)
+		if e.skip < 0 {
+			t.Fatalf("negative skip: %+v", e)
+		}
 		r, ok := parseRuleText(raw)
 		if !ok {
 			return

@@ -73,6 +73,10 @@ type tableIndex struct {
 	vars    []skipVar
 	words   int
 	keyHead [4]byte
+	// protected: the candidates that may lie in a skip:N window (flow.go),
+	// never removed; byID numbers the candidates by rule id.
+	protected []uint64
+	byID      map[int]int
 }
 
 func (t *skipTable) finalize() {
@@ -102,7 +106,27 @@ func (t *skipTable) finalize() {
 				}
 			}
 		}
+		t.byID = make(map[int]int, len(t.all))
+		for n, c := range t.all {
+			t.byID[c.id] = n
+		}
+		t.protected = t.protectedMask(nil)
 	})
+}
+
+// protectedMask returns the candidates that may lie in a skip:N window of
+// a rule after the table's neoSkip rule; removed reports the rules removed
+// in this transaction outside the rules (nil: none).
+func (t *skipTable) protectedMask(removed func(id int) bool) []uint64 {
+	m := make([]uint64, t.words)
+	if t.flow != nil {
+		t.flow.protectedIDs(t.pos, t.phase, removed, func(id int) {
+			if n, ok := t.byID[id]; ok {
+				m[n>>6] |= 1 << (n & 63)
+			}
+		})
+	}
+	return m
 }
 
 // verdict returns the bits of the candidates targeting sv that some value
