@@ -19,7 +19,7 @@ import (
 // two keys, listed in map order.
 func multipartCTE() request {
 	body := "--b\r\nContent-Disposition: form-data; name=\"flavors\"\r\nContent-Transfer-Encoding: 8bit\r\nContent-Type: text/plain\r\n\r\nPineapple\r\n--b\r\nContent-Disposition: form-data; name=\"b\"\r\n\r\ny\r\n--b--\r\n"
-	return request{method: "POST", uri: "/post", version: "HTTP/1.1", body: []byte(body), headers: [][2]string{
+	return request{Method: "POST", URI: "/post", Version: "HTTP/1.1", Body: []byte(body), Headers: [][2]string{
 		{"Host", "localhost"}, {"User-Agent", "neo-test"}, {"Accept", "*/*"},
 		{"Content-Type", "multipart/form-data; boundary=b"}, {"Content-Length", fmt.Sprint(len(body))}}}
 }
@@ -73,7 +73,7 @@ func TestDistinctKeysRepeatedHeader(t *testing.T) {
 SecRule REQUEST_HEADERS "@rx neverthere" "id:10,phase:1,pass,t:none,t:lowercase"
 SecRule REQUEST_HEADERS "@rx evil" "id:11,phase:1,deny,status:403,t:none,t:lowercase"
 `
-	r := request{method: "GET", uri: "/", version: "HTTP/1.1", headers: [][2]string{
+	r := request{Method: "GET", URI: "/", Version: "HTTP/1.1", Headers: [][2]string{
 		{"Host", "a.example"}, {"X-Tag", "fine"}, {"X-Tag", "EVIL"}, {"Accept", "*/*"}, {"User-Agent", "x"}}}
 	count := func(waf coraza.WAF) int {
 		n := 0

@@ -40,13 +40,13 @@ func judge(waf coraza.WAF, r request) verdict {
 	tx := waf.NewTransaction()
 	defer tx.Close()
 	tx.ProcessConnection("127.0.0.1", 40000, "127.0.0.1", 80)
-	tx.ProcessURI(r.uri, r.method, r.version)
-	for _, h := range r.headers {
+	tx.ProcessURI(r.URI, r.Method, r.Version)
+	for _, h := range r.Headers {
 		tx.AddRequestHeader(h[0], h[1])
 	}
 	tx.ProcessRequestHeaders()
-	if len(r.body) > 0 && tx.Interruption() == nil {
-		_, _, _ = tx.WriteRequestBody(r.body)
+	if len(r.Body) > 0 && tx.Interruption() == nil {
+		_, _, _ = tx.WriteRequestBody(r.Body)
 	}
 	if tx.Interruption() == nil {
 		_, _ = tx.ProcessRequestBody()
@@ -114,7 +114,7 @@ func buildWAF(t testing.TB, d string, accelerated bool) coraza.WAF {
 }
 
 func jsonRequest(body string) request {
-	return request{method: "POST", uri: "/api/items", version: "HTTP/1.1", body: []byte(body), headers: [][2]string{
+	return request{Method: "POST", URI: "/api/items", Version: "HTTP/1.1", Body: []byte(body), Headers: [][2]string{
 		{"Host", "api.example.com"}, {"User-Agent", "neo-test"}, {"Accept", "application/json"},
 		{"Content-Type", "application/json"}, {"Content-Length", fmt.Sprint(len(body))}}}
 }
@@ -148,7 +148,7 @@ func TestExactCRSParanoia(t *testing.T) {
 	reqs := randomRequests(t, n, 11)
 	rng := rand.New(rand.NewPCG(3, 4))
 	for i := 0; i < n/3; i++ {
-		reqs = append(reqs, jsonRequest(fmt.Sprintf(`{"a":%q,"n":%d}`, reqs[rng.IntN(len(reqs))].uri, i)))
+		reqs = append(reqs, jsonRequest(fmt.Sprintf(`{"a":%q,"n":%d}`, reqs[rng.IntN(len(reqs))].URI, i)))
 	}
 	for pl := 1; pl <= 4; pl++ {
 		stock, accel := crsAt(t, pl, false), crsAt(t, pl, true)
@@ -166,7 +166,7 @@ func TestExactCRSParanoia(t *testing.T) {
 				continue
 			}
 			if diffs++; diffs <= 5 {
-				t.Errorf("paranoia %d, request %d %s %q %q body %q:\n stock       %v\n accelerated %v", pl, i, r.method, r.uri, r.headers, r.body, want, got)
+				t.Errorf("paranoia %d, request %d %s %q %q body %q:\n stock       %v\n accelerated %v", pl, i, r.Method, r.URI, r.Headers, r.Body, want, got)
 			}
 		}
 		if diffs > 0 {
@@ -214,16 +214,16 @@ func TestExactSkipRuleSets(t *testing.T) {
 			for k := rng.IntN(4); k > 0; k-- {
 				q.Add(fmt.Sprintf("a%d", k), words[rng.IntN(len(words))]+" "+words[rng.IntN(len(words))])
 			}
-			r := request{method: "GET", uri: "/x?" + q.Encode(), version: "HTTP/1.1", headers: [][2]string{{"Host", "example.com"}}}
+			r := request{Method: "GET", URI: "/x?" + q.Encode(), Version: "HTTP/1.1", Headers: [][2]string{{"Host", "example.com"}}}
 			for k := 0; k < 4; k++ {
 				if rng.IntN(2) == 0 {
-					r.headers = append(r.headers, [2]string{fmt.Sprintf("X-S%d", k), "on"})
+					r.Headers = append(r.Headers, [2]string{fmt.Sprintf("X-S%d", k), "on"})
 				}
 			}
 			if rng.IntN(2) == 0 {
 				body := url.Values{"b": {words[rng.IntN(len(words))]}}.Encode()
-				r.method, r.body = "POST", []byte(body)
-				r.headers = append(r.headers, [2]string{"Content-Type", "application/x-www-form-urlencoded"}, [2]string{"Content-Length", fmt.Sprint(len(body))})
+				r.Method, r.Body = "POST", []byte(body)
+				r.Headers = append(r.Headers, [2]string{"Content-Type", "application/x-www-form-urlencoded"}, [2]string{"Content-Length", fmt.Sprint(len(body))})
 			}
 			want, got := judge(stock, r), judge(accel, r)
 			compared++
@@ -231,7 +231,7 @@ func TestExactSkipRuleSets(t *testing.T) {
 				skipped++ // a skip rule matched
 			}
 			if !want.equal(got) {
-				t.Fatalf("rule set %d, request %q %q body %q:\n stock       %v\n accelerated %v\nrules:\n%s", s, r.uri, r.headers, r.body, want, got, rules)
+				t.Fatalf("rule set %d, request %q %q body %q:\n stock       %v\n accelerated %v\nrules:\n%s", s, r.URI, r.Headers, r.Body, want, got, rules)
 			}
 		}
 	}
