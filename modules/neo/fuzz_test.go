@@ -84,6 +84,8 @@ func FuzzAdminBody(f *testing.F) {
 		`{"apps":{"crm":{}},"domains":{"crm.example.com":{"stage":"prod","default_app":"crm"}}}`,
 		`{"apps":{"crm":null}}`, `{"apps":[]}`, `{"colour":1}`, `{}`, `null`, `[]`, `{"apps":{"crm":{}}} {}`,
 		`[{"address":"127.0.0.1:1"}]`, `{"stage":"dev"}`,
+		`{"waf":{"paranoia":2,"exclusions":[{"rules":["942100","941100-941199"],"tags":["attack-rce"],"path":"/crm/api/*","args":["json.body","REQUEST_COOKIES:x"]}]}}`,
+		`{"waf":{"exclusions":[{"path":"/x"}]}}`, `{"waf":{"exclusions":[{"rules":["0"]}]}}`,
 	} {
 		f.Add(s)
 	}
