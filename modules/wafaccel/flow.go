@@ -3,6 +3,8 @@ package wafaccel
 import (
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/corazawaf/coraza/v3/types"
 )
@@ -193,6 +195,9 @@ func readIDRange(s string) (lo, hi int, ok bool) {
 type flowSeq struct {
 	entries  []flowEntry
 	removals []ruleRemoval // every ctl rule removal of every rule
+	// resolved: registered exclusion sets' rules among these (exclude.go)
+	resolved  sync.Map // uint64 -> resolved
+	nResolved atomic.Int64
 }
 
 // protectedIDs returns the ids of the rules that may lie in a skip:N window

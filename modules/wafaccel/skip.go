@@ -140,6 +140,9 @@ func (a *ruleInfoAction) Init(r plugintypes.RuleMetadata, _ string) error {
 	}
 	raw := md.Raw()
 	e := flowEntry{id: md.ID(), phase: md.Phase(), tags: md.Tags()}
+	if isActionRule(raw, "neoExclude") {
+		pendingExclude.Store(r, &a.flow)
+	}
 	if isSkipRule(raw) {
 		t := &skipTable{phase: md.Phase(), byKey: map[string]*skipGroup{}, flow: &a.flow, pos: len(a.flow.entries)}
 		e.table = t
@@ -203,7 +206,10 @@ func (t *skipTable) add(vars []variables.RuleVariable, c skipCand) {
 }
 
 // isSkipRule reports whether a rule's text carries the neoSkip action.
-func isSkipRule(raw string) bool {
+func isSkipRule(raw string) bool { return isActionRule(raw, "neoSkip") }
+
+// isActionRule reports whether a SecAction's text carries the action.
+func isActionRule(raw, action string) bool {
 	name, rest, _ := strings.Cut(strings.TrimSpace(raw), " ")
 	if !strings.EqualFold(name, "SecAction") {
 		return false
@@ -213,7 +219,7 @@ func isSkipRule(raw string) bool {
 		return false
 	}
 	for _, a := range splitActions(acts[1 : len(acts)-1]) {
-		if strings.EqualFold(strings.TrimSpace(a), "neoSkip") {
+		if strings.EqualFold(strings.TrimSpace(a), action) {
 			return true
 		}
 	}
@@ -310,8 +316,13 @@ func (a *skipAction) Evaluate(r plugintypes.RuleMetadata, tx plugintypes.Transac
 		*buf = b // keep the grown buffer for the next collection
 	}
 	keyPool.Put(buf)
-	// Never a rule that may lie in a skip:N window (flow.go).
-	orInto(keep, t.protected)
+	// Never a rule that may lie in a skip:N window (flow.go), with the
+	// rules this transaction's exclusions removed (exclude.go).
+	if s, n, mask := txExclusions(tx); s != nil {
+		orInto(keep, t.protectedMask(t.flow.resolve(n, s).removedBy(s, mask)))
+	} else {
+		orInto(keep, t.protected)
+	}
 	for n, c := range t.all {
 		if countStats {
 			skipCalls.Add(1)
