@@ -17,6 +17,12 @@
 // turn into ctl:ruleEngine=DetectionOnly and tx.blocking_paranoia_level.
 // Whatever a client sends in those headers is removed first, and they are
 // removed again before the request goes on, so they never reach an upstream.
+//
+// A tenant's WAF exclusions (exclusions.go) travel the same way, as the
+// number of the tenant's registered exclusion set and the exclusions that
+// apply to the request's path (header Neo-Waf-Exclusions, read by the
+// neoExclude rule). The WAF's own content-aware inspection (content.go)
+// rewrites GraphQL documents and data: URLs into what they carry.
 package edgewaf
 
 import (
@@ -25,17 +31,21 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 
 	"github.com/projectneo/caddy-neo/modules/neo"
+	"github.com/projectneo/caddy-neo/modules/wafaccel"
 )
 
 // Request headers that carry a tenant's WAF policy to the WAF's rules.
 const (
-	HeaderMode     = "Neo-Waf-Mode"
-	HeaderParanoia = "Neo-Waf-Paranoia"
+	HeaderMode       = "Neo-Waf-Mode"
+	HeaderParanoia   = "Neo-Waf-Paranoia"
+	HeaderExclusions = wafaccel.ExclusionHeader
 )
 
 // paranoiaValues are the header values of levels 1 to 4, allocated once.
@@ -53,8 +63,9 @@ type Handler struct {
 	// `{"handler": "waf", ...}`. Required.
 	WAFRaw json.RawMessage `json:"waf,omitempty" caddy:"namespace=http.handlers inline_key=handler"`
 
-	waf caddyhttp.MiddlewareHandler
-	neo *neo.App
+	waf    caddyhttp.MiddlewareHandler
+	neo    *neo.App
+	logger *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -79,8 +90,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("waf: module %T is not an HTTP middleware handler", mod)
 	}
 	h.waf = mw
+	h.logger = ctx.Logger()
 	if app, err := ctx.AppIfConfigured("neo"); err == nil && app != nil {
 		h.neo, _ = app.(*neo.App)
+	}
+	if h.neo != nil && !strings.Contains(strings.ToLower(string(h.WAFRaw)), "neoexclude") {
+		h.logger.Warn("the WAF's directives have no neoExclude rule: tenants' WAF exclusions are not applied")
 	}
 	return nil
 }
@@ -93,6 +108,7 @@ func (h Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 	return h.waf.ServeHTTP(outer, r, caddyhttp.HandlerFunc(func(ww http.ResponseWriter, r *http.Request) error {
 		delete(r.Header, HeaderMode)
 		delete(r.Header, HeaderParanoia)
+		delete(r.Header, HeaderExclusions)
 		return next.ServeHTTP(&flushThrough{ResponseWriter: ww, outer: outer}, r)
 	}))
 }
@@ -103,6 +119,7 @@ func (h Handler) setPolicy(r *http.Request) {
 	// canonical keys: a client's "neo-waf-mode" was canonicalised on read
 	delete(r.Header, HeaderMode)
 	delete(r.Header, HeaderParanoia)
+	delete(r.Header, HeaderExclusions)
 	if h.neo == nil {
 		return
 	}
@@ -116,6 +133,9 @@ func (h Handler) setPolicy(r *http.Request) {
 	}
 	if p.Paranoia >= 1 && p.Paranoia <= 4 {
 		r.Header[HeaderParanoia] = paranoiaValues[p.Paranoia]
+	}
+	if len(p.Exclusions) > 0 {
+		h.setExclusions(r, t.Name, p)
 	}
 }
 
