@@ -47,9 +47,9 @@ func (g *gen) restJSON(i int) Request {
 	case 3:
 		return g.jsonRequest("", "PUT", "/api/v1/customers/"+g.uuid(), marshal(map[string]any{
 			"first_name": g.pick(firstNames), "last_name": g.pick(lastNames), "email": g.email(), "company": g.pick([]string{"ACME Corp.", "Müller & Söhne GmbH", "O'Neil Bros.", "Smith, Jones & Partners LLP", "株式会社サンプル", "Café Noir S.A.R.L."}),
-			"billing": map[string]any{"street": g.pick(streets), "city": g.pick(cities), "vat_id": fmt.Sprintf("DE%09d", g.rng.IntN(999999999))},
+			"billing":     map[string]any{"street": g.pick(streets), "city": g.pick(cities), "vat_id": fmt.Sprintf("DE%09d", g.rng.IntN(999999999))},
 			"preferences": map[string]any{"newsletter": true, "language": g.pick(languages), "timezone": g.pick([]string{"Europe/Berlin", "America/Sao_Paulo", "Asia/Tokyo", "UTC"})},
-			"notes": g.text(),
+			"notes":       g.text(),
 		}))
 	case 4:
 		return g.jsonRequest("", "POST", "/api/v1/events", marshal(map[string]any{
@@ -65,9 +65,9 @@ func (g *gen) restJSON(i int) Request {
 	case 6:
 		// a settings document with nested arrays and numbers
 		return g.jsonRequest("", "PUT", "/api/v1/settings", marshal(map[string]any{
-			"notifications": map[string]any{"email": true, "sms": false, "quiet_hours": []string{"22:00", "07:00"}},
+			"notifications":  map[string]any{"email": true, "sms": false, "quiet_hours": []string{"22:00", "07:00"}},
 			"shipping_zones": []any{map[string]any{"name": "EU (excl. CH)", "rate": 4.9, "free_over": 50}, map[string]any{"name": "Rest of world", "rate": 14.5}},
-			"signature": "Best regards,\n" + g.name() + "\n" + g.email(), "footer": "© 2024 ACME — All rights reserved.",
+			"signature":      "Best regards,\n" + g.name() + "\n" + g.email(), "footer": "© 2024 ACME — All rights reserved.",
 		}))
 	default:
 		if g.rng.IntN(2) == 0 {
@@ -113,7 +113,9 @@ var gqlOps = []struct {
 	{"DeleteAddress", "mutation DeleteAddress($id: ID!) {\n  deleteAddress(id: $id) { deletedId userErrors { field message } }\n}",
 		func(g *gen) map[string]any { return map[string]any{"id": g.uuid()} }},
 	{"NodeQuery", "query NodeQuery($id: ID!) {\n  node(id: $id) {\n    __typename\n    ... on User { id name }\n    ... on Order { id number }\n  }\n}",
-		func(g *gen) map[string]any { return map[string]any{"id": base64.StdEncoding.EncodeToString([]byte("Order:" + fmt.Sprint(g.rng.IntN(99999))))} }},
+		func(g *gen) map[string]any {
+			return map[string]any{"id": base64.StdEncoding.EncodeToString([]byte("Order:" + fmt.Sprint(g.rng.IntN(99999))))}
+		}},
 	{"CartFragment", "fragment LineFields on CartLine {\n  id\n  quantity\n  merchandise { ... on ProductVariant { id title price { amount } } }\n}\n\nquery Cart($cartId: ID!) {\n  cart(id: $cartId) {\n    id\n    checkoutUrl\n    lines(first: 100) { edges { node { ...LineFields } } }\n    cost { totalAmount { amount currencyCode } }\n  }\n}",
 		func(g *gen) map[string]any { return map[string]any{"cartId": "gid://shop/Cart/" + g.token(20)} }},
 	{"Subscribe", "subscription OnOrderUpdated($orderId: ID!) {\n  orderUpdated(orderId: $orderId) { id status updatedAt }\n}",
