@@ -21,8 +21,9 @@
 // A tenant's WAF exclusions (exclusions.go) travel the same way, as the
 // number of the tenant's registered exclusion set and the exclusions that
 // apply to the request's path (header Neo-Waf-Exclusions, read by the
-// neoExclude rule). The WAF's own content-aware inspection (content.go)
-// rewrites GraphQL documents and data: URLs into what they carry.
+// neoExclude rule). The WAF's content-aware inspection (the neoContent
+// action, internal/wafcontent) rewrites GraphQL documents and data: URLs
+// into what they carry.
 package edgewaf
 
 import (
@@ -37,6 +38,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	_ "github.com/projectneo/caddy-neo/internal/wafcontent" // the neoContent action
 	"github.com/projectneo/caddy-neo/modules/neo"
 	"github.com/projectneo/caddy-neo/modules/wafaccel"
 )

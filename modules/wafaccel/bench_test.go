@@ -16,6 +16,7 @@ import (
 	txhttp "github.com/corazawaf/coraza/v3/http"
 
 	"github.com/projectneo/caddy-neo/internal/wafbench"
+	_ "github.com/projectneo/caddy-neo/internal/wafcontent" // neoContent, in wafbench.Directives
 )
 
 // newProductionWAF builds the production WAF (wafbench.Directives), with

@@ -1,4 +1,4 @@
-package edgewaf
+package wafcontent
 
 import (
 	"bytes"

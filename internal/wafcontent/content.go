@@ -1,4 +1,8 @@
-package edgewaf
+// Package wafcontent is the edge WAF's content-aware inspection: the Coraza
+// action neoContent (registered by importing this package; the edge's
+// neo_waf does) rewrites GraphQL documents and data: URLs in the request
+// arguments into what they carry, before the CRS reads them.
+package wafcontent
 
 import (
 	"regexp"
