@@ -51,9 +51,24 @@ func judge(waf coraza.WAF, r request) verdict {
 	if tx.Interruption() == nil {
 		_, _ = tx.ProcessRequestBody()
 	}
+	if tx.Interruption() == nil {
+		// A response, for the rules of phases 3 and 4: one of a few, by
+		// the request.
+		resp := responses[len(r.URI)%len(responses)]
+		tx.AddResponseHeader("Content-Type", resp[0])
+		if resp[2] != "" {
+			tx.AddResponseHeader("Content-Encoding", resp[2])
+		}
+		tx.ProcessResponseHeaders(200, "HTTP/1.1")
+		if tx.IsResponseBodyAccessible() && tx.IsResponseBodyProcessable() {
+			_, _, _ = tx.WriteResponseBody([]byte(resp[1]))
+		}
+		_, _ = tx.ProcessResponseBody()
+	}
+	tx.ProcessLogging()
 	var v verdict
 	for _, m := range tx.MatchedRules() {
-		if id := m.Rule().ID(); id != 900970 && id != 900971 && id != 900950 && id != 900951 {
+		if id := m.Rule().ID(); id < 900950 || id > 900979 { // but the neo actions' SecActions
 			v.ids = append(v.ids, id)
 		}
 	}
@@ -73,6 +88,16 @@ func judge(waf coraza.WAF, r request) verdict {
 	slices.Sort(scores)
 	v.scores = strings.Join(scores, " ")
 	return v
+}
+
+// responses are the responses judge has the WAF inspect: content type,
+// body, content encoding.
+var responses = [][3]string{
+	{"application/json", `{"ok":true}`, ""},
+	{"text/html", "<html><head><title>Index of /</title></head><body><h1>Index of /</h1></body></html>", ""},
+	{"text/plain", "Warning: mysql_connect(): Access denied for user in /var/www/x.php on line 3", ""},
+	{"text/html", "<html><body>ok</body></html>", "gzip"},
+	{"text/html", "", ""},
 }
 
 // crsAt builds a blocking WAF with the CRS at the given paranoia level;
@@ -267,7 +292,7 @@ func TestExactSkipRuleSets(t *testing.T) {
 func randomRuleSet(rng *rand.Rand, words []string) (string, []string) {
 	var b strings.Builder
 	var markers []string
-	id := map[string]int{"cand": 100, "skip": 500, "ctl": 600, "after": 700}
+	id := map[string]int{"cand": 100, "skip": 500, "ctl": 600, "after": 700, "tx": 800}
 	next := func(k string) int { id[k]++; return id[k] }
 	var cands []int
 	n := 12 + rng.IntN(20)
@@ -276,6 +301,29 @@ func randomRuleSet(rng *rand.Rand, words []string) (string, []string) {
 		target := "ARGS"
 		if phase == 2 && rng.IntN(3) == 0 {
 			target = "ARGS_POST"
+		}
+		if rng.IntN(4) == 0 {
+			// TX comparisons (gates, scores) and the rules that set their
+			// variables, in phase 1 or (sometimes) in the same phase
+			g := rng.IntN(3)
+			switch rng.IntN(3) {
+			case 0:
+				fmt.Fprintf(&b, "SecRule REQUEST_HEADERS:X-S%d \"@streq on\" \"id:%d,phase:%d,pass,t:none,setvar:tx.g%d=%d\"\n", rng.IntN(4), next("tx"), 1+rng.IntN(4)/3, g, rng.IntN(3))
+			case 1:
+				op := []string{"lt", "le", "gt", "ge", "eq"}[rng.IntN(5)]
+				target := fmt.Sprintf("TX:g%d", g)
+				if rng.IntN(4) == 0 {
+					target = "&" + target
+				}
+				flow := fmt.Sprintf("setvar:'tx.score=+%d'", id["tx"]+1)
+				if len(markers) > 0 && rng.IntN(2) == 0 {
+					flow = "skipAfter:" + markers[rng.IntN(len(markers))]
+				}
+				fmt.Fprintf(&b, "SecRule %s \"@%s %d\" \"id:%d,phase:%d,pass,%s\"\n", target, op, rng.IntN(3), next("tx"), phase, flow)
+			default:
+				fmt.Fprintf(&b, "SecRule TX:g%d \"@ge %%{tx.g%d}\" \"id:%d,phase:%d,pass,t:none\"\n", g, (g+1)%3, next("tx"), phase)
+			}
+			continue
 		}
 		switch k := rng.IntN(10); {
 		case k < 5:

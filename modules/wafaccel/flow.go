@@ -49,6 +49,12 @@ type flowEntry struct {
 	skipAll bool
 	removes []ruleRemoval
 	table   *skipTable // the table of a neoSkip rule
+	// sets: the TX variables its setvar actions write (lowercase);
+	// setPrefixes: the literal prefixes of dynamic names; unreadable: it
+	// may write anything.
+	sets        []string
+	setPrefixes []string
+	unreadable  bool
 }
 
 // ruleRemoval is one ctl:ruleRemoveById, ruleRemoveByTag or ruleRemoveByMsg.
@@ -90,7 +96,7 @@ func (m *ruleRemoval) certainlyCovers(e *flowEntry) bool {
 // every link, one per line).
 func readFlow(raw string, e *flowEntry) {
 	lower := strings.ToLower(raw)
-	if !strings.Contains(lower, "skip") && !strings.Contains(lower, "ctl") {
+	if !strings.Contains(lower, "skip") && !strings.Contains(lower, "ctl") && !strings.Contains(lower, "setvar") {
 		return // fast path: no flow action at all
 	}
 	for _, link := range strings.Split(raw, "\n") {
@@ -103,6 +109,9 @@ func readFlow(raw string, e *flowEntry) {
 			}
 			if strings.Contains(l, "ctl") {
 				e.removes = append(e.removes, ruleRemoval{any: true})
+			}
+			if strings.Contains(l, "setvar") {
+				e.unreadable = true
 			}
 			continue
 		}
@@ -124,6 +133,8 @@ func readFlow(raw string, e *flowEntry) {
 				if m, ok := readCtlRemoval(v); ok {
 					e.removes = append(e.removes, m)
 				}
+			case "setvar":
+				readSetvar(v, e)
 			}
 		}
 		if hasSkipAfter && e.skip > 0 {

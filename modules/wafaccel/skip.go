@@ -43,6 +43,9 @@ func init() {
 const (
 	SkipDirectivesBefore = `SecAction "id:900970,phase:1,pass,nolog,neoSkip"
 SecAction "id:900971,phase:2,pass,nolog,neoSkip"
+SecAction "id:900972,phase:3,pass,nolog,neoSkip"
+SecAction "id:900973,phase:4,pass,nolog,neoSkip"
+SecAction "id:900974,phase:5,pass,nolog,neoSkip"
 `
 	SkipDirectivesAfter = `SecRuleUpdateActionById 1-2147483647 "neoRuleInfo"
 `
@@ -65,6 +68,9 @@ type skipTable struct {
 	// among them (flow.go: skip:N windows are never touched).
 	flow *flowSeq
 	pos  int
+	// txPending: comparisons of TX variables, candidates if settled
+	// (txcand.go)
+	txPending []skipCand
 	tableIndex
 }
 
@@ -85,6 +91,7 @@ type skipCand struct {
 	keys  []string // keys[i]: the chain up to and including steps[i]
 	slots []int    // slots[i]: keys[i] numbered within the table
 	multi bool     // multiMatch: every intermediate value is evaluated too
+	tx    *txCond  // a comparison of a settled TX variable (all else is nil)
 }
 
 // step is one transformation of a candidate's chain. Either the
@@ -169,6 +176,14 @@ func (a *ruleInfoAction) Init(r plugintypes.RuleMetadata, _ string) error {
 	}
 	c, vars, ok := info.candidate()
 	if !ok {
+		// A comparison of a TX variable set in an earlier phase
+		// (txcand.go); whether it is settled is known once every rule
+		// was seen.
+		if cond, isTX := info.txCandidate(); isTX && md.Phase() >= 2 && !strings.Contains(raw, "\n") {
+			for _, t := range live {
+				t.txPending = append(t.txPending, skipCand{id: info.id, tx: cond})
+			}
+		}
 		return nil
 	}
 	for _, t := range live {
@@ -316,6 +331,11 @@ func (a *skipAction) Evaluate(r plugintypes.RuleMetadata, tx plugintypes.Transac
 		*buf = b // keep the grown buffer for the next collection
 	}
 	keyPool.Put(buf)
+	for _, n := range t.txCands {
+		if t.all[n].tx.mayMatch(tx) {
+			keep[n>>6] |= 1 << (n & 63)
+		}
+	}
 	// Never a rule that may lie in a skip:N window (flow.go), with the
 	// rules this transaction's exclusions removed (exclude.go).
 	if s, n, mask := txExclusions(tx); s != nil {

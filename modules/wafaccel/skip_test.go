@@ -196,7 +196,7 @@ func (w *crsWAF) matchedIDs(r request) []int {
 	_, _ = tx.ProcessRequestBody()
 	var ids []int
 	for _, m := range tx.MatchedRules() {
-		if id := m.Rule().ID(); id != 900970 && id != 900971 { // the neoSkip SecActions
+		if id := m.Rule().ID(); id < 900970 || id > 900979 { // the neoSkip SecActions
 			ids = append(ids, id)
 		}
 	}

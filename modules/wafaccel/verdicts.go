@@ -77,10 +77,24 @@ type tableIndex struct {
 	// never removed; byID numbers the candidates by rule id.
 	protected []uint64
 	byID      map[int]int
+	txCands   []int // the settled TX comparisons, by number
 }
 
 func (t *skipTable) finalize() {
 	t.once.Do(func() {
+		if len(t.txPending) > 0 && t.flow != nil {
+			w := t.flow.phaseWrites(int(t.phase))
+			g := &skipGroup{}
+			for _, c := range t.txPending {
+				if c.tx.settled(w) {
+					g.cands = append(g.cands, c)
+				}
+			}
+			if len(g.cands) > 0 {
+				t.groups = append(t.groups, g)
+				t.n += len(g.cands)
+			}
+		}
 		t.words = (t.n + 63) / 64
 		id := tableNumbers.Add(1)
 		t.keyHead = [4]byte{byte(id), byte(id >> 8), byte(id >> 16), byte(id >> 24)}
@@ -89,6 +103,9 @@ func (t *skipTable) finalize() {
 			for i := range g.cands {
 				n := len(t.all)
 				t.all = append(t.all, &g.cands[i])
+				if g.cands[i].tx != nil {
+					t.txCands = append(t.txCands, n)
+				}
 				for _, v := range g.vars {
 					k, ok := byVar[v]
 					if !ok {
