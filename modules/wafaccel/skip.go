@@ -179,7 +179,7 @@ func (a *ruleInfoAction) Init(r plugintypes.RuleMetadata, _ string) error {
 		// A comparison of a TX variable set in an earlier phase
 		// (txcand.go); whether it is settled is known once every rule
 		// was seen.
-		if cond, isTX := info.txCandidate(); isTX && md.Phase() >= 2 && !strings.Contains(raw, "\n") {
+		if cond, isTX := info.txCandidate(); isTX && txCandidatesOn && md.Phase() >= 2 && !strings.Contains(raw, "\n") {
 			for _, t := range live {
 				t.txPending = append(t.txPending, skipCand{id: info.id, tx: cond})
 			}
@@ -331,9 +331,13 @@ func (a *skipAction) Evaluate(r plugintypes.RuleMetadata, tx plugintypes.Transac
 		*buf = b // keep the grown buffer for the next collection
 	}
 	keyPool.Put(buf)
-	for _, n := range t.txCands {
-		if t.all[n].tx.mayMatch(tx) {
-			keep[n>>6] |= 1 << (n & 63)
+	if len(t.txCands) > 0 {
+		var v txValues
+		ok := t.txSlots.read(tx, &v)
+		for _, n := range t.txCands {
+			if !ok || t.all[n].tx.mayMatchWith(&v) {
+				keep[n>>6] |= 1 << (n & 63)
+			}
 		}
 	}
 	// Never a rule that may lie in a skip:N window (flow.go), with the
@@ -362,6 +366,10 @@ func (a *skipAction) Evaluate(r plugintypes.RuleMetadata, tx plugintypes.Transac
 		rm.RemoveRuleByID(c.id)
 	}
 }
+
+// txCandidatesOn: TX comparisons are candidates (off only in the side-by-side
+// benchmark, for WAFs built while it is off).
+var txCandidatesOn = true
 
 // onRemove, when set (tests only, no transaction running concurrently),
 // sees every rule skipping removes.

@@ -39,6 +39,11 @@ type txCond struct {
 	neg   bool
 	arg   macro.Macro
 	uses  []string // TX variables the argument reads (lowercase)
+	// constant: the argument has no macro; num is its value
+	constant bool
+	num      int
+	// slot, argSlot: indexes into the per-transaction values (txSlots)
+	slot, argSlot int
 }
 
 var txOps = map[string]bool{"lt": true, "le": true, "gt": true, "ge": true, "eq": true}
@@ -66,8 +71,10 @@ func (r ruleText) txCandidate() (*txCond, bool) {
 			return nil, false
 		}
 		c.uses = append(c.uses, strings.ToLower(key))
-	} else if _, err := strconv.Atoi(arg); err != nil {
+	} else if n, err := strconv.Atoi(arg); err != nil {
 		return nil, false
+	} else {
+		c.constant, c.num = true, n
 	}
 	m, err := macro.NewMacro(arg)
 	if err != nil {
@@ -89,6 +96,12 @@ func (c *txCond) mayMatch(tx plugintypes.TransactionState) bool {
 		vals = []string{strconv.Itoa(len(vals))}
 	}
 	data, _ := strconv.Atoi(c.arg.Expand(tx))
+	return c.compare(vals, data)
+}
+
+// compare reports whether the comparison holds for one of the values
+// (Coraza reads each with strconv.Atoi, 0 when it is not a number).
+func (c *txCond) compare(vals []string, data int) bool {
 	for _, s := range vals {
 		v, _ := strconv.Atoi(s)
 		var m bool
@@ -184,4 +197,76 @@ func (c *txCond) settled(w *txWrites) bool {
 		}
 	}
 	return true
+}
+
+// txSlots is, for one table, the distinct TX reads of its candidates: each
+// variable (or count) and each macro argument is read once per
+// transaction.
+type txSlots struct {
+	reads []txRead
+}
+
+type txRead struct {
+	name  string
+	count bool
+	arg   macro.Macro // an argument to expand (name is then empty)
+}
+
+func (s *txSlots) slot(r txRead) int {
+	for i, x := range s.reads {
+		if x.name == r.name && x.count == r.count && (x.arg == nil) == (r.arg == nil) && (r.arg == nil || x.arg.String() == r.arg.String()) {
+			return i
+		}
+	}
+	s.reads = append(s.reads, r)
+	return len(s.reads) - 1
+}
+
+// assign gives c its slots.
+func (s *txSlots) assign(c *txCond) {
+	c.slot = s.slot(txRead{name: c.name, count: c.count})
+	c.argSlot = -1
+	if !c.constant {
+		c.argSlot = s.slot(txRead{arg: c.arg})
+	}
+}
+
+// txValues are one transaction's reads, by slot.
+type txValues struct {
+	vals [][]string
+	args []int
+}
+
+// read reads every slot.
+func (s *txSlots) read(tx plugintypes.TransactionState, v *txValues) bool {
+	col, ok := tx.Collection(variables.TX).(collection.Keyed)
+	if !ok {
+		return false
+	}
+	v.vals = v.vals[:0]
+	v.args = v.args[:0]
+	for _, r := range s.reads {
+		var vals []string
+		arg := 0
+		switch {
+		case r.arg != nil:
+			arg, _ = strconv.Atoi(r.arg.Expand(tx))
+		case r.count:
+			vals = []string{strconv.Itoa(len(col.Get(r.name)))}
+		default:
+			vals = col.Get(r.name)
+		}
+		v.vals = append(v.vals, vals)
+		v.args = append(v.args, arg)
+	}
+	return true
+}
+
+// mayMatchWith is mayMatch on values read by txSlots.read.
+func (c *txCond) mayMatchWith(v *txValues) bool {
+	data := c.num
+	if !c.constant {
+		data = v.args[c.argSlot]
+	}
+	return c.compare(v.vals[c.slot], data)
 }

@@ -99,3 +99,44 @@ func FuzzTxCond(f *testing.F) {
 		}
 	})
 }
+
+// TestTxSlots: reading through shared slots gives mayMatch's answers.
+func TestTxSlots(t *testing.T) {
+	waf, err := coraza.NewWAF(coraza.NewWAFConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx := waf.NewTransaction()
+	defer tx.Close()
+	st := tx.(plugintypes.TransactionState)
+	st.Variables().TX().Set("a", []string{"2"})
+	st.Variables().TX().Set("thr", []string{"3"})
+	var slots txSlots
+	var conds []*txCond
+	for _, raw := range []string{`"@lt 1"`, `"@ge 2"`, `"!@eq 2"`, `"@lt %{tx.thr}"`, `"@gt %{tx.thr}"`, `"@eq %{tx.none}"`} {
+		for _, target := range []string{"TX:a", "&TX:a", "TX:b", "&TX:b"} {
+			r, ok := parseRuleText(`SecRule ` + target + ` ` + raw + ` "id:1,phase:2"`)
+			if !ok {
+				t.Fatal(raw)
+			}
+			c, ok := r.txCandidate()
+			if !ok {
+				t.Fatal(raw)
+			}
+			slots.assign(c)
+			conds = append(conds, c)
+		}
+	}
+	var v txValues
+	if !slots.read(st, &v) {
+		t.Fatal("no TX")
+	}
+	if len(slots.reads) != 6 {
+		t.Errorf("%d reads, want 6 (a, &a, b, &b, two arguments)", len(slots.reads))
+	}
+	for i, c := range conds {
+		if c.mayMatchWith(&v) != c.mayMatch(st) {
+			t.Errorf("condition %d (%+v): slots %v, direct %v", i, c, c.mayMatchWith(&v), c.mayMatch(st))
+		}
+	}
+}

@@ -78,6 +78,7 @@ type tableIndex struct {
 	protected []uint64
 	byID      map[int]int
 	txCands   []int // the settled TX comparisons, by number
+	txSlots   txSlots
 }
 
 func (t *skipTable) finalize() {
@@ -105,6 +106,7 @@ func (t *skipTable) finalize() {
 				t.all = append(t.all, &g.cands[i])
 				if g.cands[i].tx != nil {
 					t.txCands = append(t.txCands, n)
+					t.txSlots.assign(g.cands[i].tx)
 				}
 				for _, v := range g.vars {
 					k, ok := byVar[v]
