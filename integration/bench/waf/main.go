@@ -259,6 +259,11 @@ end
 	}
 }
 
+// auditOff: no audit log, as in the nginx configuration (SecAuditEngine
+// Off), so that both WAFs do the same work for a blocked request (Coraza's
+// recommended configuration builds one for every 4xx/5xx).
+const auditOff = "SecAuditEngine Off\n"
+
 func caddyWAFConfig(off bool, addr string) string {
 	host, port, _ := net.SplitHostPort(addr)
 	sw := "on"
@@ -273,7 +278,7 @@ func caddyWAFConfig(off bool, addr string) string {
 }
 http://:%s {
 	bind %s
-	`+wafbench.CorazaWAFBlock(wafaccel.SkipDirectivesBefore, wafaccel.SkipDirectivesAfter)+`
+	`+wafbench.CorazaWAFBlock(auditOff+wafaccel.SkipDirectivesBefore, wafaccel.SkipDirectivesAfter)+`
 	reverse_proxy %s
 }
 `, sw, port, host, backendAddr)
