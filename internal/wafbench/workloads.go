@@ -81,14 +81,30 @@ func AttackPaths() []string {
 	}
 }
 
+// DistinctKeys is wafaccel.DistinctKeysDirectives (the edge runs it first;
+// repeated here so that this package does not import wafaccel).
+const DistinctKeys = `SecAction "id:900950,phase:1,pass,nolog,neoDistinctKeys"
+SecAction "id:900951,phase:2,pass,nolog,neoDistinctKeys"
+`
+
+// EdgeActions are the edge's per-request actions before the CRS
+// (caddyfiles/snippets/edge.caddy): content-aware inspection
+// (internal/wafcontent) and the tenants' exclusions (wafaccel).
+const EdgeActions = `SecAction "id:900960,phase:1,pass,nolog,neoContent"
+SecAction "id:900961,phase:2,pass,nolog,neoContent"
+SecAction "id:900965,phase:1,pass,nolog,neoExclude"
+`
+
 // Directives is the benchmarked WAF's Coraza configuration, as caddy-neo runs
-// it: the recommended Coraza config, CRS 4 defaults (paranoia level 1,
-// anomaly scoring), blocking, the CRS rules; before goes just before the CRS
-// rules and after just after them (wafaccel's rule-skipping directives, or
-// ""). Coraza's diagnostics are kept to errors, as in the edge snippet.
+// it: neoDistinctKeys, the recommended Coraza config, CRS 4 defaults
+// (paranoia level 1, anomaly scoring), blocking, the edge's actions, the CRS
+// rules; before goes just before the CRS rules and after just after them
+// (wafaccel's rule-skipping directives, or ""). Coraza's diagnostics are
+// kept to errors, as in the edge snippet. A program using it must link
+// wafaccel and wafcontent (their actions).
 func Directives(before, after string) string {
-	return "Include @coraza.conf-recommended\nInclude @crs-setup.conf.example\nSecRuleEngine On\nSecDebugLogLevel 1\n" +
-		before + "Include @owasp_crs/*.conf\n" + after
+	return DistinctKeys + "Include @coraza.conf-recommended\nInclude @crs-setup.conf.example\nSecRuleEngine On\nSecDebugLogLevel 1\n" +
+		EdgeActions + before + "Include @owasp_crs/*.conf\n" + after
 }
 
 // CorazaWAFBlock is Directives as a Caddyfile coraza_waf directive with the

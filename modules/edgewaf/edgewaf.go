@@ -17,6 +17,13 @@
 // turn into ctl:ruleEngine=DetectionOnly and tx.blocking_paranoia_level.
 // Whatever a client sends in those headers is removed first, and they are
 // removed again before the request goes on, so they never reach an upstream.
+//
+// A tenant's WAF exclusions (exclusions.go) travel the same way, as the
+// number of the tenant's registered exclusion set and the exclusions that
+// apply to the request's path (header Neo-Waf-Exclusions, read by the
+// neoExclude rule). The WAF's content-aware inspection (the neoContent
+// action, internal/wafcontent) rewrites GraphQL documents and data: URLs
+// into what they carry.
 package edgewaf
 
 import (
@@ -30,14 +37,18 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 
+	_ "github.com/projectneo/caddy-neo/internal/wafcontent" // the neoContent action
 	"github.com/projectneo/caddy-neo/modules/neo"
+	"github.com/projectneo/caddy-neo/modules/wafaccel"
 )
 
 // Request headers that carry a tenant's WAF policy to the WAF's rules.
 const (
-	HeaderMode     = "Neo-Waf-Mode"
-	HeaderParanoia = "Neo-Waf-Paranoia"
+	HeaderMode       = "Neo-Waf-Mode"
+	HeaderParanoia   = "Neo-Waf-Paranoia"
+	HeaderExclusions = wafaccel.ExclusionHeader
 )
 
 // paranoiaValues are the header values of levels 1 to 4, allocated once.
@@ -55,8 +66,9 @@ type Handler struct {
 	// `{"handler": "waf", ...}`. Required.
 	WAFRaw json.RawMessage `json:"waf,omitempty" caddy:"namespace=http.handlers inline_key=handler"`
 
-	waf caddyhttp.MiddlewareHandler
-	neo *neo.App
+	waf    caddyhttp.MiddlewareHandler
+	neo    *neo.App
+	logger *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -87,8 +99,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("waf: module %T is not an HTTP middleware handler", mod)
 	}
 	h.waf = mw
+	h.logger = ctx.Logger()
 	if app, err := ctx.AppIfConfigured("neo"); err == nil && app != nil {
 		h.neo, _ = app.(*neo.App)
+	}
+	if h.neo != nil && !strings.Contains(strings.ToLower(string(h.WAFRaw)), "neoexclude") {
+		h.logger.Warn("the WAF's directives have no neoExclude rule: tenants' WAF exclusions are not applied")
 	}
 	return nil
 }
@@ -102,6 +118,7 @@ func (h Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 		outer.passed = true
 		delete(r.Header, HeaderMode)
 		delete(r.Header, HeaderParanoia)
+		delete(r.Header, HeaderExclusions)
 		return next.ServeHTTP(&flushThrough{ResponseWriter: ww, outer: outer, upgrade: isUpgrade(r)}, r)
 	}))
 	// Coraza writes its audit log as its handler returns: the outcome is
@@ -118,6 +135,7 @@ func (h Handler) setPolicy(r *http.Request) {
 	// canonical keys: a client's "neo-waf-mode" was canonicalised on read
 	delete(r.Header, HeaderMode)
 	delete(r.Header, HeaderParanoia)
+	delete(r.Header, HeaderExclusions)
 	if h.neo == nil {
 		return
 	}
@@ -131,6 +149,9 @@ func (h Handler) setPolicy(r *http.Request) {
 	}
 	if p.Paranoia >= 1 && p.Paranoia <= 4 {
 		r.Header[HeaderParanoia] = paranoiaValues[p.Paranoia]
+	}
+	if len(p.Exclusions) > 0 {
+		h.setExclusions(r, t.Name, p)
 	}
 }
 

@@ -65,6 +65,10 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	        waf {
 //	            mode     blocking|detection_only
 //	            paranoia <1-4>
+//	            exclude  <rule id|range|tag:<tag>>... [{
+//	                path <path>
+//	                args <name>...
+//	            }]
 //	        }
 //	        rate_limit_tier <tier>
 //	        identity { ... }      (caddyfile_identity.go)
@@ -398,6 +402,12 @@ func parseTenantBlock(d *caddyfile.Dispenser, tn string, src sources) (*TenantCo
 						return nil, d.Errf("neo: tenant %s waf paranoia: %q is not a number", tn, v)
 					}
 					tc.WAF.Paranoia = n
+				case "exclude":
+					e, err := parseWAFExclusion(d, tn)
+					if err != nil {
+						return nil, err
+					}
+					tc.WAF.Exclusions = append(tc.WAF.Exclusions, e)
 				default:
 					return nil, d.Errf("neo: tenant %s waf: unknown subdirective %q", tn, d.Val())
 				}

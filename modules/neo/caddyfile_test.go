@@ -42,6 +42,10 @@ func TestCaddyfileErrors(t *testing.T) {
 		"zone policy value":   {":80 {\n reverse_proxy a:1 {\n  lb_policy neo_zone {\n   health_path\n  }\n }\n}", "health_path: wrong argument count"},
 		"zone header arg":     {":80 {\n reverse_proxy a:1 {\n  lb_policy neo_zone {\n   zone_header yes\n  }\n }\n}", "zone_header: wrong argument count"},
 		"zone policy number":  {":80 {\n reverse_proxy a:1 {\n  lb_policy neo_zone {\n   health_fails many\n  }\n }\n}", "neo_zone: health_fails: want a number"},
+		"exclude nothing":     {"{\n neo {\n  tenant acme {\n   waf {\n    exclude {\n     path /x\n    }\n   }\n  }\n }\n}\n:80", "needs at least one rule or tag"},
+		"exclude bad id":      {"{\n neo {\n  tenant acme {\n   waf {\n    exclude 94x100\n   }\n  }\n }\n}\n:80", `rules[0]: "94x100" is not a rule id`},
+		"exclude bad path":    {"{\n neo {\n  tenant acme {\n   waf {\n    exclude 1 {\n     path x*y\n    }\n   }\n  }\n }\n}\n:80", `path: "x*y" must start with /`},
+		"exclude sub":         {"{\n neo {\n  tenant acme {\n   waf {\n    exclude 1 {\n     colour\n    }\n   }\n  }\n }\n}\n:80", `exclude: unknown subdirective "colour"`},
 		"waf paranoia":        {"{\n neo {\n  tenant acme {\n   waf {\n    paranoia high\n   }\n  }\n }\n}\n:80", `paranoia: "high" is not a number`},
 	} {
 		t.Run(name, func(t *testing.T) { adapttest.ExpectError(t, tc.in, tc.want) })

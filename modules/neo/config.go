@@ -45,6 +45,9 @@ type WAFPolicy struct {
 	// requests; it replaces the edge's level (NEO_WAF_PARANOIA, default 1).
 	// Default: the edge's level.
 	Paranoia int `json:"paranoia,omitempty"`
+	// Exclusions take CRS rules off this tenant's requests (wafexclusion.go).
+	// Default: none.
+	Exclusions []WAFExclusion `json:"exclusions,omitempty"`
 }
 
 // WAF modes.
@@ -62,7 +65,7 @@ func (p *WAFPolicy) validate(field string) error {
 	if p.Paranoia < 0 || p.Paranoia > 4 {
 		return fmt.Errorf("%s.paranoia: want 1 to 4, got %d", field, p.Paranoia)
 	}
-	return nil
+	return validateWAFExclusions(field+".exclusions", p.Exclusions)
 }
 
 // AppConfig is one app of a tenant: its replicas in each stage it is deployed to.

@@ -90,6 +90,8 @@ func FuzzAdminBody(f *testing.F) {
 		`{"stages":{"dev":{"providers":{"corp":{"issuer":"https://login.example.com","client_id":"c"}}}}}`,
 		`{"password_hash":"$2a$04$abcdefghijklmnopqrstuuM5ON9gq9cz4EGqOGMd/NKtv0HqyD8Ry","roles":["r"]}`,
 		`{"name":"ci","realm":"dev"}`, `{"clients":{"neo_0123456789abcdef":{"secret_hash":"sha256:0000000000000000000000000000000000000000000000000000000000000000"}}}`,
+		`{"waf":{"paranoia":2,"exclusions":[{"rules":["942100","941100-941199"],"tags":["attack-rce"],"path":"/crm/api/*","args":["json.body","REQUEST_COOKIES:x"]}]}}`,
+		`{"waf":{"exclusions":[{"path":"/x"}]}}`, `{"waf":{"exclusions":[{"rules":["0"]}]}}`,
 	} {
 		f.Add(s)
 	}

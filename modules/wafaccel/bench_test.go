@@ -16,6 +16,7 @@ import (
 	txhttp "github.com/corazawaf/coraza/v3/http"
 
 	"github.com/projectneo/caddy-neo/internal/wafbench"
+	_ "github.com/projectneo/caddy-neo/internal/wafcontent" // neoContent, in wafbench.Directives
 )
 
 // newProductionWAF builds the production WAF (wafbench.Directives), with
@@ -281,6 +282,49 @@ func BenchmarkSkipVerdictCache(b *testing.B) {
 		if cpu[false] > 0 && cpu[true] > 0 {
 			fmt.Printf("RATIO verdict-cache %-16s off %7.3f ms/req (cpu %7.3f ms)  on %7.3f ms/req (cpu %7.3f ms)  speed-up x%.2f (cpu x%.2f)\n",
 				s.name, ns[false]/2e6, cpu[false]/2e6, ns[true]/2e6, cpu[true]/2e6, ns[false]/ns[true], cpu[false]/cpu[true])
+		}
+	}
+}
+
+// BenchmarkSkipPhases compares, side by side in alternating rounds, rule
+// skipping as it was (phases 1 and 2, request collections) with rule
+// skipping in every phase and of settled TX comparisons, on the same
+// workloads, and prints the ratios.
+//
+//	go test -run XXX -bench SkipPhases -benchtime 400x ./modules/wafaccel/
+func BenchmarkSkipPhases(b *testing.B) {
+	all := newProductionHandlerSkip(b, true)
+	txCandidatesOn = false
+	waf, err := coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(coreruleset.FS).WithDirectives(wafbench.Directives(
+		"SecAction \"id:900970,phase:1,pass,nolog,neoSkip\"\nSecAction \"id:900971,phase:2,pass,nolog,neoSkip\"\n", SkipDirectivesAfter)))
+	txCandidatesOn = true
+	if err != nil {
+		b.Fatal(err)
+	}
+	req12 := txhttp.WrapHandler(waf, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"ok":true}`))
+	}))
+	for _, s := range append(scenarios(), variedGET()) {
+		if s.name == "multipart_1MiB" {
+			continue
+		}
+		cpu := map[string]float64{}
+		ns := map[string]float64{}
+		for round := 0; round < 2; round++ {
+			for _, m := range []struct {
+				name string
+				h    http.Handler
+			}{{"phases12", req12}, {"all", all}} {
+				var lastCPU, lastNS float64
+				b.Run(s.name+"/"+m.name, func(b *testing.B) { lastNS, lastCPU = measure(b, m.h, s) })
+				cpu[m.name] += lastCPU
+				ns[m.name] += lastNS
+			}
+		}
+		if cpu["phases12"] > 0 && cpu["all"] > 0 {
+			fmt.Printf("RATIO skip-phases %-16s phases 1-2 %7.3f ms/req (cpu %7.3f ms)  all phases + TX %7.3f ms/req (cpu %7.3f ms)  speed-up x%.2f (cpu x%.2f)\n",
+				s.name, ns["phases12"]/2e6, cpu["phases12"]/2e6, ns["all"]/2e6, cpu["all"]/2e6, ns["phases12"]/ns["all"], cpu["phases12"]/cpu["all"])
 		}
 	}
 }

@@ -1,16 +1,8 @@
 package wafaccel
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -21,7 +13,8 @@ import (
 	coreruleset "github.com/corazawaf/coraza-coreruleset/v4"
 	"github.com/corazawaf/coraza/v3"
 	"github.com/corazawaf/coraza/v3/types"
-	"gopkg.in/yaml.v3"
+
+	"github.com/projectneo/caddy-neo/internal/crstests"
 )
 
 // The CRS regression suite (go-ftw YAML format) shipped in the
@@ -31,86 +24,19 @@ import (
 // that logs is recorded, and the recorded rule ids are compared with each
 // stage's log expectations.
 
-// ftwFile is one go-ftw test file.
-type ftwFile struct {
-	RuleID int       `yaml:"rule_id"`
-	Tests  []ftwTest `yaml:"tests"`
-}
-
-type ftwTest struct {
-	TestID int        `yaml:"test_id"`
-	Desc   string     `yaml:"desc"`
-	Stages []ftwStage `yaml:"stages"`
-}
-
-type ftwStage struct {
-	Input  ftwInput  `yaml:"input"`
-	Output ftwOutput `yaml:"output"`
-}
-
-type ftwInput struct {
-	Method              *string           `yaml:"method"`
-	URI                 *string           `yaml:"uri"`
-	Version             *string           `yaml:"version"`
-	Headers             map[string]string `yaml:"headers"`
-	Data                *string           `yaml:"data"`
-	EncodedRequest      string            `yaml:"encoded_request"`
-	AutocompleteHeaders *bool             `yaml:"autocomplete_headers"`
-}
-
-type ftwOutput struct {
-	Status      int  `yaml:"status"`
-	ExpectError bool `yaml:"expect_error"`
-	Log         struct {
-		ExpectIDs   []int `yaml:"expect_ids"`
-		NoExpectIDs []int `yaml:"no_expect_ids"`
-	} `yaml:"log"`
-	ResponseContains string `yaml:"response_contains"`
-}
-
-// crsTestCase is one test with a stable name.
-type crsTestCase struct {
-	name string // e.g. 942100-1
-	test ftwTest
-}
-
-func crsTestsDir(t testing.TB) string {
-	t.Helper()
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/corazawaf/coraza-coreruleset/v4").Output()
-	if err != nil {
-		t.Fatalf("locating coraza-coreruleset: %v", err)
-	}
-	dir := filepath.Join(strings.TrimSpace(string(out)), "tests")
-	if _, err := os.Stat(dir); err != nil {
-		t.Fatalf("CRS regression tests not found: %v", err)
-	}
-	return dir
-}
+type (
+	ftwTest     = crstests.Test
+	ftwInput    = crstests.Input
+	crsTestCase = crstests.Case
+	request     = crstests.Request
+)
 
 func loadCRSTests(t testing.TB) []crsTestCase {
 	t.Helper()
-	var cases []crsTestCase
-	err := filepath.WalkDir(crsTestsDir(t), func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".yaml") {
-			return err
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		var f ftwFile
-		if err := yaml.Unmarshal(b, &f); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		for _, tc := range f.Tests {
-			cases = append(cases, crsTestCase{name: fmt.Sprintf("%d-%d", f.RuleID, tc.TestID), test: tc})
-		}
-		return nil
-	})
+	cases, err := crstests.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	sort.Slice(cases, func(i, j int) bool { return cases[i].name < cases[j].name })
 	return cases
 }
 
@@ -174,69 +100,9 @@ func newCRSWAFSkip(t testing.TB, skip bool) *crsWAF {
 	return w
 }
 
-// request is a test stage's request, as go-ftw would send it.
-type request struct {
-	method, uri, version string
-	headers              [][2]string
-	body                 []byte
-}
-
 // buildRequest turns a stage input into a request. An empty reason means
 // the stage can be run.
-func buildRequest(in ftwInput) (request, string) {
-	if in.EncodedRequest != "" {
-		raw, err := base64.StdEncoding.DecodeString(strings.ReplaceAll(in.EncodedRequest, "\n", ""))
-		if err != nil {
-			return request{}, "undecodable encoded_request"
-		}
-		hr, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(raw)))
-		if err != nil {
-			return request{}, "encoded_request is not an HTTP/1.x request Go can parse"
-		}
-		r := request{method: hr.Method, uri: hr.RequestURI, version: hr.Proto}
-		for k, vs := range hr.Header {
-			for _, v := range vs {
-				r.headers = append(r.headers, [2]string{k, v})
-			}
-		}
-		if hr.Host != "" {
-			r.headers = append(r.headers, [2]string{"Host", hr.Host})
-		}
-		if len(hr.TransferEncoding) > 0 {
-			r.headers = append(r.headers, [2]string{"Transfer-Encoding", strings.Join(hr.TransferEncoding, ",")})
-		}
-		r.body, _ = io.ReadAll(hr.Body)
-		return r, ""
-	}
-	r := request{method: "GET", uri: "/", version: "HTTP/1.1"}
-	if in.Method != nil {
-		r.method = *in.Method
-	}
-	if in.URI != nil {
-		r.uri = *in.URI
-	}
-	if in.Version != nil {
-		r.version = *in.Version
-	}
-	keys := make([]string, 0, len(in.Headers))
-	for k := range in.Headers {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	hasCL := false
-	for _, k := range keys {
-		r.headers = append(r.headers, [2]string{k, in.Headers[k]})
-		hasCL = hasCL || strings.EqualFold(k, "Content-Length")
-	}
-	if in.Data != nil {
-		r.body = []byte(*in.Data)
-	}
-	autocomplete := in.AutocompleteHeaders == nil || *in.AutocompleteHeaders
-	if autocomplete && !hasCL && len(r.body) > 0 {
-		r.headers = append(r.headers, [2]string{"Content-Length", fmt.Sprint(len(r.body))})
-	}
-	return r, ""
-}
+func buildRequest(in ftwInput) (request, string) { return crstests.Build(in) }
 
 // reflected is go-ftw's backend behaviour for /reflect: a JSON request body
 // describes the response to send.
@@ -251,23 +117,23 @@ type reflected struct {
 func (w *crsWAF) run(r request) []int {
 	tx := w.waf.NewTransaction()
 	tx.ProcessConnection("127.0.0.1", 40000, "127.0.0.1", 80)
-	tx.ProcessURI(r.uri, r.method, r.version)
-	for _, h := range r.headers {
+	tx.ProcessURI(r.URI, r.Method, r.Version)
+	for _, h := range r.Headers {
 		tx.AddRequestHeader(h[0], h[1])
 		if strings.EqualFold(h[0], "Host") {
 			tx.SetServerName(h[1])
 		}
 	}
 	tx.ProcessRequestHeaders()
-	if len(r.body) > 0 {
-		_, _, _ = tx.WriteRequestBody(r.body)
+	if len(r.Body) > 0 {
+		_, _, _ = tx.WriteRequestBody(r.Body)
 	}
 	_, _ = tx.ProcessRequestBody()
 
 	resp := reflected{Status: 200, Headers: map[string]string{"Content-Type": "text/html"}, Body: "<html><body>ok</body></html>"}
-	if strings.HasPrefix(r.uri, "/reflect") {
+	if strings.HasPrefix(r.URI, "/reflect") {
 		var ref reflected
-		if json.Unmarshal(r.body, &ref) == nil {
+		if json.Unmarshal(r.Body, &ref) == nil {
 			if ref.Status != 0 {
 				resp.Status = ref.Status
 			}
@@ -343,7 +209,7 @@ func (w *crsWAF) runTest(tc ftwTest) crsOutcome {
 func (w *crsWAF) runAll(cases []crsTestCase) map[string]crsOutcome {
 	res := make(map[string]crsOutcome, len(cases))
 	for _, c := range cases {
-		res[c.name] = w.runTest(c.test)
+		res[c.Name] = w.runTest(c.Test)
 	}
 	return res
 }
@@ -388,12 +254,12 @@ func TestCRSRegression(t *testing.T) {
 	var unmet []string
 	diffs := 0
 	for _, c := range cases {
-		s, a, o, k := stock[c.name], accel[c.name], off[c.name], skip[c.name]
+		s, a, o, k := stock[c.Name], accel[c.Name], off[c.Name], skip[c.Name]
 		if !equalOutcome(s, a) || !equalOutcome(s, o) || !equalOutcome(s, k) {
 			diffs++
 			if diffs <= 20 {
 				t.Errorf("%s: verdicts differ: coraza %s %v, accelerated %s %v, accelerated with rule skipping %s %v, switched off %s %v",
-					c.name, s.status, s.ids, a.status, a.ids, k.status, k.ids, o.status, o.ids)
+					c.Name, s.status, s.ids, a.status, a.ids, k.status, k.ids, o.status, o.ids)
 			}
 		}
 		counts[s.status]++
@@ -401,7 +267,7 @@ func TestCRSRegression(t *testing.T) {
 		case "skipped":
 			skipReasons[s.why]++
 		case "unmet":
-			unmet = append(unmet, c.name+": "+s.why)
+			unmet = append(unmet, c.Name+": "+s.why)
 		}
 	}
 	if diffs > 0 {

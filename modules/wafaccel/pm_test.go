@@ -193,8 +193,8 @@ func TestPMSkipDifferential(t *testing.T) {
 		for k := rng.IntN(3); k > 0; k-- {
 			q.Add(pick(), pick())
 		}
-		r := request{method: "GET", uri: "/api/x?" + q.Encode(), version: "HTTP/1.1",
-			headers: [][2]string{{"Host", "example.com"}, {"User-Agent", "Mozilla/5.0 " + pick()}, {"Accept", "*/*"}, {"Cookie", "sid=" + url.QueryEscape(pick())}}}
+		r := request{Method: "GET", URI: "/api/x?" + q.Encode(), Version: "HTTP/1.1",
+			Headers: [][2]string{{"Host", "example.com"}, {"User-Agent", "Mozilla/5.0 " + pick()}, {"Accept", "*/*"}, {"Cookie", "sid=" + url.QueryEscape(pick())}}}
 		withRandomBody(rng, &r, pick, pick)
 		want, got := plain.matchedIDs(r), skip.matchedIDs(r)
 		for _, id := range want {
@@ -210,7 +210,7 @@ func TestPMSkipDifferential(t *testing.T) {
 		if !slices.Equal(want, got) {
 			diffs++
 			if diffs <= 10 {
-				t.Errorf("request %d %s %q %q body %q: without skipping %v, with %v", i, r.method, r.uri, r.headers, r.body, want, got)
+				t.Errorf("request %d %s %q %q body %q: without skipping %v, with %v", i, r.Method, r.URI, r.Headers, r.Body, want, got)
 			}
 		}
 	}

@@ -231,6 +231,12 @@ var skipTargets = map[string]variables.RuleVariable{
 	"REQUEST_PROTOCOL": variables.RequestProtocol, "QUERY_STRING": variables.QueryString,
 	"REQUEST_BODY": variables.RequestBody, "FILES": variables.Files, "FILES_NAMES": variables.FilesNames,
 	"XML": variables.XML,
+	// The response, for the rules of phases 3 and 4 (set before the phase's
+	// rules run; no action writes them).
+	"RESPONSE_BODY": variables.ResponseBody, "RESPONSE_HEADERS": variables.ResponseHeaders,
+	"RESPONSE_HEADERS_NAMES": variables.ResponseHeadersNames, "RESPONSE_STATUS": variables.ResponseStatus,
+	"RESPONSE_PROTOCOL": variables.ResponseProtocol, "RESPONSE_CONTENT_TYPE": variables.ResponseContentType,
+	"RESPONSE_CONTENT_LENGTH": variables.ResponseContentLength,
 }
 
 // transSteps gives, for every transformation a candidate may use, how rule

@@ -54,18 +54,18 @@ func loadCRSCorpus(t testing.TB) ([]string, []string) {
 		sort.Strings(crsCorpus.patterns)
 		seen := map[string]bool{}
 		for _, c := range loadCRSTests(t) {
-			for _, st := range c.test.Stages {
+			for _, st := range c.Test.Stages {
 				r, skip := buildRequest(st.Input)
 				if skip != "" {
 					continue
 				}
-				for _, s := range []string{r.uri, string(r.body)} {
+				for _, s := range []string{r.URI, string(r.Body)} {
 					if s != "" && !seen[s] {
 						seen[s] = true
 						crsCorpus.payloads = append(crsCorpus.payloads, s)
 					}
 				}
-				for _, h := range r.headers {
+				for _, h := range r.Headers {
 					if !seen[h[1]] {
 						seen[h[1]] = true
 						crsCorpus.payloads = append(crsCorpus.payloads, h[1])

@@ -43,8 +43,11 @@ func init() {
 const (
 	SkipDirectivesBefore = `SecAction "id:900970,phase:1,pass,nolog,neoSkip"
 SecAction "id:900971,phase:2,pass,nolog,neoSkip"
+SecAction "id:900972,phase:3,pass,nolog,neoSkip"
+SecAction "id:900973,phase:4,pass,nolog,neoSkip"
+SecAction "id:900974,phase:5,pass,nolog,neoSkip"
 `
-	SkipDirectivesAfter = `SecRuleUpdateActionById 900970-999999 "neoRuleInfo"
+	SkipDirectivesAfter = `SecRuleUpdateActionById 1-2147483647 "neoRuleInfo"
 `
 )
 
@@ -61,6 +64,13 @@ type skipTable struct {
 	byKey  map[string]*skipGroup
 	n      int
 	slots  map[string]int // chain prefix keys, numbered
+	// flow is every rule neoRuleInfo saw, pos this table's neoSkip rule
+	// among them (flow.go: skip:N windows are never touched).
+	flow *flowSeq
+	pos  int
+	// txPending: comparisons of TX variables, candidates if settled
+	// (txcand.go)
+	txPending []skipCand
 	tableIndex
 }
 
@@ -81,6 +91,7 @@ type skipCand struct {
 	keys  []string // keys[i]: the chain up to and including steps[i]
 	slots []int    // slots[i]: keys[i] numbered within the table
 	multi bool     // multiMatch: every intermediate value is evaluated too
+	tx    *txCond  // a comparison of a settled TX variable (all else is nil)
 }
 
 // step is one transformation of a candidate's chain. Either the
@@ -122,6 +133,7 @@ var (
 // once and initialises it with every rule of the range in rule order.
 type ruleInfoAction struct {
 	tables []*skipTable
+	flow   flowSeq
 }
 
 func (*ruleInfoAction) Type() plugintypes.ActionType { return plugintypes.ActionTypeMetadata }
@@ -134,12 +146,21 @@ func (a *ruleInfoAction) Init(r plugintypes.RuleMetadata, _ string) error {
 		return nil
 	}
 	raw := md.Raw()
+	e := flowEntry{id: md.ID(), phase: md.Phase(), tags: md.Tags()}
+	if isActionRule(raw, "neoExclude") {
+		pendingExclude.Store(r, &a.flow)
+	}
 	if isSkipRule(raw) {
-		t := &skipTable{phase: md.Phase(), byKey: map[string]*skipGroup{}}
+		t := &skipTable{phase: md.Phase(), byKey: map[string]*skipGroup{}, flow: &a.flow, pos: len(a.flow.entries)}
+		e.table = t
+		a.flow.entries = append(a.flow.entries, e)
 		a.tables = append(a.tables, t)
 		pending.Store(r, t)
 		return nil
 	}
+	readFlow(raw, &e)
+	a.flow.entries = append(a.flow.entries, e)
+	a.flow.removals = append(a.flow.removals, e.removes...)
 	var live []*skipTable
 	for _, t := range a.tables {
 		if t.phase == md.Phase() {
@@ -155,6 +176,14 @@ func (a *ruleInfoAction) Init(r plugintypes.RuleMetadata, _ string) error {
 	}
 	c, vars, ok := info.candidate()
 	if !ok {
+		// A comparison of a TX variable set in an earlier phase
+		// (txcand.go); whether it is settled is known once every rule
+		// was seen.
+		if cond, isTX := info.txCandidate(); isTX && txCandidatesOn && md.Phase() >= 2 && !strings.Contains(raw, "\n") {
+			for _, t := range live {
+				t.txPending = append(t.txPending, skipCand{id: info.id, tx: cond})
+			}
+		}
 		return nil
 	}
 	for _, t := range live {
@@ -192,7 +221,10 @@ func (t *skipTable) add(vars []variables.RuleVariable, c skipCand) {
 }
 
 // isSkipRule reports whether a rule's text carries the neoSkip action.
-func isSkipRule(raw string) bool {
+func isSkipRule(raw string) bool { return isActionRule(raw, "neoSkip") }
+
+// isActionRule reports whether a SecAction's text carries the action.
+func isActionRule(raw, action string) bool {
 	name, rest, _ := strings.Cut(strings.TrimSpace(raw), " ")
 	if !strings.EqualFold(name, "SecAction") {
 		return false
@@ -202,7 +234,7 @@ func isSkipRule(raw string) bool {
 		return false
 	}
 	for _, a := range splitActions(acts[1 : len(acts)-1]) {
-		if strings.EqualFold(strings.TrimSpace(a), "neoSkip") {
+		if strings.EqualFold(strings.TrimSpace(a), action) {
 			return true
 		}
 	}
@@ -299,6 +331,22 @@ func (a *skipAction) Evaluate(r plugintypes.RuleMetadata, tx plugintypes.Transac
 		*buf = b // keep the grown buffer for the next collection
 	}
 	keyPool.Put(buf)
+	if len(t.txCands) > 0 {
+		var v txValues
+		ok := t.txSlots.read(tx, &v)
+		for _, n := range t.txCands {
+			if !ok || t.all[n].tx.mayMatchWith(&v) {
+				keep[n>>6] |= 1 << (n & 63)
+			}
+		}
+	}
+	// Never a rule that may lie in a skip:N window (flow.go), with the
+	// rules this transaction's exclusions removed (exclude.go).
+	if s, n, mask := txExclusions(tx); s != nil {
+		orInto(keep, t.protectedMask(t.flow.resolve(n, s).removedBy(s, mask)))
+	} else {
+		orInto(keep, t.protected)
+	}
 	for n, c := range t.all {
 		if countStats {
 			skipCalls.Add(1)
@@ -318,6 +366,10 @@ func (a *skipAction) Evaluate(r plugintypes.RuleMetadata, tx plugintypes.Transac
 		rm.RemoveRuleByID(c.id)
 	}
 }
+
+// txCandidatesOn: TX comparisons are candidates (off only in the side-by-side
+// benchmark, for WAFs built while it is off).
+var txCandidatesOn = true
 
 // onRemove, when set (tests only, no transaction running concurrently),
 // sees every rule skipping removes.

@@ -73,10 +73,29 @@ type tableIndex struct {
 	vars    []skipVar
 	words   int
 	keyHead [4]byte
+	// protected: the candidates that may lie in a skip:N window (flow.go),
+	// never removed; byID numbers the candidates by rule id.
+	protected []uint64
+	byID      map[int]int
+	txCands   []int // the settled TX comparisons, by number
+	txSlots   txSlots
 }
 
 func (t *skipTable) finalize() {
 	t.once.Do(func() {
+		if len(t.txPending) > 0 && t.flow != nil {
+			w := t.flow.phaseWrites(int(t.phase))
+			g := &skipGroup{}
+			for _, c := range t.txPending {
+				if c.tx.settled(w) {
+					g.cands = append(g.cands, c)
+				}
+			}
+			if len(g.cands) > 0 {
+				t.groups = append(t.groups, g)
+				t.n += len(g.cands)
+			}
+		}
 		t.words = (t.n + 63) / 64
 		id := tableNumbers.Add(1)
 		t.keyHead = [4]byte{byte(id), byte(id >> 8), byte(id >> 16), byte(id >> 24)}
@@ -85,6 +104,10 @@ func (t *skipTable) finalize() {
 			for i := range g.cands {
 				n := len(t.all)
 				t.all = append(t.all, &g.cands[i])
+				if g.cands[i].tx != nil {
+					t.txCands = append(t.txCands, n)
+					t.txSlots.assign(g.cands[i].tx)
+				}
 				for _, v := range g.vars {
 					k, ok := byVar[v]
 					if !ok {
@@ -102,7 +125,27 @@ func (t *skipTable) finalize() {
 				}
 			}
 		}
+		t.byID = make(map[int]int, len(t.all))
+		for n, c := range t.all {
+			t.byID[c.id] = n
+		}
+		t.protected = t.protectedMask(nil)
 	})
+}
+
+// protectedMask returns the candidates that may lie in a skip:N window of
+// a rule after the table's neoSkip rule; removed reports the rules removed
+// in this transaction outside the rules (nil: none).
+func (t *skipTable) protectedMask(removed func(id int) bool) []uint64 {
+	m := make([]uint64, t.words)
+	if t.flow != nil {
+		t.flow.protectedIDs(t.pos, t.phase, removed, func(id int) {
+			if n, ok := t.byID[id]; ok {
+				m[n>>6] |= 1 << (n & 63)
+			}
+		})
+	}
+	return m
 }
 
 // verdict returns the bits of the candidates targeting sv that some value

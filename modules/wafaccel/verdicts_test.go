@@ -22,9 +22,9 @@ func TestVerdictCache(t *testing.T) {
 	}
 	reqs := randomRequests(t, n, 11)
 	reqs = append(reqs,
-		request{method: "GET", uri: "/a?x=a%00b", version: "HTTP/1.1", headers: [][2]string{{"Host", "example.com"}}},
-		request{method: "GET", uri: "/a?x=a&x=b", version: "HTTP/1.1", headers: [][2]string{{"Host", "example.com"}}},
-		request{method: "GET", uri: "/a?x=a%00b", version: "HTTP/1.1", headers: [][2]string{{"Host", "example.com"}}},
+		request{Method: "GET", URI: "/a?x=a%00b", Version: "HTTP/1.1", Headers: [][2]string{{"Host", "example.com"}}},
+		request{Method: "GET", URI: "/a?x=a&x=b", Version: "HTTP/1.1", Headers: [][2]string{{"Host", "example.com"}}},
+		request{Method: "GET", URI: "/a?x=a%00b", Version: "HTTP/1.1", Headers: [][2]string{{"Host", "example.com"}}},
 	)
 	w := newCRSWAFSkip(t, true)
 	countStats = true
@@ -47,7 +47,7 @@ func TestVerdictCache(t *testing.T) {
 				diffs++
 				if diffs <= 5 {
 					t.Errorf("pass %d, request %d %s %q: removed %d rules with the cache, %d without; only with: %v, only without: %v",
-						pass, i, r.method, r.uri, len(got), len(off[i]), minus(got, off[i]), minus(off[i], got))
+						pass, i, r.Method, r.URI, len(got), len(off[i]), minus(got, off[i]), minus(off[i], got))
 				}
 			}
 		}
@@ -146,10 +146,10 @@ func FuzzVerdictCache(f *testing.F) {
 		q := url.Values{}
 		q.Add(name, value)
 		q.Add("x", other)
-		r := request{method: "POST", uri: "/api/" + url.PathEscape(other) + "?" + q.Encode(), version: "HTTP/1.1",
-			headers: [][2]string{{"Host", "example.com"}, {"User-Agent", strings.ToValidUTF8(value, "?")},
+		r := request{Method: "POST", URI: "/api/" + url.PathEscape(other) + "?" + q.Encode(), Version: "HTTP/1.1",
+			Headers: [][2]string{{"Host", "example.com"}, {"User-Agent", strings.ToValidUTF8(value, "?")},
 				{"Cookie", "sid=" + url.QueryEscape(other)}, {"Content-Type", "application/x-www-form-urlencoded"}},
-			body: []byte(q.Encode())}
+			Body: []byte(q.Encode())}
 		defer verdictCacheOn.Store(true)
 		run := func() []int { return removedIDs(w, r) }
 		verdictCacheOn.Store(false)

@@ -16,6 +16,9 @@
 //	apt-get install -y nginx libnginx-mod-http-modsecurity modsecurity-crs wrk
 //	go build -o caddy ./cmd/caddy
 //	go run ./integration/bench/waf -caddy ./caddy -duration 10s
+//
+// With -caddy-base an earlier caddy-neo binary runs beside them (accel on),
+// for "no workload slower than before", in the same rounds.
 package main
 
 import (
@@ -42,10 +45,12 @@ const (
 	caddyAddr   = "127.0.0.1:18081" // accel on
 	caddyOffAdr = "127.0.0.1:18083" // accel off
 	nginxAddr   = "127.0.0.1:18082"
+	caddyBase   = "127.0.0.1:18084" // -caddy-base, accel on
 )
 
 var (
 	caddyBin    = flag.String("caddy", "./caddy", "caddy-neo binary")
+	baseBin     = flag.String("caddy-base", "", "an earlier caddy-neo binary to compare with (accel on; its config without the actions it does not know: neoDistinctKeys, neoContent, neoExclude)")
 	nginxBin    = flag.String("nginx", "/usr/sbin/nginx", "nginx binary")
 	crsSetup    = flag.String("crs-setup", "/etc/modsecurity/crs/crs-setup.conf", "CRS setup for ModSecurity (Debian's modsecurity-crs)")
 	crsRules    = flag.String("crs-rules", "/usr/share/modsecurity-crs/rules", "CRS rules directory for ModSecurity (Debian's modsecurity-crs)")
@@ -102,6 +107,10 @@ func main() {
 		startCaddy(dir, "waf-off", caddyOffAdr, caddyWAFConfig(true, caddyOffAdr)),
 		startCaddy(dir, "waf-on", caddyAddr, caddyWAFConfig(false, caddyAddr)),
 	}
+	if *baseBin != "" {
+		names = append(names, "caddy-neo base")
+		servers = append(servers, startCaddyBin(*baseBin, dir, "waf-base", caddyBase, baseConfig(caddyWAFConfig(false, caddyBase))))
+	}
 	defer func() {
 		for _, s := range servers {
 			stop(s)
@@ -145,7 +154,11 @@ func main() {
 		return m
 	}
 	fmt.Printf("\n%d round(s) of %s per workload and server; mean req/s (CPU ms per request), ratios of the means [range of the per-round ratios]\n", *rounds, *duration)
-	fmt.Printf("%-16s %24s %24s %24s %22s %22s\n", "workload", "nginx+modsec", "caddy-neo accel off", "caddy-neo accel on", "on/nginx", "on/off")
+	fmt.Printf("%-16s %24s %24s %24s %22s %22s", "workload", "nginx+modsec", "caddy-neo accel off", "caddy-neo accel on", "on/nginx", "on/off")
+	if *baseBin != "" {
+		fmt.Printf(" %24s %22s %22s", "caddy-neo base", "base/nginx", "on/base")
+	}
+	fmt.Println()
 	for _, wl := range wls {
 		r := results[wl.name]
 		if r == nil {
@@ -154,8 +167,15 @@ func main() {
 		n, off, on := mean(r[0]), mean(r[1]), mean(r[2])
 		lo, hi := ratioRange(r[2], r[0])
 		lo2, hi2 := ratioRange(r[2], r[1])
-		fmt.Printf("%-16s %13.1f (%7.2f) %13.1f (%7.2f) %13.1f (%7.2f) %6.2fx [%4.2f-%4.2f] %6.2fx [%4.2f-%4.2f]\n",
+		fmt.Printf("%-16s %13.1f (%7.2f) %13.1f (%7.2f) %13.1f (%7.2f) %6.2fx [%4.2f-%4.2f] %6.2fx [%4.2f-%4.2f]",
 			wl.name, n.rps, n.cpuMs, off.rps, off.cpuMs, on.rps, on.cpuMs, ratio(on.rps, n.rps), lo, hi, ratio(on.rps, off.rps), lo2, hi2)
+		if len(r) > 3 {
+			b := mean(r[3])
+			lo3, hi3 := ratioRange(r[3], r[0])
+			lo4, hi4 := ratioRange(r[2], r[3])
+			fmt.Printf(" %13.1f (%7.2f) %6.2fx [%4.2f-%4.2f] %6.2fx [%4.2f-%4.2f]", b.rps, b.cpuMs, ratio(b.rps, n.rps), lo3, hi3, ratio(on.rps, b.rps), lo4, hi4)
+		}
+		fmt.Println()
 	}
 }
 
@@ -239,6 +259,11 @@ end
 	}
 }
 
+// auditOff: no audit log, as in the nginx configuration (SecAuditEngine
+// Off), so that both WAFs do the same work for a blocked request (Coraza's
+// recommended configuration builds one for every 4xx/5xx).
+const auditOff = "SecAuditEngine Off\n"
+
 func caddyWAFConfig(off bool, addr string) string {
 	host, port, _ := net.SplitHostPort(addr)
 	sw := "on"
@@ -253,18 +278,34 @@ func caddyWAFConfig(off bool, addr string) string {
 }
 http://:%s {
 	bind %s
-	`+wafbench.CorazaWAFBlock(wafaccel.SkipDirectivesBefore, wafaccel.SkipDirectivesAfter)+`
+	`+wafbench.CorazaWAFBlock(auditOff+wafaccel.SkipDirectivesBefore, wafaccel.SkipDirectivesAfter)+`
 	reverse_proxy %s
 }
 `, sw, port, host, backendAddr)
 }
 
+// baseConfig is a config for an earlier binary: without the actions it
+// does not know.
+func baseConfig(caddyfile string) string {
+	var out []string
+	for _, l := range strings.Split(caddyfile, "\n") {
+		if !strings.Contains(l, "neoDistinctKeys") && !strings.Contains(l, "neoContent") && !strings.Contains(l, "neoExclude") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
 func startCaddy(dir, name, addr, caddyfile string) *server {
+	return startCaddyBin(*caddyBin, dir, name, addr, caddyfile)
+}
+
+func startCaddyBin(bin, dir, name, addr, caddyfile string) *server {
 	p := filepath.Join(dir, name+".Caddyfile")
 	if err := os.WriteFile(p, []byte(caddyfile), 0o644); err != nil {
 		fatalf("%v", err)
 	}
-	cmd := exec.Command(*caddyBin, "run", "--config", p, "--adapter", "caddyfile")
+	cmd := exec.Command(bin, "run", "--config", p, "--adapter", "caddyfile")
 	cmd.Stdout, cmd.Stderr = logFile(dir, name), logFile(dir, name)
 	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
 	if err := cmd.Start(); err != nil {
