@@ -17,6 +17,7 @@ import (
 
 	"github.com/projectneo/caddy-neo/internal/crstests"
 	"github.com/projectneo/caddy-neo/internal/wafcorpus"
+	_ "github.com/projectneo/caddy-neo/modules/logredact" // the edge's audit log format neo_json
 	"github.com/projectneo/caddy-neo/modules/neo"
 	"github.com/projectneo/caddy-neo/modules/wafaccel"
 )
