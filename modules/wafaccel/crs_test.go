@@ -229,6 +229,18 @@ func TestCRSRegression(t *testing.T) {
 	if len(cases) < 4000 {
 		t.Fatalf("only %d CRS regression tests found", len(cases))
 	}
+	minMet := minCRSMet
+	if testing.Short() {
+		// the fast tier: every fifth test (the full suite runs them all);
+		// met expectations scale with the sample, less 2% for its spread
+		all := len(cases)
+		sample := cases[:0:0]
+		for i := 0; i < all; i += 5 {
+			sample = append(sample, cases[i])
+		}
+		cases = sample
+		minMet = minCRSMet * len(cases) / all * 98 / 100
+	}
 
 	var stock, accel, off, skip map[string]crsOutcome
 	start := time.Now()
@@ -285,8 +297,8 @@ func TestCRSRegression(t *testing.T) {
 			t.Logf("unmet %s", u)
 		}
 	}
-	if counts["met"] < minCRSMet {
-		t.Errorf("only %d tests met their expectations, want at least %d", counts["met"], minCRSMet)
+	if counts["met"] < minMet {
+		t.Errorf("only %d tests met their expectations, want at least %d", counts["met"], minMet)
 	}
 }
 
