@@ -8,7 +8,7 @@
 // hosts and ports, refuses internal destinations on the address actually
 // dialled (so DNS rebinding and redirects cannot reach them), limits each
 // tenant's concurrent connections and bandwidth, and writes one log line per
-// connection. See README.md, "Egress gateway".
+// connection. See docs/egress.md.
 package egress
 
 import (

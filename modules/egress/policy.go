@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// Allow patterns (see README.md, "Egress gateway"):
+// Allow patterns (see docs/egress.md, "Allowlist patterns"):
 //
 //	host            exact DNS name, ports 80 and 443
 //	*.example.com   any name under example.com (not example.com itself)

@@ -9,7 +9,7 @@
 //     over NATS through a named server of the http app and registers as a NATS
 //     micro service.
 //
-// See README.md ("NATS: shared connections...") for the subject scheme and the message framing.
+// See docs/nats-protocol.md for the subject scheme and the message framing.
 package neonats
 
 import (

@@ -28,7 +28,7 @@ func init() {
 // when trust_forwarded_host is set and Caddy considers the peer a trusted
 // proxy (the server's trusted_proxies).
 //
-// Path: see the canonical path rule in README.md ("The canonical path rule") (rule in resolve.go).
+// Path: see the canonical path rule in docs/registry.md ("The canonical path rule") (rule in resolve.go).
 //
 // Unknown host, tenant, stage, app or service: one generic 404 (an error
 // with status 404, so handle_errors applies; with no handle_errors the

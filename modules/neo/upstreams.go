@@ -12,15 +12,16 @@ func init() {
 	caddy.RegisterModule(Upstreams{})
 }
 
-// Upstreams is `http.reverse_proxy.upstreams.neo` (Caddyfile `dynamic neo`),
-// basic version: it yields the replicas of the route neo_route resolved for
+// Upstreams is `http.reverse_proxy.upstreams.neo` (Caddyfile `dynamic neo`):
+// it yields the replicas of the route neo_route resolved for
 // the request (the app's replicas in the stage, or the platform service's
 // replicas), in configuration order; the reverse proxy's load-balancing
 // policy chooses among them. A request that neo_route did not resolve gets
 // no upstreams (the proxy answers 502), never another tenant's replicas.
 //
 // Zone preference, per-tenant rotation and active health checks are the
-// subject of the upstream-selection issue, which replaces this basic version.
+// selection policy's (`lb_policy neo_zone`, package zonelb), which reads the
+// route's pool these upstreams come from.
 type Upstreams struct{}
 
 // CaddyModule returns the Caddy module information.
