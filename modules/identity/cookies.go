@@ -2,10 +2,11 @@ package identity
 
 import (
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/projectneo/caddy-neo/modules/neo"
 )
 
 // Cookies of the identity service. The __Host- prefix makes browsers keep
@@ -30,51 +31,18 @@ const cookiesVar = "neo_identity_cookies"
 // headers and remembers them for the handlers after neo_signin.
 func takeCookies(r *http.Request) *reqCookies {
 	ck := new(reqCookies)
-	hs := r.Header["Cookie"]
-	if len(hs) == 0 {
-		caddyhttp.SetVar(r.Context(), cookiesVar, ck)
-		return ck
-	}
-	found := false
-	for _, h := range hs {
-		if strings.Contains(h, "__Host-neo_") {
-			found = true
+	neo.TakeIdentityCookies(r.Header, func(name, val string) {
+		switch name {
+		case cookieAccess:
+			ck.access = val
+		case cookieRefresh:
+			ck.refresh = val
+		case cookieCSRF:
+			ck.csrf = val
+		case cookieOIDC:
+			ck.oidc = val
 		}
-	}
-	if found {
-		var keep []string
-		for _, h := range hs {
-			var rest []string
-			for part := range strings.SplitSeq(h, ";") {
-				name, val, _ := strings.Cut(strings.TrimSpace(part), "=")
-				name, val = strings.TrimSpace(name), strings.TrimSpace(val)
-				switch name {
-				case cookieAccess:
-					ck.access = val
-				case cookieRefresh:
-					ck.refresh = val
-				case cookieCSRF:
-					ck.csrf = val
-				case cookieOIDC:
-					ck.oidc = val
-				case "":
-				default:
-					// Every name of the identity's namespace stays here.
-					if !strings.HasPrefix(name, "__Host-neo_") {
-						rest = append(rest, strings.TrimSpace(part))
-					}
-				}
-			}
-			if len(rest) > 0 {
-				keep = append(keep, strings.Join(rest, "; "))
-			}
-		}
-		if len(keep) == 0 {
-			r.Header.Del("Cookie")
-		} else {
-			r.Header["Cookie"] = keep
-		}
-	}
+	})
 	caddyhttp.SetVar(r.Context(), cookiesVar, ck)
 	return ck
 }

@@ -46,6 +46,8 @@ func TestCaddyfileMistakesNameFileAndLine(t *testing.T) {
 			`tenants.acme.domains.shop.acme.example.default_app: tenant has no app "shop"`},
 		"domain stage": {"tenant acme {\n\tdomain shop.acme.example qa\n}\n", 2,
 			`tenants.acme.domains.shop.acme.example.stage: unknown stage "qa"`},
+		"reserved app name": {"tenant acme {\n\tapp identity {\n\t\tstage dev {\n\t\t\treplica 10.0.0.1:80 az-a\n\t\t}\n\t}\n}\n", 2,
+			`tenants.acme.apps.identity: the app name "identity" is reserved`},
 		"ambiguous tenants": {"tenant acme {\n}\ntenant acme-dev {\n}\n", 3,
 			`tenants.acme-dev: ambiguous host names`},
 	} {
@@ -117,6 +119,7 @@ func TestAdminRefusesZoneMistakes(t *testing.T) {
 		"zone typo": {"tenants/initech", `{"apps":{"crm":{"stages":{"prod":{"replicas":[{"address":"10.0.0.1:80","zone":"az-bb"}]}}}}}`, `tenants.initech.apps.crm.stages.prod.replicas[0].zone: unknown zone "az-bb" (zones: az-a, az-b)`},
 		"duplicate": {"tenants/initech", `{"apps":{"crm":{"stages":{"prod":{"replicas":[{"address":"10.0.0.1:80","zone":"az-a"},{"address":"10.0.0.1:80","zone":"az-b"}]}}}}}`, `tenants.initech.apps.crm.stages.prod.replicas[1].address: "10.0.0.1:80" is already`},
 		"stage":     {"tenants/initech", `{"apps":{"crm":{"stages":{"qa":{}}}}}`, `tenants.initech.apps.crm.stages.qa: unknown stage "qa"`},
+		"reserved":  {"tenants/initech", `{"apps":{"identity":{"stages":{"dev":{}}}}}`, `tenants.initech.apps.identity: the app name "identity" is reserved`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			status, _, err := a.handleAdmin(http.MethodPut, strings.Split(tc.path, "/"), []byte(tc.body))

@@ -224,6 +224,11 @@ func checkReplicas(field string, rs []Replica) error {
 	return nil
 }
 
+// ReservedAppName is the one app name a tenant cannot use: its path
+// /identity/ belongs to the identity service (neo_signin) on every tenant
+// host, and the edge's WAF trusts that service's own secrets there.
+const ReservedAppName = "identity"
+
 // Validate checks a tenant's configuration against the node's stages. field
 // prefixes every error (for example `tenants.acme`).
 func (t *TenantConfig) Validate(field string, stages *stageSet) error {
@@ -235,6 +240,9 @@ func (t *TenantConfig) Validate(field string, stages *stageSet) error {
 		f := field + ".apps." + name
 		if err := checkLabel(f, name); err != nil {
 			return err
+		}
+		if name == ReservedAppName {
+			return fmt.Errorf("%s: the app name %q is reserved: /%s/ on every tenant host is the identity service's (sign-in, tokens)", f, name, name)
 		}
 		if a == nil {
 			return fmt.Errorf("%s: missing app object", f)

@@ -199,6 +199,11 @@ func (h *RouteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 		caller = r.Header["Neo-Caller"]
 	}
 	stripNeoHeaders(r.Header)
+	// The identity's cookies never reach an upstream: neo_signin took
+	// them already where it runs; on a host without it they were not set
+	// by this platform (__Host- cookies are host-only), and the edge's WAF
+	// does not inspect them.
+	TakeIdentityCookies(r.Header, nil)
 	if len(caller) > 0 {
 		r.Header["Neo-Caller"] = caller
 	}
