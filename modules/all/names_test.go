@@ -21,6 +21,7 @@ const modulePath = "github.com/projectneo/caddy-neo/"
 // means adding it here, namespaced.
 var registered = []string{
 	"admin.api.neo",
+	"admin.api.neo_identity",
 	"caddy.listeners.neo_framing",
 	"caddy.listeners.neo_sni",
 	"caddy.storage.neo_nats",

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -42,6 +43,16 @@ type App struct {
 	// characters (for example `{$NEO_IDENTITY_KEK}`). Required with a
 	// store; no default.
 	KeyEncryptionKey string `json:"key_encryption_key,omitempty"`
+	// KeyEncryptionKeyPrevious is the key-encryption key being rotated
+	// out (for example `{env.NEO_IDENTITY_KEK_PREVIOUS}`). It only
+	// decrypts: signing keys found sealed with it are sealed again with
+	// KeyEncryptionKey, and refresh tokens and sign-in cookies made with it
+	// are still accepted (renewal replaces them). Remove it once every edge
+	// runs with the new key and has logged "identity key sets re-sealed"
+	// with `left: 0`. Same format as KeyEncryptionKey; refused when it is a
+	// published default or equals KeyEncryptionKey; empty (an unset
+	// variable) means none. Default: none.
+	KeyEncryptionKeyPrevious string `json:"key_encryption_key_previous,omitempty"`
 	// Store keeps keys and sessions in JetStream KV. Default: this
 	// process's memory (a single edge).
 	Store *StoreConfig `json:"store,omitempty"`
@@ -63,6 +74,8 @@ type App struct {
 	RefreshReuseGrace caddy.Duration `json:"refresh_reuse_grace,omitempty"`
 
 	kek      string
+	kekPrev  string
+	prevMAC  []byte // the cookie key of the previous key-encryption key
 	keys     *keyring
 	sessions *sessions
 	cache    *tokenCache
@@ -105,6 +118,9 @@ type memState struct {
 func (m *memState) Destruct() error { return nil }
 
 var states = caddy.NewUsagePool()
+
+// current is the running app (the admin API's key operations use it).
+var current atomic.Pointer[App]
 
 // Provision fills defaults and opens the state store.
 func (a *App) Provision(ctx caddy.Context) error {
@@ -157,6 +173,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	// {env.NEO_IDENTITY_KEK} keeps the key out of the config JSON (which
 	// the admin API serves); {$NEO_IDENTITY_KEK} would put it there.
 	a.kek = caddy.NewReplacer().ReplaceKnown(a.KeyEncryptionKey, "")
+	a.kekPrev = strings.TrimSpace(caddy.NewReplacer().ReplaceKnown(a.KeyEncryptionKeyPrevious, ""))
 	if err := a.Validate(); err != nil {
 		return err
 	}
@@ -197,18 +214,46 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		keysKV, sessKV = k, s
 	}
+	var prev []byte
+	if a.kekPrev != "" {
+		prev, _ = decodeKEK(a.kekPrev)
+	}
+	if err := a.initState(keysKV, sessKV, kek, prev, timeout); err != nil {
+		return err
+	}
+	if a.Store != nil {
+		if err := a.checkSealed(ctx); err != nil {
+			return err
+		}
+	}
+	a.oidc = newOIDCClients(a.logger)
+	a.dummyPW = dummyHash()
+	return nil
+}
+
+// initState sets up the keyring, sessions and cookie keys on the stores,
+// keyed by the key-encryption key kek; prev, when not nil, is the previous
+// key-encryption key (it only decrypts and verifies).
+func (a *App) initState(keysKV, sessKV kv, kek, prev []byte, timeout time.Duration) error {
 	seal, err := newSealer(kek)
 	if err != nil {
 		return err
 	}
 	a.macKey = deriveKey(kek, "caddy-neo identity cookies v1")
-	lifetime := time.Duration(a.AccessTokenLifetime)
-	a.keys = &keyring{store: keysKV, seal: seal, alg: jose.SignatureAlgorithm(a.Algorithm),
-		rotation: time.Duration(a.KeyRotation), overlap: lifetime + time.Minute, now: a.now, timeout: timeout}
 	a.sessions = &sessions{store: sessKV, timeout: timeout, now: a.now, macKey: deriveKey(kek, "caddy-neo identity refresh tokens v1")}
+	if prev != nil {
+		ps, err := newSealer(prev)
+		if err != nil {
+			return err
+		}
+		seal = seal.withPrevious(ps)
+		a.prevMAC = deriveKey(prev, "caddy-neo identity cookies v1")
+		a.sessions.prevMAC = deriveKey(prev, "caddy-neo identity refresh tokens v1")
+	}
 	a.cache = newTokenCache()
-	a.oidc = newOIDCClients(a.logger)
-	a.dummyPW = dummyHash()
+	a.keys = &keyring{store: keysKV, seal: seal, alg: jose.SignatureAlgorithm(a.Algorithm),
+		rotation: time.Duration(a.KeyRotation), overlap: time.Duration(a.AccessTokenLifetime) + time.Minute, now: a.now, timeout: timeout,
+		dropped: a.cache.reset}
 	return nil
 }
 
@@ -232,6 +277,18 @@ func (a *App) Validate() error {
 		// Configured, but its placeholder is empty: fail closed rather
 		// than run without the key the operator meant to give.
 		return fmt.Errorf("key_encryption_key: %s is empty; set it to 32 or more random bytes, base64", a.KeyEncryptionKey)
+	}
+	if a.kekPrev != "" {
+		prev, err := decodeKEK(a.kekPrev)
+		if err != nil {
+			return fmt.Errorf("key_encryption_key_previous (%s): %w", varName(a.KeyEncryptionKeyPrevious), err)
+		}
+		if secrets.IsKnownDefault(a.kekPrev) {
+			return fmt.Errorf("key_encryption_key_previous (%s): is a publicly known default; it cannot have protected anything", varName(a.KeyEncryptionKeyPrevious))
+		}
+		if cur, err := decodeKEK(a.kek); err == nil && string(cur) == string(prev) {
+			return fmt.Errorf("key_encryption_key_previous (%s): equals key_encryption_key (%s): give the key being rotated out, or nothing", varName(a.KeyEncryptionKeyPrevious), varName(a.KeyEncryptionKey))
+		}
 	}
 	if a.kek != "" || a.Store != nil {
 		if _, err := decodeKEK(a.kek); err != nil {
@@ -267,15 +324,78 @@ func decodeKEK(s string) ([]byte, error) {
 	return nil, errors.New("key_encryption_key: want at least 32 bytes (base64) or 32 characters")
 }
 
+// varName names the environment variable a setting reads ({env.X} or
+// {$X} as adapted), or the setting itself.
+func varName(setting string) string {
+	s := strings.TrimSpace(setting)
+	if v, ok := strings.CutPrefix(s, "{env."); ok && strings.HasSuffix(v, "}") {
+		return strings.TrimSuffix(v, "}")
+	}
+	if v, ok := strings.CutPrefix(s, "{$"); ok && strings.HasSuffix(v, "}") {
+		v, _, _ = strings.Cut(strings.TrimSuffix(v, "}"), ":")
+		return v
+	}
+	return "the configured value"
+}
+
+// sealedSample is how many stored key sets checkSealed opens at load.
+const sealedSample = 8
+
+// checkSealed opens a few of the stored key sets: when they were sealed
+// with a key-encryption key this config does not have, the config is
+// refused naming the variable, instead of every sign-in failing later.
+func (a *App) checkSealed(ctx context.Context) error {
+	lister, ok := a.keys.store.(keyLister)
+	if !ok {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	names, err := lister.Keys(cctx)
+	if err != nil {
+		return fmt.Errorf("store.keys_bucket: listing the signing keys: %w", err)
+	}
+	for i, realm := range names {
+		if i == sealedSample {
+			break
+		}
+		data, rev, err := a.keys.store.Get(cctx, realm)
+		if errors.Is(err, errNoKey) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("store.keys_bucket: reading %s: %w", realm, err)
+		}
+		if _, _, err := a.keys.decode(realm, data, rev); errors.Is(err, errSealedElsewhere) {
+			msg := fmt.Sprintf("key_encryption_key: the signing keys in bucket %s (realm %s) were sealed with another key-encryption key than %s",
+				a.Store.KeysBucket, realm, varName(a.KeyEncryptionKey))
+			if a.kekPrev != "" {
+				msg += " and " + varName(a.KeyEncryptionKeyPrevious)
+			}
+			a.logger.Error("config refused: identity signing keys sealed with another key", zap.String("realm", realm))
+			return errors.New(msg + "; while rotating it, give the key they were sealed with as key_encryption_key_previous (NEO_IDENTITY_KEK_PREVIOUS in the role files) until they are re-sealed")
+		}
+	}
+	return nil
+}
+
 // Start watches the shared keys bucket, so keys other edges rotate are
-// used at once.
+// used at once, and re-seals key sets still sealed with the previous
+// key-encryption key.
 func (a *App) Start() error {
+	current.Store(a)
 	w, ok := a.keys.store.(*natsKV)
 	if !ok {
+		if a.kekPrev != "" {
+			a.resealAll(context.Background())
+		}
 		return nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
+	if a.kekPrev != "" {
+		go a.resealAll(ctx)
+	}
 	go func() {
 		for ctx.Err() == nil {
 			err := w.Watch(ctx, a.keys.applyWatched)
@@ -292,8 +412,20 @@ func (a *App) Start() error {
 	return nil
 }
 
+// resealAll re-seals every key set still sealed with the previous
+// key-encryption key and logs the count.
+func (a *App) resealAll(ctx context.Context) {
+	n, unreadable, err := a.keys.sweep(ctx)
+	if err != nil {
+		a.logger.Error("identity key sets: re-sealing with the current key_encryption_key failed; it is retried at the next config load", zap.Int("resealed", n), zap.Error(err))
+		return
+	}
+	a.logger.Info("identity key sets re-sealed", zap.Int("resealed", n), zap.Int("left", len(unreadable)), zap.Strings("unreadable", unreadable))
+}
+
 // Stop stops the watch.
 func (a *App) Stop() error {
+	current.CompareAndSwap(a, nil)
 	if a.cancel != nil {
 		a.cancel()
 	}

@@ -35,6 +35,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //
 //	neo_identity {
 //	    key_encryption_key    <secret>       # required with store; no default
+//	    key_encryption_key_previous <secret> # while rotating it; default none
 //	    store nats {                         # default: this process's memory
 //	        connection      <name>           # default "default"
 //	        keys_bucket     <name>           # default neo_identity_keys
@@ -74,6 +75,8 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		switch name {
 		case "key_encryption_key":
 			a.KeyEncryptionKey, err = cfblock.One(d)
+		case "key_encryption_key_previous":
+			a.KeyEncryptionKeyPrevious, err = cfblock.One(d)
 		case "algorithm":
 			a.Algorithm, err = cfblock.One(d)
 		case "access_token_lifetime":

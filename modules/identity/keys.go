@@ -41,8 +41,9 @@ func splitKid(kid string) (tenant, realm string, ok bool) {
 
 // sealer encrypts signing keys for the shared store (AES-256-GCM with a key
 // derived from the key-encryption key; the realm key is the associated
-// data, so a sealed key set cannot be moved to another realm).
-type sealer struct{ aead cipher.AEAD }
+// data, so a sealed key set cannot be moved to another realm). prev, when
+// set, is the previous key-encryption key's: it only decrypts.
+type sealer struct{ aead, prev cipher.AEAD }
 
 func newSealer(kek []byte) (*sealer, error) {
 	return newSealerInfo(kek, "caddy-neo identity signing keys v1")
@@ -64,6 +65,14 @@ func newSealerInfo(secret []byte, info string) (*sealer, error) {
 	return &sealer{aead: g}, nil
 }
 
+// withPrevious returns a sealer that also opens what prev sealed (nil prev: s).
+func (s *sealer) withPrevious(prev *sealer) *sealer {
+	if prev == nil {
+		return s
+	}
+	return &sealer{aead: s.aead, prev: prev.aead}
+}
+
 func (s *sealer) seal(ad string, plain []byte) []byte {
 	nonce := make([]byte, s.aead.NonceSize())
 	_, _ = rand.Read(nonce)
@@ -71,11 +80,24 @@ func (s *sealer) seal(ad string, plain []byte) []byte {
 }
 
 func (s *sealer) open(ad string, sealed []byte) ([]byte, error) {
+	plain, _, err := s.openAny(ad, sealed)
+	return plain, err
+}
+
+// openAny opens a value sealed with the current key or, failing that, the
+// previous one (previous reports which).
+func (s *sealer) openAny(ad string, sealed []byte) (plain []byte, previous bool, err error) {
 	n := s.aead.NonceSize()
 	if len(sealed) < n {
-		return nil, errors.New("sealed value too short")
+		return nil, false, errors.New("sealed value too short")
 	}
-	return s.aead.Open(nil, sealed[:n], sealed[n:], []byte(ad))
+	plain, err = s.aead.Open(nil, sealed[:n], sealed[n:], []byte(ad))
+	if err != nil && s.prev != nil {
+		if p, perr := s.prev.Open(nil, sealed[:n], sealed[n:], []byte(ad)); perr == nil {
+			return p, true, nil
+		}
+	}
+	return plain, false, err
 }
 
 // storedKey is a signing key as stored (sealed) in the keys bucket.
@@ -134,8 +156,12 @@ type keyring struct {
 	sets sync.Map // realm key -> *keySet
 	mu   sync.Mutex
 	// misses limits store reads for unknown key ids: realm key -> time of last reload.
-	misses sync.Map
-	loads  atomic.Uint64
+	misses   sync.Map
+	loads    atomic.Uint64
+	resealed atomic.Uint64 // key sets re-sealed from the previous key-encryption key
+	// dropped is called when a key that still verified was removed
+	// (retired at once, here or by another edge).
+	dropped func()
 }
 
 func (kr *keyring) ctx() (context.Context, context.CancelFunc) {
@@ -161,16 +187,80 @@ func generate(alg jose.SignatureAlgorithm, realm string, now time.Time) (storedK
 	return storedKey{Kid: realm + "." + randomID(9), Alg: string(alg), PKCS8: der, Created: now.UTC()}, nil
 }
 
-func (kr *keyring) decode(realm string, data []byte, rev uint64) (*keySet, error) {
-	plain, err := kr.seal.open(realm, data)
+// errSealedElsewhere: a realm's stored keys open with neither the current
+// nor the previous key-encryption key.
+var errSealedElsewhere = errors.New("cannot decrypt (wrong key_encryption_key?)")
+
+// decode opens a realm's stored key set; plain is set (to re-seal it) when
+// it was sealed with the previous key-encryption key.
+func (kr *keyring) decode(realm string, data []byte, rev uint64) (ks *keySet, stale []byte, err error) {
+	plain, previous, err := kr.seal.openAny(realm, data)
 	if err != nil {
-		return nil, fmt.Errorf("keys of %s: cannot decrypt (wrong key_encryption_key?): %w", realm, err)
+		return nil, nil, fmt.Errorf("keys of %s: %w: %w", realm, errSealedElsewhere, err)
 	}
 	var ss storedSet
 	if err := json.Unmarshal(plain, &ss); err != nil {
-		return nil, fmt.Errorf("keys of %s: %w", realm, err)
+		return nil, nil, fmt.Errorf("keys of %s: %w", realm, err)
 	}
-	return kr.build(ss, rev)
+	ks, err = kr.build(ss, rev)
+	if previous {
+		stale = plain
+	}
+	return ks, stale, err
+}
+
+// reseal writes a key set that was sealed with the previous key-encryption
+// key again with the current one (compare-and-swap: if another edge changed
+// it meanwhile, its write stands). It returns the new revision, or 0.
+func (kr *keyring) reseal(realm string, plain []byte, rev uint64) uint64 {
+	ctx, cancel := kr.ctx()
+	defer cancel()
+	nrev, err := kr.store.Update(ctx, realm, kr.seal.seal(realm, plain), rev)
+	if err != nil {
+		return 0
+	}
+	kr.resealed.Add(1)
+	return nrev
+}
+
+// sweep re-seals every stored key set still sealed with the previous
+// key-encryption key, and checks that every set opens. It reports how many
+// sets it re-sealed, and the realms whose sets open with neither key.
+func (kr *keyring) sweep(ctx context.Context) (resealed int, unreadable []string, err error) {
+	lister, ok := kr.store.(keyLister)
+	if !ok {
+		return 0, nil, nil
+	}
+	names, err := lister.Keys(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	for _, realm := range names {
+		if ctx.Err() != nil {
+			return resealed, unreadable, ctx.Err()
+		}
+		gctx, cancel := kr.ctx()
+		data, rev, err := kr.store.Get(gctx, realm)
+		cancel()
+		if errors.Is(err, errNoKey) {
+			continue
+		}
+		if err != nil {
+			return resealed, unreadable, err
+		}
+		_, stale, err := kr.decode(realm, data, rev)
+		switch {
+		case errors.Is(err, errSealedElsewhere):
+			unreadable = append(unreadable, realm)
+		case err != nil:
+			return resealed, unreadable, err
+		case stale != nil:
+			if kr.reseal(realm, stale, rev) != 0 {
+				resealed++
+			}
+		}
+	}
+	return resealed, unreadable, nil
 }
 
 func (kr *keyring) build(ss storedSet, rev uint64) (*keySet, error) {
@@ -213,9 +303,14 @@ func (kr *keyring) load(realm string) (*keySet, error) {
 	if err != nil {
 		return nil, err
 	}
-	ks, err := kr.decode(realm, data, rev)
+	ks, stale, err := kr.decode(realm, data, rev)
 	if err != nil {
 		return nil, err
+	}
+	if stale != nil {
+		if nrev := kr.reseal(realm, stale, rev); nrev != 0 {
+			ks.rev = nrev
+		}
 	}
 	kr.publish(realm, ks)
 	return ks, nil
@@ -235,6 +330,16 @@ func (kr *keyring) publish(realm string, ks *keySet) {
 			continue
 		}
 		if kr.sets.CompareAndSwap(realm, old, ks) {
+			if kr.dropped != nil {
+				for _, k := range old.(*keySet).keys {
+					if _, kept := ks.byKid[k.kid]; !kept && kr.verifies(k) {
+						// retired before its overlap ended: forget the
+						// tokens it signed that were verified already
+						kr.dropped()
+						break
+					}
+				}
+			}
 			return
 		}
 	}
@@ -250,7 +355,7 @@ func (kr *keyring) applyWatched(realm string, val []byte, rev uint64) {
 		kr.sets.Delete(realm)
 		return
 	}
-	if ks, err := kr.decode(realm, val, rev); err == nil {
+	if ks, _, err := kr.decode(realm, val, rev); err == nil {
 		kr.publish(realm, ks)
 	}
 }
@@ -307,33 +412,53 @@ func (kr *keyring) signer(realm string) (*signingKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	now := kr.now()
-	if k := ks.current(); k != nil && now.Sub(k.created) < kr.rotation {
+	if k := ks.current(); k != nil && kr.now().Sub(k.created) < kr.rotation {
 		return k, nil
 	}
+	return kr.change(realm, rotateIfDue)
+}
+
+// keyChange is what change does to a realm's key set.
+type keyChange int
+
+const (
+	rotateIfDue keyChange = iota // a new key when the current one is older than the rotation period
+	rotateNow                    // a new key now; the previous ones keep verifying for the overlap
+	retireNow                    // drop every retired key now: tokens they signed are refused
+)
+
+// change rotates or retires a realm's keys and returns its current key.
+func (kr *keyring) change(realm string, how keyChange) (*signingKey, error) {
 	kr.mu.Lock()
 	defer kr.mu.Unlock()
+	now := kr.now()
 	for attempt := 0; attempt < 5; attempt++ {
-		ks, err = kr.load(realm)
+		ks, err := kr.load(realm)
 		if err != nil {
 			return nil, err
 		}
-		if k := ks.current(); k != nil && now.Sub(k.created) < kr.rotation {
-			return k, nil
+		cur := ks.current()
+		if how == rotateIfDue && cur != nil && now.Sub(cur.created) < kr.rotation {
+			return cur, nil
 		}
 		var ss storedSet
-		fresh, err := generate(kr.alg, realm, now)
-		if err != nil {
-			return nil, err
+		if how != retireNow || cur == nil {
+			fresh, err := generate(kr.alg, realm, now)
+			if err != nil {
+				return nil, err
+			}
+			ss.Keys = append(ss.Keys, fresh)
 		}
-		ss.Keys = append(ss.Keys, fresh)
 		if ks != nil {
 			for _, k := range ks.keys {
 				sk := storedKey{Kid: k.kid, Alg: string(k.alg), Created: k.created, Retired: k.retired}
-				if sk.Retired.IsZero() {
+				if how == retireNow && k != cur {
+					continue
+				}
+				if sk.Retired.IsZero() && len(ss.Keys) > 0 {
 					sk.Retired = now.UTC()
 				}
-				if now.Sub(sk.Retired) >= kr.overlap {
+				if !sk.Retired.IsZero() && now.Sub(sk.Retired) >= kr.overlap {
 					continue // its tokens have all expired
 				}
 				if sk.PKCS8, err = x509.MarshalPKCS8PrivateKey(k.priv); err != nil {
@@ -356,7 +481,9 @@ func (kr *keyring) signer(realm string) (*signingKey, error) {
 		}
 		cancel()
 		if errors.Is(err, errExists) || errors.Is(err, errRevision) {
-			continue // another edge created or rotated: take its keys
+			// another edge created or rotated: take its keys (rotateIfDue),
+			// or apply the change to what is there now
+			continue
 		}
 		if err != nil {
 			return nil, err
@@ -369,6 +496,38 @@ func (kr *keyring) signer(realm string) (*signingKey, error) {
 		return nks.keys[0], nil
 	}
 	return nil, errors.New("signing keys: too many concurrent rotations")
+}
+
+// keyInfo describes one of a realm's keys (admin API).
+type keyInfo struct {
+	Kid     string    `json:"kid"`
+	Created time.Time `json:"created"`
+	// Retired is when it stopped signing; VerifiesUntil when tokens it
+	// signed stop being accepted.
+	Retired       time.Time `json:"retired,omitzero"`
+	VerifiesUntil time.Time `json:"verifies_until,omitzero"`
+	Signing       bool      `json:"signing,omitempty"`
+}
+
+// describe lists a realm's keys, newest first (nil: it has none yet).
+func (kr *keyring) describe(realm string) ([]keyInfo, error) {
+	ks, err := kr.load(realm)
+	if err != nil || ks == nil {
+		return nil, err
+	}
+	out := []keyInfo{}
+	for _, k := range ks.keys {
+		if !kr.verifies(k) {
+			continue
+		}
+		ki := keyInfo{Kid: k.kid, Created: k.created.UTC(), Signing: k == ks.current()}
+		if !k.retired.IsZero() {
+			ki.Retired = k.retired.UTC()
+			ki.VerifiesUntil = k.retired.Add(kr.overlap).UTC()
+		}
+		out = append(out, ki)
+	}
+	return out, nil
 }
 
 // publicKeys returns the realm's JWK set, creating its first key if needed

@@ -84,6 +84,10 @@ type oidcFlow struct {
 
 func (a *App) flowSealer() *sealer {
 	s, _ := newSealerInfo(a.macKey, "caddy-neo identity oidc flow v1")
+	if a.prevMAC != nil {
+		p, _ := newSealerInfo(a.prevMAC, "caddy-neo identity oidc flow v1")
+		s = s.withPrevious(p)
+	}
 	return s
 }
 

@@ -43,6 +43,9 @@ type sessions struct {
 	timeout time.Duration
 	now     func() time.Time
 	macKey  []byte
+	// prevMAC is the refresh-token key of the previous key-encryption key:
+	// its tokens are still accepted (a renewal replaces them).
+	prevMAC []byte
 }
 
 func (ss *sessions) ctx() (context.Context, context.CancelFunc) {
@@ -53,8 +56,12 @@ func sessionKey(id string) string { return "s." + id }
 
 // token returns the refresh token of a session's generation.
 func (ss *sessions) token(id string, gen uint64) string {
+	return tokenMAC(ss.macKey, id, gen)
+}
+
+func tokenMAC(key []byte, id string, gen uint64) string {
 	g := strconv.FormatUint(gen, 10)
-	m := hmac.New(sha256.New, ss.macKey)
+	m := hmac.New(sha256.New, key)
 	m.Write([]byte("neo refresh token\x00" + id + "\x00" + g))
 	return id + "." + g + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
@@ -100,7 +107,8 @@ func (ss *sessions) parseRefresh(tok string) (id string, gen uint64, ok bool) {
 	if err != nil || gen == 0 || strconv.FormatUint(gen, 10) != g {
 		return "", 0, false
 	}
-	if !hmac.Equal([]byte(ss.token(id, gen)), []byte(tok)) {
+	if !hmac.Equal([]byte(ss.token(id, gen)), []byte(tok)) &&
+		(ss.prevMAC == nil || !hmac.Equal([]byte(tokenMAC(ss.prevMAC, id, gen)), []byte(tok))) {
 		return "", 0, false
 	}
 	return id, gen, true

@@ -27,6 +27,11 @@ type kv interface {
 	Delete(ctx context.Context, key string) error
 }
 
+// keyLister lists a store's keys (the signing keys' re-seal sweep).
+type keyLister interface {
+	Keys(ctx context.Context) ([]string, error)
+}
+
 var (
 	errNoKey    = errors.New("no such key")
 	errExists   = errors.New("key exists")
@@ -103,6 +108,17 @@ func (s *memKV) Delete(_ context.Context, key string) error {
 	return nil
 }
 
+// Keys lists the keys.
+func (s *memKV) Keys(context.Context) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.m))
+	for k := range s.m {
+		out = append(out, k)
+	}
+	return out, nil
+}
+
 // natsKV is a kv on a JetStream key-value bucket.
 type natsKV struct {
 	nc *nats.Conn
@@ -171,6 +187,23 @@ func (s *natsKV) Delete(ctx context.Context, key string) error {
 		return nil
 	}
 	return s.wrap(err)
+}
+
+// Keys lists the bucket's keys.
+func (s *natsKV) Keys(ctx context.Context) ([]string, error) {
+	l, err := s.kv.ListKeys(ctx)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			return nil, nil
+		}
+		return nil, s.wrap(err)
+	}
+	defer l.Stop()
+	var out []string
+	for k := range l.Keys() {
+		out = append(out, k)
+	}
+	return out, nil
 }
 
 // Watch reports every key's changes (not the initial values) until ctx ends.

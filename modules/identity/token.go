@@ -181,6 +181,16 @@ func (c *tokenCache) get(tok string) *verified {
 	return v
 }
 
+// reset forgets every verified token.
+func (c *tokenCache) reset() {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		clear(s.m)
+		s.mu.Unlock()
+	}
+}
+
 func (c *tokenCache) put(tok string, v *verified) {
 	s := c.shard(tok)
 	s.mu.Lock()

@@ -163,6 +163,9 @@ var knownSums = func() [][]byte {
 	return out
 }()
 
+// IsKnownDefault reports whether v is one of KnownDefaults.
+func IsKnownDefault(v string) bool { return knownDefault(Fingerprint(v)) }
+
 func knownDefault(sum string) bool {
 	b, err := hex.DecodeString(sum)
 	if err != nil {
