@@ -225,8 +225,10 @@ func (kr *keyring) reseal(realm string, plain []byte, rev uint64) uint64 {
 
 // sweep re-seals every stored key set still sealed with the previous
 // key-encryption key, and checks that every set opens. It reports how many
-// sets it re-sealed, and the realms whose sets open with neither key.
-func (kr *keyring) sweep(ctx context.Context) (resealed int, unreadable []string, err error) {
+// sets it re-sealed, and the realms left: those whose sets open with
+// neither key, or that changed while being re-sealed.
+func (kr *keyring) sweep(ctx context.Context) (resealed int, left []string, err error) {
+	var unreadable []string
 	lister, ok := kr.store.(keyLister)
 	if !ok {
 		return 0, nil, nil
@@ -257,6 +259,8 @@ func (kr *keyring) sweep(ctx context.Context) (resealed int, unreadable []string
 		case stale != nil:
 			if kr.reseal(realm, stale, rev) != 0 {
 				resealed++
+			} else {
+				unreadable = append(unreadable, realm)
 			}
 		}
 	}

@@ -83,9 +83,9 @@ func TestKEKRotationOverlap(t *testing.T) {
 	}
 	// The sweep re-seals what is left (acme.prod; acme.dev was re-sealed
 	// when it was read).
-	n, unreadable, err := after.keys.sweep(context.Background())
-	if err != nil || len(unreadable) != 0 {
-		t.Fatalf("sweep: %d %v %v", n, unreadable, err)
+	n, left, err := after.keys.sweep(context.Background())
+	if err != nil || len(left) != 0 {
+		t.Fatalf("sweep: %d %v %v", n, left, err)
 	}
 	if got := after.keys.resealed.Load(); got != 2 {
 		t.Fatalf("re-sealed %d key sets, want 2", got)
