@@ -148,7 +148,7 @@ func FuzzMuxDeliver(f *testing.F) {
 		}()
 		select {
 		case <-done:
-		case <-time.After(5 * time.Second):
+		case <-time.After(30 * time.Second):
 			t.Fatal("deliver blocked")
 		}
 		noResponders := kind == kindNoResponders && reply == ""
@@ -356,7 +356,7 @@ func FuzzStream(f *testing.F) {
 		var r result
 		select {
 		case r = <-res:
-		case <-time.After(5 * time.Second):
+		case <-time.After(30 * time.Second):
 			t.Fatal("the body reader hangs")
 		}
 		if !bytes.HasPrefix(want, r.got) {

@@ -107,7 +107,7 @@ func TestForgedFramesDropped(t *testing.T) {
 		select {
 		case h := <-heads:
 			inbox = h.Reply
-		case <-time.After(5 * time.Second):
+		case <-time.After(30 * time.Second):
 			t.Fatal("no request head")
 		}
 		for {
@@ -116,7 +116,7 @@ func TestForgedFramesDropped(t *testing.T) {
 				if accepted(m, inbox) {
 					return inbox
 				}
-			case <-time.After(5 * time.Second):
+			case <-time.After(30 * time.Second):
 				t.Fatal("the gateway never accepted the request")
 			}
 		}

@@ -121,7 +121,7 @@ func TestRequestTrailersAtGateway(t *testing.T) {
 	}
 	select {
 	case <-st.peerCh:
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("the gateway did not accept")
 	}
 	snd := &sender{st: st, ctx: t.Context(), timeout: 5 * time.Second}
@@ -133,7 +133,7 @@ func TestRequestTrailersAtGateway(t *testing.T) {
 	var resp *nats.Msg
 	select {
 	case resp = <-st.ch:
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("no response")
 	}
 	f, err := parseFrame(resp)
