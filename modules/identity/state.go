@@ -198,7 +198,7 @@ func (s *natsKV) Keys(ctx context.Context) ([]string, error) {
 		}
 		return nil, s.wrap(err)
 	}
-	defer l.Stop()
+	defer func() { _ = l.Stop() }() // all keys are read by then: an error stopping the lister changes nothing
 	var out []string
 	for k := range l.Keys() {
 		out = append(out, k)
