@@ -298,6 +298,20 @@ func parseTenantBlock(d *caddyfile.Dispenser, tn string, src sources) (*TenantCo
 					ac.Public = true
 					continue
 				}
+				if d.Val() == "protocol" {
+					var proto string
+					if !d.Args(&proto) || d.NextArg() {
+						return nil, d.ArgErr()
+					}
+					if ac.Protocol != "" {
+						return nil, d.Errf("neo: tenant %s app %s: protocol given twice", tn, an)
+					}
+					if proto != ProtocolH1 && proto != ProtocolH2C {
+						return nil, d.Errf("neo: tenant %s app %s: protocol must be %s or %s, got %q", tn, an, ProtocolH1, ProtocolH2C, proto)
+					}
+					ac.Protocol = proto
+					continue
+				}
 				if d.Val() != "stage" {
 					return nil, d.Errf("neo: tenant %s app %s: unknown subdirective %q", tn, an, d.Val())
 				}

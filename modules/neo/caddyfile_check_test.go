@@ -120,6 +120,7 @@ func TestAdminRefusesZoneMistakes(t *testing.T) {
 		"duplicate": {"tenants/initech", `{"apps":{"crm":{"stages":{"prod":{"replicas":[{"address":"10.0.0.1:80","zone":"az-a"},{"address":"10.0.0.1:80","zone":"az-b"}]}}}}}`, `tenants.initech.apps.crm.stages.prod.replicas[1].address: "10.0.0.1:80" is already`},
 		"stage":     {"tenants/initech", `{"apps":{"crm":{"stages":{"qa":{}}}}}`, `tenants.initech.apps.crm.stages.qa: unknown stage "qa"`},
 		"reserved":  {"tenants/initech", `{"apps":{"identity":{"stages":{"dev":{}}}}}`, `tenants.initech.apps.identity: the app name "identity" is reserved`},
+		"protocol":  {"tenants/initech", `{"apps":{"crm":{"protocol":"grpc"}}}`, `tenants.initech.apps.crm.protocol: must be h1 or h2c, got "grpc"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			status, _, err := a.handleAdmin(http.MethodPut, strings.Split(tc.path, "/"), []byte(tc.body))

@@ -46,6 +46,9 @@ func TestCaddyfileErrors(t *testing.T) {
 		"exclude bad id":      {"{\n neo {\n  tenant acme {\n   waf {\n    exclude 94x100\n   }\n  }\n }\n}\n:80", `rules[0]: "94x100" is not a rule id`},
 		"exclude bad path":    {"{\n neo {\n  tenant acme {\n   waf {\n    exclude 1 {\n     path x*y\n    }\n   }\n  }\n }\n}\n:80", `path: "x*y" must start with /`},
 		"exclude sub":         {"{\n neo {\n  tenant acme {\n   waf {\n    exclude 1 {\n     colour\n    }\n   }\n  }\n }\n}\n:80", `exclude: unknown subdirective "colour"`},
+		"app protocol typo":   {"{\n neo {\n  tenant acme {\n   app a {\n    protocol h2\n   }\n  }\n }\n}\n:80", `app a: protocol must be h1 or h2c, got "h2"`},
+		"app protocol twice":  {"{\n neo {\n  tenant acme {\n   app a {\n    protocol h2c\n    protocol h1\n   }\n  }\n }\n}\n:80", "protocol given twice"},
+		"app protocol args":   {"{\n neo {\n  tenant acme {\n   app a {\n    protocol\n   }\n  }\n }\n}\n:80", "wrong argument count"},
 		"waf paranoia":        {"{\n neo {\n  tenant acme {\n   waf {\n    paranoia high\n   }\n  }\n }\n}\n:80", `paranoia: "high" is not a number`},
 	} {
 		t.Run(name, func(t *testing.T) { adapttest.ExpectError(t, tc.in, tc.want) })

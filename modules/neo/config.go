@@ -68,12 +68,24 @@ func (p *WAFPolicy) validate(field string) error {
 	return validateWAFExclusions(field+".exclusions", p.Exclusions)
 }
 
+// The protocols an app's replicas speak (AppConfig.Protocol).
+const (
+	ProtocolH1  = "h1"
+	ProtocolH2C = "h2c"
+)
+
 // AppConfig is one app of a tenant: its replicas in each stage it is deployed to.
 type AppConfig struct {
 	// Public apps are served to anonymous users; the others require a
 	// signed-in user of the tenant and stage (the `{neo.public}` placeholder
 	// tells the identity route which). Default: false (private).
 	Public bool `json:"public,omitempty"`
+	// Protocol is how the stage gateways speak to the app's replicas:
+	// "h1" (HTTP/1.1) or "h2c" (HTTP/2 without TLS, with prior knowledge,
+	// as gRPC servers listen). The `{neo.protocol}` placeholder carries it
+	// to the gateway's routes (caddyfiles/stage.Caddyfile sends h2c apps
+	// through a reverse_proxy with `versions h2c`). Default: "h1".
+	Protocol string `json:"protocol,omitempty"`
 	// Stages maps a stage name to the app's deployment in that stage. A stage
 	// not listed has no deployment: requests for the app there get the generic 404.
 	Stages map[string]*StageConfig `json:"stages,omitempty"`
@@ -103,7 +115,10 @@ type DomainConfig struct {
 	// DefaultApp is served at `/`. Default: none (`/` gets the generic 404).
 	DefaultApp string `json:"default_app,omitempty"`
 	// DefaultAppMode is how `/` reaches the default app: "redirect" answers
-	// 301 to `/<app>/`; "rewrite" forwards the request as `/<app>/`.
+	// 301 to `/<app>/`; "rewrite" forwards the request as `/<app>/`;
+	// "all" sends every path of the domain to the default app unchanged
+	// (the domain is the app's: no other app is reached through it), as
+	// gRPC clients need, whose paths are `/<package.Service>/<Method>`.
 	// Default: redirect.
 	DefaultAppMode string `json:"default_app_mode,omitempty"`
 	// Pending marks a domain not yet validated (DNS): it is neither routed
@@ -247,6 +262,11 @@ func (t *TenantConfig) Validate(field string, stages *stageSet) error {
 		if a == nil {
 			return fmt.Errorf("%s: missing app object", f)
 		}
+		switch a.Protocol {
+		case "", ProtocolH1, ProtocolH2C:
+		default:
+			return fmt.Errorf("%s.protocol: must be %s or %s, got %q", f, ProtocolH1, ProtocolH2C, a.Protocol)
+		}
 		for _, s := range sortedKeys(a.Stages) {
 			sf := f + ".stages." + s
 			if _, ok := stages.index[s]; !ok {
@@ -294,8 +314,12 @@ func (t *TenantConfig) Validate(field string, stages *stageSet) error {
 		}
 		switch d.DefaultAppMode {
 		case "", "redirect", "rewrite":
+		case "all":
+			if d.DefaultApp == "" {
+				return fmt.Errorf("%s.default_app_mode: all needs a default_app", f)
+			}
 		default:
-			return fmt.Errorf("%s.default_app_mode: must be redirect or rewrite, got %q", f, d.DefaultAppMode)
+			return fmt.Errorf("%s.default_app_mode: must be redirect, rewrite or all, got %q", f, d.DefaultAppMode)
 		}
 	}
 	return nil

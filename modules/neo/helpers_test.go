@@ -63,8 +63,9 @@ func demoTenants() map[string]*TenantConfig {
 	}
 	return map[string]*TenantConfig{
 		"acme": {
-			Apps:    map[string]*AppConfig{"orders": app("9111", "9121"), "ledger": app("9211", "9221")},
-			Domains: map[string]*DomainConfig{"shop.acme.localhost": {Stage: "prod", DefaultApp: "orders"}},
+			Apps: map[string]*AppConfig{"orders": app("9111", "9121"), "ledger": app("9211", "9221")},
+			Domains: map[string]*DomainConfig{"shop.acme.localhost": {Stage: "prod", DefaultApp: "orders"},
+				"rpc.acme.example": {Stage: "prod", DefaultApp: "ledger", DefaultAppMode: "all"}},
 		},
 		"globex": {
 			Apps: map[string]*AppConfig{"billing": app("9311", "9321"), "shop": app("9411", "9421")},

@@ -65,7 +65,9 @@ const maxAppList = 16
 type TenantApp struct {
 	// Public is the app's AppConfig.Public.
 	Public bool
-	Name   string
+	// H2C: the app's replicas speak h2c (AppConfig.Protocol).
+	H2C  bool
+	Name string
 	// stages[i] is the app in stage i, all a request needs in one place;
 	// with up to len(inline) stages it is inline, in the same allocation.
 	stages []appStage
@@ -412,7 +414,7 @@ func (g *globals) compileTenant(name string, src Source, tc *TenantConfig) (*Ten
 	}
 	t := &Tenant{Name: name, Source: src, Config: tc, apps: make(map[string]*TenantApp, len(tc.Apps)), appList: make([]appRef, 0, len(tc.Apps))}
 	for an, ac := range tc.Apps {
-		a := &TenantApp{Name: an, Public: ac.Public}
+		a := &TenantApp{Name: an, Public: ac.Public, H2C: ac.Protocol == ProtocolH2C}
 		if n := len(g.stages.names); n <= len(a.inline) {
 			a.stages = a.inline[:n]
 		} else {

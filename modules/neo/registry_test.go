@@ -88,6 +88,10 @@ func TestResolveDemo(t *testing.T) {
 		{"acme-dev.apps.localhost", "/ledger/", "acme", "dev", "ledger", "", "", ""},
 		{"shop.acme.localhost", "/", "acme", "prod", "orders", "", "/orders/", ""},
 		{"shop.acme.localhost", "/ledger/a", "acme", "prod", "ledger", "", "", ""},
+		// default_app_mode all: every path is the default app's (gRPC paths)
+		{"rpc.acme.example", "/grpc.health.v1.Health/Check", "acme", "prod", "ledger", "", "", ""},
+		{"rpc.acme.example", "/orders/x", "acme", "prod", "ledger", "", "", ""},
+		{"rpc.acme.example", "/", "acme", "prod", "ledger", "", "", ""},
 		{"acme.platform.localhost", "/api/build/x", "acme", "", "", "build", "", ""},
 		{"acme.platform.localhost", "/api/build", "acme", "", "", "build", "", ""},
 		{"acme.platform.localhost", "/api/other", "acme", "", "", "api", "", ""},
@@ -197,6 +201,9 @@ func TestConfigValidation(t *testing.T) {
 		"domain in apps": {map[string]*TenantConfig{"acme": {Domains: map[string]*DomainConfig{"evil.apps.localhost": {Stage: "prod"}}}}, `tenants.acme.domains.evil.apps.localhost: "evil.apps.localhost" is under the runtime domain`},
 		"waf mode":       {map[string]*TenantConfig{"acme": {WAF: &WAFPolicy{Mode: "off"}}}, "tenants.acme.waf.mode: must be blocking or detection_only"},
 		"rate tier":      {map[string]*TenantConfig{"acme": {RateLimitTier: "Large"}}, "tenants.acme.rate_limit_tier"},
+		"domain mode":    {map[string]*TenantConfig{"acme": {Domains: map[string]*DomainConfig{"shop.example.com": {Stage: "prod", DefaultAppMode: "al"}}}}, `default_app_mode: must be redirect, rewrite or all, got "al"`},
+		"mode all alone": {map[string]*TenantConfig{"acme": {Domains: map[string]*DomainConfig{"shop.example.com": {Stage: "prod", DefaultAppMode: "all"}}}}, "default_app_mode: all needs a default_app"},
+		"app protocol":   {map[string]*TenantConfig{"acme": {Apps: map[string]*AppConfig{"web": {Protocol: "http2"}}}}, `tenants.acme.apps.web.protocol: must be h1 or h2c, got "http2"`},
 		"waf paranoia":   {map[string]*TenantConfig{"acme": {WAF: &WAFPolicy{Paranoia: 5}}}, "tenants.acme.waf.paranoia: want 1 to 4"},
 		"domain twice": {map[string]*TenantConfig{
 			"acme":   {Domains: map[string]*DomainConfig{"shop.example.com": {Stage: "prod"}}},

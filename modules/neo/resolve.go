@@ -225,6 +225,10 @@ func (s *Snapshot) Resolve(host, path string) (Result, string) {
 		}
 		return Result{}, MissService
 	}
+	if m.kind == hostCustom && m.dom.mode == "all" {
+		// the domain is the default app's: every path, unchanged
+		return s.app(m, m.dom.app)
+	}
 	seg := path[1:]
 	if i := strings.IndexByte(seg, '/'); i >= 0 {
 		seg = seg[:i]

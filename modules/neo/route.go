@@ -44,7 +44,8 @@ func init() {
 //
 // Placeholders: `{neo.tenant}`, `{neo.stage}`, `{neo.app}`, `{neo.service}`,
 // `{neo.zone}` (the route's zone: the one its NATS subject addressed behind a stage gateway, else this node's), `{neo.host}` (the normalised host) and
-// `{neo.public}` ("true" for a public app, "false" otherwise).
+// `{neo.public}` ("true" for a public app, "false" otherwise) and
+// `{neo.protocol}` ("h2c" for an app declared `protocol h2c`, else "h1").
 //
 // Go API: RouteFromRequest returns the resolved Route to later handlers and
 // upstream sources.
@@ -120,7 +121,9 @@ type Route struct {
 	// Public: the app is public (anonymous users allowed). Always false for
 	// platform services, which require a signed-in member.
 	Public bool
-	stats  *poolStats
+	// H2C: the app's replicas speak h2c (`{neo.protocol}` is "h2c").
+	H2C   bool
+	stats *poolStats
 	// upstream and upstreamZone are the replica lb_policy neo_zone chose
 	// last for this request, and its zone (for neo_access).
 	upstream, upstreamZone string
@@ -136,7 +139,8 @@ func (r *Route) PoolKey() string {
 }
 
 // placeholder provides {neo.tenant}, {neo.stage}, {neo.app}, {neo.service},
-// {neo.zone}, {neo.host} and {neo.public} ("true" for a public app).
+// {neo.zone}, {neo.host}, {neo.public} ("true" for a public app) and
+// {neo.protocol} ("h2c" for an app whose replicas speak h2c, else "h1").
 func (r *Route) placeholder(key string) (any, bool) {
 	name, ok := strings.CutPrefix(key, "neo.")
 	if !ok {
@@ -160,6 +164,11 @@ func (r *Route) placeholder(key string) (any, bool) {
 			return "true", true
 		}
 		return "false", true
+	case "protocol":
+		if r.H2C {
+			return ProtocolH2C, true
+		}
+		return ProtocolH1, true
 	}
 	return nil, false
 }
@@ -281,6 +290,7 @@ func (h *RouteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 	if res.App != nil {
 		rt.App = res.App.Name
 		rt.Public = res.App.Public
+		rt.H2C = res.App.H2C
 		vals[1], vals[2] = rt.Stage, rt.App
 		r.Header["Neo-Stage"] = vals[1:2:2]
 		r.Header["Neo-App"] = vals[2:3:3]
