@@ -554,7 +554,7 @@ func (g *Gateway) serve(m *nats.Msg) {
 	if f.eof && len(f.data) == 0 {
 		r.Body = http.NoBody
 	} else {
-		r.Body = &gatewayBody{br: br}
+		r.Body = newGatewayBody(br)
 	}
 	if rh.upgrade != "" {
 		// a WebSocket handshake: the stream's bytes from the edge are the
@@ -700,11 +700,28 @@ func (g *Gateway) chunkSize() int {
 	return max(c, 512)
 }
 
-// gatewayBody hides the bodyReader's other methods from handlers.
-type gatewayBody struct{ br *bodyReader }
+// gatewayBody hides the bodyReader's other methods from handlers. Close
+// ends a Read that waits for the edge's next frame: an HTTP/2 transport
+// whose upstream ended the response before the request (a gRPC status
+// while the client still streams) closes the request body and waits for
+// its writer to stop before the response body's Close returns.
+type gatewayBody struct {
+	br     *bodyReader
+	once   sync.Once
+	closed chan struct{}
+}
+
+func newGatewayBody(br *bodyReader) *gatewayBody {
+	b := &gatewayBody{br: br, closed: make(chan struct{})}
+	br.closed = b.closed
+	return b
+}
 
 func (b *gatewayBody) Read(p []byte) (int, error) { return b.br.Read(p) }
-func (b *gatewayBody) Close() error               { return nil }
+func (b *gatewayBody) Close() error {
+	b.once.Do(func() { close(b.closed) })
+	return nil
+}
 
 // respWriter turns a handler's response into frames: the head with the first
 // bytes, then data frames under flow control, then the end frame.

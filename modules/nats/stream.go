@@ -2,6 +2,7 @@ package neonats
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -92,7 +93,13 @@ type bodyReader struct {
 	// request: the body is a request's (on a gateway), whose trailers must
 	// not carry fields the edge controls (see forbiddenTrailer)
 	request bool
+	// closed, when not nil, ends a Read waiting for the next frame: the
+	// handler closed the body (gatewayBody.Close)
+	closed <-chan struct{}
 }
+
+// errBodyClosed: the request body was read after its handler closed it.
+var errBodyClosed = errors.New("nats: read on a closed request body")
 
 func (b *bodyReader) Read(p []byte) (int, error) {
 	for len(b.buf) == 0 {
@@ -138,6 +145,8 @@ func (b *bodyReader) nextFrame() error {
 			}
 		case <-b.ctx.Done():
 			return b.ctx.Err()
+		case <-b.closed:
+			return errBodyClosed
 		case <-timeout:
 			return timeoutError{"the next body chunk"}
 		case <-b.probe.C():
