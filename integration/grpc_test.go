@@ -118,7 +118,8 @@ func startGRPCReplica(t *testing.T, tenant string) (*grpcReplica, int) {
 // grpcTopo: the production edge and stage gateway role files, unchanged,
 // with a nats-server of the production permissions, and tenants acme and
 // globex whose app rpc (protocol h2c, on custom domains rpc.<tenant>.localhost
-// with default_app_mode all) has one grpc-go replica each.
+// with default_app_mode all) has one grpc-go replica each, and whose app ws
+// one WebSocket echo replica each.
 type grpcTopo struct {
 	natsURL       string
 	edge, gateway *harness.Instance
@@ -138,6 +139,12 @@ const grpcTenant = `tenant %[1]s {
 			replica 127.0.0.1:%[2]d az-a
 		}
 	}
+	app ws {
+		public
+		stage prod {
+			replica 127.0.0.1:%[3]d az-a
+		}
+	}
 	domain rpc.%[1]s.localhost prod {
 		default_app rpc all
 	}
@@ -152,7 +159,7 @@ func startGRPCTopo(t *testing.T) *grpcTopo {
 	gt.globex, globexPort = startGRPCReplica(t, "globex")
 	dir := t.TempDir()
 	for name, port := range map[string]int{"acme": acmePort, "globex": globexPort} {
-		if err := os.WriteFile(filepath.Join(dir, name+".caddy"), fmt.Appendf(nil, grpcTenant, name, port), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, name+".caddy"), fmt.Appendf(nil, grpcTenant, name, port, startWSEchoReplica(t)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

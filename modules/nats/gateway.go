@@ -98,6 +98,8 @@ type Gateway struct {
 	busyNs   atomic.Int64 // total time spent serving, in ns
 	wg       sync.WaitGroup
 	stopping atomic.Bool
+	sockets  sync.Map // *gatewaySocket: the WebSockets it carries (goAway)
+	nsockets atomic.Int64
 	// the metrics every request updates, resolved once
 	okCount       prometheus.Counter
 	inFlightGauge prometheus.Gauge
@@ -352,20 +354,31 @@ func (g *Gateway) stop() {
 		return
 	}
 	start := time.Now()
+	if caddy.Exiting() {
+		// the process ends: its WebSockets cannot outlive it
+		g.goAway()
+	}
 	_ = g.svc.Stop() // unsubscribes, then delivers what was already received
 	_ = g.nc.FlushTimeout(2 * time.Second)
 	deadline := start.Add(time.Duration(g.DrainTimeout))
 	// wait until the drained subscription has handed over every message it
-	// held (no message for 100ms) and every accepted request has finished
+	// held (no message for 100ms) and every accepted request has finished;
+	// WebSockets are not waited for: they go on (a reload does not end
+	// them; the stage server's stream_close_delay bounds them)
+	requests := func() int64 { return g.inflight.Load() - g.nsockets.Load() }
 	for time.Now().Before(deadline) {
 		idle := time.Since(time.Unix(0, g.lastMsg.Load())) > 100*time.Millisecond
-		if idle && g.inflight.Load() == 0 {
+		if idle && requests() <= 0 {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	done := make(chan struct{})
-	go func() { g.wg.Wait(); close(done) }()
+	if requests() <= 0 {
+		close(done)
+	} else {
+		go func() { g.wg.Wait(); close(done) }()
+	}
 	select {
 	case <-done:
 	case <-time.After(time.Until(deadline)):
@@ -995,6 +1008,8 @@ func (w *respWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	w.hijacked.Store(true)
 	w.done = true
 	c := &gatewaySocket{w: w}
+	w.g.sockets.Store(c, struct{}{})
+	w.g.nsockets.Add(1)
 	return c, bufio.NewReadWriter(bufio.NewReaderSize(c, 1), bufio.NewWriterSize(c, 1)), nil
 }
 
@@ -1030,9 +1045,27 @@ func (c *gatewaySocket) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
+	c.w.g.sockets.Delete(c)
+	c.w.g.nsockets.Add(-1)
 	c.w.st.sendControl(kindCancel, 0, "websocket closed")
 	c.w.st.abort()
 	return nil
+}
+
+// goAway ends every WebSocket the gateway carries: the edge gets an error
+// frame saying the gateway goes away (its client a close frame with code
+// 1001), and the replica's side of the socket ends.
+func (g *Gateway) goAway() {
+	g.sockets.Range(func(k, _ any) bool {
+		c := k.(*gatewaySocket)
+		if !c.closed.Swap(true) {
+			g.sockets.Delete(c)
+			g.nsockets.Add(-1)
+			c.w.st.sendControl(kindError, 0, goingAwayMsg)
+			c.w.st.abort()
+		}
+		return true
+	})
 }
 
 func (c *gatewaySocket) LocalAddr() net.Addr              { return socketAddr{} }

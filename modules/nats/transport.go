@@ -799,12 +799,37 @@ type socket struct {
 	wmu    sync.Mutex // one writer of data frames at a time
 	mu     sync.Mutex
 	closed bool
+
+	// the gateway-to-client direction's frames (read by one goroutine):
+	// when the stream fails between two frames and no close frame went
+	// by, the client gets one (1011, or 1001 from a gateway going away)
+	// before the end, never a bare connection reset
+	frames  wsFrames
+	pending []byte
+	perr    error
 }
 
 func (s *socket) Read(p []byte) (int, error) {
+	if s.pending != nil {
+		n := copy(p, s.pending)
+		if s.pending = s.pending[n:]; len(s.pending) == 0 {
+			s.pending = nil
+		}
+		return n, nil
+	}
+	if s.perr != nil {
+		return 0, s.perr
+	}
 	n, err := s.br.Read(p)
+	s.frames.feed(p[:n])
 	if err != nil && err != io.EOF && !s.isClosed() {
 		s.log.Warn("nats websocket stream failed", zap.Error(err))
+		if n == 0 && s.frames.atBoundary() && !s.frames.closeSeen && len(p) > 0 {
+			code, reason := closeCodeFor(err)
+			s.pending, s.perr = closeFrame(code, reason), err
+			s.frames.closeSeen = true
+			return s.Read(p)
+		}
 	}
 	return n, err
 }

@@ -1,0 +1,167 @@
+package integration
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// startWSEchoReplica runs a WebSocket echo server on loopback (an app
+// replica) and returns its port.
+func startWSEchoReplica(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		for {
+			typ, msg, err := c.Read(r.Context())
+			if err != nil {
+				return
+			}
+			if err := c.Write(r.Context(), typ, msg); err != nil {
+				return
+			}
+		}
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// dialWS opens a WebSocket to acme's app ws through the edge (HTTP/1.1
+// over TLS, as browsers upgrade).
+func (gt *grpcTopo) dialWS(ctx context.Context) (*websocket.Conn, error) {
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: gt.roots, ServerName: "acme.apps.localhost"},
+		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, fmt.Sprintf("127.0.0.1:%d", gt.edgePort))
+		}}
+	c, _, err := websocket.Dial(ctx, fmt.Sprintf("wss://acme.apps.localhost:%d/ws/", gt.edgePort), &websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}})
+	return c, err
+}
+
+// wsEcho sends msg and wants it back.
+func wsEcho(ctx context.Context, c *websocket.Conn, msg string) error {
+	if err := c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+		return err
+	}
+	_, got, err := c.Read(ctx)
+	if err != nil {
+		return err
+	}
+	if string(got) != msg {
+		return fmt.Errorf("echo %q, want %q", got, msg)
+	}
+	return nil
+}
+
+// dialWSRetry dials until a socket echoes (a gateway that just started
+// may not be subscribed yet).
+func (gt *grpcTopo) dialWSRetry(t *testing.T, ctx context.Context) *websocket.Conn {
+	t.Helper()
+	for {
+		c, err := gt.dialWS(ctx)
+		if err == nil {
+			if err = wsEcho(ctx, c, "ready"); err == nil {
+				return c
+			}
+			c.CloseNow()
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no socket through the edge: %v\nedge:\n%s\ngateway:\n%s", err, tail(gt.edge.Logs(), 2000), tail(gt.gateway.Logs(), 2000))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitClose reads until the socket ends and returns its close status
+// (-1: no close frame). A socket that does not end fails the test.
+func waitClose(t *testing.T, ctx context.Context, c *websocket.Conn) websocket.StatusCode {
+	t.Helper()
+	_, _, err := c.Read(ctx)
+	if err == nil {
+		t.Fatal("a message instead of the end")
+	}
+	if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+		t.Fatalf("the socket hung: %v", err)
+	}
+	t.Logf("socket ended: %v", err)
+	return websocket.CloseStatus(err)
+}
+
+// TestWebSocketGatewayCloseCodes: the production edge and stage gateway
+// (caddy binaries) carry a WebSocket to an echo replica; the gateway
+// process killed (SIGKILL) ends the client's socket with close code 1011
+// within a few gateway_check_intervals, a gateway stopped gracefully
+// (SIGTERM) with 1001 at once; never a hung socket or a bare connection
+// reset. Edge and gateway reloads (POST /load, forced) do not interrupt an
+// open socket.
+func TestWebSocketGatewayCloseCodes(t *testing.T) {
+	gt := startGRPCTopo(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+
+	t.Run("edge and gateway reloads keep the socket", func(t *testing.T) {
+		c := gt.dialWSRetry(t, ctx)
+		defer c.CloseNow()
+		for i, inst := range []*struct {
+			name   string
+			reload func()
+		}{{"edge", func() { reload(t, gt.edge) }}, {"gateway", func() { reload(t, gt.gateway) }}} {
+			inst.reload()
+			for j := range 20 {
+				if err := wsEcho(ctx, c, fmt.Sprintf("after %s reload %d/%d", inst.name, i, j)); err != nil {
+					t.Fatalf("after the %s reload: %v\nedge:\n%s\ngateway:\n%s", inst.name, err, tail(gt.edge.Logs(), 2000), tail(gt.gateway.Logs(), 2000))
+				}
+			}
+		}
+		// a new socket after both reloads
+		c2 := gt.dialWSRetry(t, ctx)
+		c2.CloseNow()
+		if err := c.Close(websocket.StatusNormalClosure, ""); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("gateway killed: 1011", func(t *testing.T) {
+		c := gt.dialWSRetry(t, ctx)
+		defer c.CloseNow()
+		start := time.Now()
+		gt.gateway.Kill()
+		rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+		defer rcancel()
+		if code := waitClose(t, rctx, c); code != websocket.StatusInternalError {
+			t.Fatalf("close code %d after the gateway died, want 1011", code)
+		}
+		t.Logf("closed %v after the kill", time.Since(start).Round(time.Millisecond))
+	})
+
+	t.Run("gateway stopped: 1001", func(t *testing.T) {
+		gt.gateway = gt.startGateway(t)
+		c := gt.dialWSRetry(t, ctx)
+		defer c.CloseNow()
+		if err := syscall.Kill(gt.gateway.Pid(), syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		rctx, rcancel := context.WithTimeout(ctx, 20*time.Second)
+		defer rcancel()
+		if code := waitClose(t, rctx, c); code != websocket.StatusGoingAway {
+			t.Fatalf("close code %d after the gateway stopped, want 1001\ngateway:\n%s", code, tail(gt.gateway.Logs(), 2000))
+		}
+	})
+}
