@@ -126,6 +126,7 @@ type grpcTopo struct {
 	edgePort      int
 	roots         *x509.CertPool
 	acme, globex  *grpcReplica
+	acmeWS        *wsReplica
 	gwEnv         []string
 	gwAdmin       string
 	gwListen      string
@@ -158,8 +159,10 @@ func startGRPCTopo(t *testing.T) *grpcTopo {
 	gt.acme, acmePort = startGRPCReplica(t, "acme")
 	gt.globex, globexPort = startGRPCReplica(t, "globex")
 	dir := t.TempDir()
+	gt.acmeWS = startWSEchoReplica(t)
+	wsPorts := map[string]int{"acme": gt.acmeWS.port, "globex": startWSEchoReplica(t).port}
 	for name, port := range map[string]int{"acme": acmePort, "globex": globexPort} {
-		if err := os.WriteFile(filepath.Join(dir, name+".caddy"), fmt.Appendf(nil, grpcTenant, name, port, startWSEchoReplica(t)), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, name+".caddy"), fmt.Appendf(nil, grpcTenant, name, port, wsPorts[name]), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -5,6 +5,10 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,4 +72,34 @@ func TestLocalWebSocketOverNATS(t *testing.T) {
 		t.Fatalf("cross-tenant handshake: %v %v", resp, err)
 	}
 	t.Logf("cross-tenant handshake answered %d", resp.StatusCode)
+}
+
+// TestREADMEWebSocketClient runs the README's neo-wsclient command, exactly
+// as written there, against the local topology: both messages come back.
+func TestREADMEWebSocketClient(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cmdline string
+	for _, l := range strings.Split(string(readme), "\n") {
+		if strings.HasPrefix(l, "go run ./cmd/neo-wsclient ") {
+			cmdline = l
+		}
+	}
+	if cmdline == "" {
+		t.Fatal("README.md has no `go run ./cmd/neo-wsclient` command")
+	}
+	startLocal(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "sh", "-c", cmdline)
+	cmd.Dir = harness.RepoRoot()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", cmdline, err, out)
+	}
+	if string(out) != "hello\nworld\n" {
+		t.Fatalf("%s printed %q, want the two messages back", cmdline, out)
+	}
 }

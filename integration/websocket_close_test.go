@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -14,19 +16,26 @@ import (
 	"github.com/coder/websocket"
 )
 
-// startWSEchoReplica runs a WebSocket echo server on loopback (an app
-// replica) and returns its port.
-func startWSEchoReplica(t *testing.T) int {
+// wsReplica is a WebSocket echo server on loopback (an app replica).
+type wsReplica struct {
+	port   int
+	active atomic.Int64 // open sockets
+}
+
+func startWSEchoReplica(t *testing.T) *wsReplica {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	rep := &wsReplica{port: ln.Addr().(*net.TCPAddr).Port}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := websocket.Accept(w, r, nil)
 		if err != nil {
 			return
 		}
+		rep.active.Add(1)
+		defer rep.active.Add(-1)
 		defer c.CloseNow()
 		for {
 			typ, msg, err := c.Read(r.Context())
@@ -40,7 +49,7 @@ func startWSEchoReplica(t *testing.T) int {
 	})}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
-	return ln.Addr().(*net.TCPAddr).Port
+	return rep
 }
 
 // dialWS opens a WebSocket to acme's app ws through the edge (HTTP/1.1
@@ -163,5 +172,35 @@ func TestWebSocketGatewayCloseCodes(t *testing.T) {
 		if code := waitClose(t, rctx, c); code != websocket.StatusGoingAway {
 			t.Fatalf("close code %d after the gateway stopped, want 1001\ngateway:\n%s", code, tail(gt.gateway.Logs(), 2000))
 		}
+	})
+
+	t.Run("edge killed: the gateway ends the replica's side", func(t *testing.T) {
+		gt.gateway = gt.startGateway(t)
+		// a short chunk_timeout: the gateway's bound on an edge's silence
+		_, cfg, err := gt.gateway.Admin("GET", "/config/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		patched := strings.Replace(string(cfg), `"drain_timeout":30000000000`, `"drain_timeout":30000000000,"chunk_timeout":3000000000`, 1)
+		if patched == string(cfg) {
+			t.Fatalf("no drain_timeout in the gateway's config: %.500s", cfg)
+		}
+		if st, body, err := gt.gateway.Admin("POST", "/load", []byte(patched)); err != nil || st != 200 {
+			t.Fatalf("loading chunk_timeout 3s: %d %s %v", st, body, err)
+		}
+		c := gt.dialWSRetry(t, ctx)
+		defer c.CloseNow()
+		if n := gt.acmeWS.active.Load(); n != 1 {
+			t.Fatalf("%d sockets open at the replica, want 1", n)
+		}
+		start := time.Now()
+		gt.edge.Kill()
+		for gt.acmeWS.active.Load() != 0 {
+			if time.Since(start) > 30*time.Second {
+				t.Fatalf("the replica's socket still open 30s after the edge died\ngateway:\n%s", tail(gt.gateway.Logs(), 2000))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Logf("the replica's socket ended %v after the edge died", time.Since(start).Round(time.Millisecond))
 	})
 }

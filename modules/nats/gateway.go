@@ -1010,6 +1010,9 @@ func (w *respWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c := &gatewaySocket{w: w}
 	w.g.sockets.Store(c, struct{}{})
 	w.g.nsockets.Add(1)
+	if ct := time.Duration(w.g.ChunkTimeout); ct > 0 {
+		c.watchPeer(ct)
+	}
 	return c, bufio.NewReadWriter(bufio.NewReaderSize(c, 1), bufio.NewWriterSize(c, 1)), nil
 }
 
@@ -1018,6 +1021,7 @@ type gatewaySocket struct {
 	w      *respWriter
 	wmu    sync.Mutex
 	closed atomic.Bool
+	watch  atomic.Pointer[time.Timer] // watchPeer
 }
 
 func (c *gatewaySocket) Read(p []byte) (int, error) { return c.w.br.Read(p) }
@@ -1047,6 +1051,9 @@ func (c *gatewaySocket) Close() error {
 	}
 	c.w.g.sockets.Delete(c)
 	c.w.g.nsockets.Add(-1)
+	if t := c.watch.Load(); t != nil {
+		t.Stop()
+	}
 	c.w.st.sendControl(kindCancel, 0, "websocket closed")
 	c.w.st.abort()
 	return nil

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"time"
 )
 
 // mux is one wildcard subscription on <prefix>.> that routes messages to
@@ -161,8 +162,13 @@ type stream struct {
 	// logged.
 	rejected atomic.Int32
 	// overflow is set when the peer sent more than its window allowed.
-	overflow  atomic.Bool
-	canceled  atomic.Bool
+	overflow atomic.Bool
+	canceled atomic.Bool
+	// heard is when the last frame from the peer arrived (unix ns), kept
+	// only for WebSockets (watchPeer): a gateway's socket ends when its
+	// edge, which probes it, falls silent
+	heard     atomic.Int64
+	keepHeard atomic.Bool
 	cancelCh  chan struct{}
 	closeOnce sync.Once
 	cancelFn  func()
@@ -371,6 +377,9 @@ func (mx *mux) deliverGateway(s *stream, m *nats.Msg, kind string) {
 	if s.bind && !s.fromPeer(m.Reply) {
 		mx.reject(s, m, kind, reasonWrongReply)
 		return
+	}
+	if s.keepHeard.Load() {
+		s.heard.Store(time.Now().UnixNano())
 	}
 	switch kind {
 	case kindProbe:

@@ -4,6 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"strings"
+	"time"
+
+	"go.uber.org/zap"
 )
 
 // WebSocket close codes the edge sends a client whose socket's far side
@@ -98,4 +101,31 @@ func closeCodeFor(err error) (int, string) {
 		return wsGoingAway, goingAwayMsg
 	}
 	return wsInternalError, "stage gateway unavailable"
+}
+
+// watchPeer ends a gateway's socket whose edge fell silent: an edge probes
+// an open socket every gateway_check_interval, so nothing from it for the
+// gateway's chunk_timeout means its process or connection is gone (NATS
+// gives a gateway no other sign while the replica sends nothing). The
+// stream's cancel ends the replica's side.
+func (c *gatewaySocket) watchPeer(timeout time.Duration) {
+	st := c.w.st
+	st.heard.Store(time.Now().UnixNano())
+	st.keepHeard.Store(true)
+	var check func()
+	check = func() {
+		if c.closed.Load() {
+			return
+		}
+		silent := time.Since(time.Unix(0, st.heard.Load()))
+		if silent < timeout {
+			c.watch.Store(time.AfterFunc(timeout-silent, check))
+			return
+		}
+		c.w.g.logger.Info("websocket: the edge fell silent, closing the replica's side",
+			zap.String("subject", st.subject), zap.Duration("silent", silent))
+		st.canceled.Store(true)
+		st.abort()
+	}
+	c.watch.Store(time.AfterFunc(timeout, check))
 }
