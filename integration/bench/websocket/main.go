@@ -5,9 +5,13 @@
 // message and waiting for its echo, in alternating rounds; then the caddy
 // process's resident memory per idle socket (-idle sockets held open on
 // each chain; edge, gateway and stage server are one process here, so the
-// figure is the whole chain's).
+// figure is the whole chain's). With -split N, it then runs the edge, the
+// stage gateway (with its stage server) and the replica as three processes
+// and reports, for each of the edge and the gateway, the growth per idle
+// socket of N sockets of its Go heap and stacks in use (after a GC, from
+// the admin API's /debug/pprof/heap) and of its resident memory.
 //
-//	go run ./integration/bench/websocket [-c 16] [-d 3s] [-rounds 2] [-size 64] [-idle 500]
+//	go run ./integration/bench/websocket [-c 16] [-d 3s] [-rounds 2] [-size 64] [-idle 500] [-split 1000]
 //
 // NEO_CADDY_BIN names a prebuilt caddy binary (else it is built). Everything
 // listens on 127.0.0.1 ports chosen at random; the nats-server runs in this
@@ -159,7 +163,18 @@ func main() {
 	rounds := flag.Int("rounds", 2, "alternating rounds per chain")
 	size := flag.Int("size", 64, "bytes per message")
 	idle := flag.Int("idle", 500, "idle sockets per chain for the memory figure (0 skips)")
+	split := flag.Int("split", 0, "idle sockets for the per-process (edge, gateway) memory figures (0 skips)")
+	streamBuf := flag.String("stream-buffer", "", "with -split: the reverse proxies' stream_buffer_size (empty: Caddy's default)")
 	flag.Parse()
+	if *split > 0 && *rounds == 0 {
+		splitIdle(*split, *streamBuf)
+		return
+	}
+	defer func() {
+		if *split > 0 {
+			splitIdle(*split, *streamBuf)
+		}
+	}()
 
 	ports, err := harness.FreePorts(6)
 	if err != nil {
@@ -224,4 +239,175 @@ func main() {
 		fmt.Printf("idle sockets (%d per chain; edge + gateway/stage + replica in one process): HTTP %.1f KiB/socket, NATS %.1f KiB/socket, RATIO %.2f\n",
 			*idle, hb/1024, nb/1024, nb/hb)
 	}
+}
+
+// memInUse is the Go heap and stacks in use of the caddy instance, after a
+// GC (the admin API's heap profile with gc=1 and its MemStats comment).
+func memInUse(inst *harness.Instance) int64 {
+	st, body, err := inst.Admin("GET", "/debug/pprof/heap?debug=1&gc=1", nil)
+	if err != nil || st != 200 {
+		return 0
+	}
+	var total int64
+	for _, l := range strings.Split(string(body), "\n") {
+		for _, k := range []string{"# HeapInuse = ", "# StackInuse = "} {
+			if v, ok := strings.CutPrefix(l, k); ok {
+				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				total += n
+			}
+		}
+	}
+	return total
+}
+
+const splitEdge = `{
+	admin 127.0.0.1:%[1]d
+	log {
+		level ERROR
+	}
+	neo_nats {
+		connection default {
+			servers nats://127.0.0.1:%[3]d
+		}
+	}
+}
+
+http://:%[2]d {
+	bind 127.0.0.1
+	reverse_proxy nats {
+		transport neo_nats {
+			subject neo.rt.prod.{neo.zone}.acme.orders
+			zones az-a
+		}
+		%[4]s
+	}
+}
+`
+
+const splitGateway = `{
+	admin 127.0.0.1:%[1]d
+	log {
+		level ERROR
+	}
+	servers 127.0.0.1:%[2]d {
+		name stage
+	}
+	neo_nats {
+		connection default {
+			servers nats://127.0.0.1:%[3]d
+		}
+	}
+	neo_nats_gateway az-a {
+		server stage
+		stage prod
+		zone az-a
+	}
+}
+
+http://:%[2]d {
+	bind 127.0.0.1
+	reverse_proxy 127.0.0.1:%[4]d {
+		%[5]s
+	}
+}
+`
+
+const splitReplica = `{
+	admin 127.0.0.1:%[1]d
+	log {
+		level ERROR
+	}
+}
+
+http://:%[2]d {
+	bind 127.0.0.1
+	neo_echo {
+		replica r1
+	}
+}
+`
+
+// splitIdle runs edge, gateway and replica as three caddy processes and
+// prints each of the edge's and the gateway's memory per idle socket.
+func splitIdle(n int, streamBuf string) {
+	opt := ""
+	if streamBuf != "" {
+		opt = "stream_buffer_size " + streamBuf
+	}
+	ports, err := harness.FreePorts(7)
+	if err != nil {
+		panic(err)
+	}
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: ports[6], NoSigs: true, NoLog: true})
+	if err != nil {
+		panic(err)
+	}
+	ns.Start()
+	defer ns.Shutdown()
+	if !ns.ReadyForConnections(5 * time.Second) {
+		panic("nats-server not ready")
+	}
+	dir, _ := os.MkdirTemp("", "neo-ws-split-")
+	defer os.RemoveAll(dir)
+	start := func(name, cfg string, admin, listen int) *harness.Instance {
+		f := filepath.Join(dir, name+".Caddyfile")
+		if err := os.WriteFile(f, []byte(cfg), 0o644); err != nil {
+			panic(err)
+		}
+		inst, err := harness.StartProcess(harness.Options{Config: f, Admin: fmt.Sprintf("127.0.0.1:%d", admin),
+			WaitFor: []string{fmt.Sprintf("127.0.0.1:%d", listen)}})
+		if err != nil {
+			panic(err)
+		}
+		return inst
+	}
+	replica := start("replica", fmt.Sprintf(splitReplica, ports[4], ports[5]), ports[4], ports[5])
+	defer replica.Stop()
+	gw := start("gateway", fmt.Sprintf(splitGateway, ports[2], ports[3], ports[6], ports[5], opt), ports[2], ports[3])
+	defer gw.Stop()
+	edge := start("edge", fmt.Sprintf(splitEdge, ports[0], ports[1], ports[6], opt), ports[0], ports[1])
+	defer edge.Stop()
+	url := fmt.Sprintf("ws://127.0.0.1:%d/orders/ws", ports[1])
+	for r := echoLoad(url, 2, 64, 300*time.Millisecond); r.msgs == 0; r = echoLoad(url, 2, 64, 300*time.Millisecond) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	eHeap, gHeap := memInUse(edge), memInUse(gw)
+	eRSS, gRSS := rss(edge.Pid()), rss(gw.Pid())
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	conns := make([]*websocket.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.CloseNow()
+		}
+	}()
+	for range n {
+		c, _, err := websocket.Dial(ctx, url, nil)
+		if err != nil {
+			panic(err)
+		}
+		conns = append(conns, c)
+		if err := c.Write(ctx, websocket.MessageText, []byte("x")); err != nil {
+			panic(err)
+		}
+		if _, _, err := c.Read(ctx); err != nil {
+			panic(err)
+		}
+	}
+	time.Sleep(2 * time.Second) // a few probe rounds: the sockets are idle, not new
+	if prefix := os.Getenv("NEO_WS_HEAP_PROFILE"); prefix != "" {
+		// the heap profiles of the edge and the gateway with the sockets open
+		for name, inst := range map[string]*harness.Instance{"edge": edge, "gateway": gw} {
+			if st, body, err := inst.Admin("GET", "/debug/pprof/heap?gc=1", nil); err == nil && st == 200 {
+				_ = os.WriteFile(prefix+"-"+name+".prof", body, 0o644)
+			}
+		}
+	}
+	per := func(after, before int64) float64 { return float64(after-before) / float64(n) / 1024 }
+	if streamBuf == "" {
+		streamBuf = "32KiB (Caddy's default)"
+	}
+	fmt.Printf("idle sockets, separate processes (%d sockets, stream_buffer_size %s): edge heap+stacks %.1f KiB/socket (RSS %.1f), gateway heap+stacks %.1f KiB/socket (RSS %.1f)\n",
+		n, streamBuf, per(memInUse(edge), eHeap), per(rss(edge.Pid()), eRSS), per(memInUse(gw), gHeap), per(rss(gw.Pid()), gRSS))
 }
