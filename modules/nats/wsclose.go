@@ -3,6 +3,7 @@ package neonats
 import (
 	"encoding/binary"
 	"errors"
+	"io"
 	"strings"
 	"time"
 
@@ -128,4 +129,111 @@ func (c *gatewaySocket) watchPeer(timeout time.Duration) {
 		st.abort()
 	}
 	c.watch.Store(time.AfterFunc(timeout, check))
+}
+
+// take returns the rest of the current frame's bytes, reading the next
+// frame when none are left: the body's bytes without a copy.
+func (b *bodyReader) take() ([]byte, error) {
+	for len(b.buf) == 0 {
+		if b.err != nil {
+			return nil, b.err
+		}
+		if b.eof {
+			return nil, io.EOF
+		}
+		b.err = b.nextFrame()
+	}
+	p := b.buf
+	b.buf = nil
+	return p, nil
+}
+
+// WriteTo writes the gateway's bytes to w as their frames arrive (the
+// reverse proxy's copy to the client uses it, io.WriterTo): no copy
+// buffer per socket in that direction.
+func (s *socket) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		var p []byte
+		var err error
+		if s.pending != nil {
+			p, s.pending = s.pending, nil
+		} else if s.perr != nil {
+			err = s.perr
+		} else {
+			p, err = s.br.take()
+			s.frames.feed(p)
+			if err != nil && err != io.EOF && !s.isClosed() {
+				s.log.Warn("nats websocket stream failed", zap.Error(err))
+				if s.frames.atBoundary() && !s.frames.closeSeen {
+					code, reason := closeCodeFor(err)
+					p, s.perr, err = closeFrame(code, reason), err, nil
+					s.frames.closeSeen = true
+				}
+			}
+		}
+		if len(p) > 0 {
+			n, werr := w.Write(p)
+			total += int64(n)
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// WriteTo writes the edge's bytes to w (the replica's connection) as
+// their frames arrive: no copy buffer per socket in that direction.
+func (c *gatewaySocket) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		p, err := c.w.br.take()
+		if len(p) > 0 {
+			n, werr := w.Write(p)
+			total += int64(n)
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// socketReadBuffer is the buffer ReadFrom reads a client's bytes into: the
+// size of Caddy's stream_buffer_size in the role files, which a TLS
+// connection's copy uses instead.
+const socketReadBuffer = 4 << 10
+
+// ReadFrom sends r's bytes (the client's connection) to the gateway as
+// they arrive, through a small buffer (a plain TCP connection's WriteTo
+// would copy through 32 KiB of its own per socket).
+func (s *socket) ReadFrom(r io.Reader) (int64, error) {
+	buf := make([]byte, socketReadBuffer)
+	var total int64
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if _, werr := s.Write(buf[:n]); werr != nil {
+				return total, werr
+			}
+			total += int64(n)
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
 }
