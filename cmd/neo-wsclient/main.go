@@ -77,14 +77,15 @@ func run(url string, msgs []string, hdrs []string, insecure bool, timeout time.D
 			return (&net.Dialer{}).DialContext(ctx, network, addr)
 		},
 	}
-	c, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}, HTTPHeader: h})
+	// coder/websocket closes the handshake's response body itself
+	c, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}, HTTPHeader: h}) //nolint:bodyclose
 	if err != nil {
 		if resp != nil {
 			return fmt.Errorf("handshake: %s: %w", resp.Status, err)
 		}
 		return fmt.Errorf("handshake: %w", err)
 	}
-	defer c.CloseNow()
+	defer func() { _ = c.CloseNow() }()
 	c.SetReadLimit(16 << 20)
 	send := func(m string) error {
 		if err := c.Write(ctx, websocket.MessageText, []byte(m)); err != nil {
