@@ -14,7 +14,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"go.uber.org/zap"
 
-	neonats "github.com/projectneo/caddy-neo/modules/nats"
+	"github.com/projectneo/caddy-neo/modules/natsconn"
 	"github.com/projectneo/caddy-neo/modules/neo"
 	"github.com/projectneo/caddy-neo/modules/secrets"
 )
@@ -155,7 +155,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if s := a.Store; s != nil {
 		if s.Connection == "" {
-			s.Connection = neonats.DefaultConnection
+			s.Connection = natsconn.DefaultConnection
 		}
 		if s.KeysBucket == "" {
 			s.KeysBucket = "neo_identity_keys"
@@ -198,7 +198,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	} else {
 		kek, _ = decodeKEK(a.kek)
 		timeout = time.Duration(a.Store.Timeout)
-		nc, err := neonats.Conn(ctx, a.Store.Connection)
+		nc, err := natsconn.Conn(ctx, a.Store.Connection)
 		if err != nil {
 			return fmt.Errorf("store.connection: %w", err)
 		}

@@ -25,7 +25,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
-	neonats "github.com/projectneo/caddy-neo/modules/nats"
+	"github.com/projectneo/caddy-neo/modules/natsconn"
 	"github.com/projectneo/caddy-neo/modules/neo"
 )
 
@@ -80,7 +80,7 @@ func (s *Store) Provision(ctx caddy.Context) error {
 	s.logger = ctx.Logger()
 	s.mu = new(sync.Mutex)
 	if s.Connection == "" {
-		s.Connection = neonats.DefaultConnection
+		s.Connection = natsconn.DefaultConnection
 	}
 	if s.Bucket == "" {
 		s.Bucket = "neo_tenants"
@@ -100,7 +100,7 @@ func (s *Store) Provision(ctx caddy.Context) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
-	nc, err := neonats.Conn(ctx, s.Connection)
+	nc, err := natsconn.Conn(ctx, s.Connection)
 	if err != nil {
 		return fmt.Errorf("connection: %w", err)
 	}

@@ -5,7 +5,7 @@ import (
 
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/projectneo/caddy-neo/internal/adapttest"
-	_ "github.com/projectneo/caddy-neo/modules/nats"
+	_ "github.com/projectneo/caddy-neo/modules/natsconn"
 )
 
 func TestCaddyfileAdapt(t *testing.T) {

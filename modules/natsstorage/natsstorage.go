@@ -15,7 +15,7 @@ import (
 	"github.com/caddyserver/certmagic"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	neonats "github.com/projectneo/caddy-neo/modules/nats"
+	"github.com/projectneo/caddy-neo/modules/natsconn"
 	"go.uber.org/zap"
 )
 
@@ -76,7 +76,7 @@ func (NATS) CaddyModule() caddy.ModuleInfo {
 // Provision fills defaults and takes the connection from the nats app.
 func (n *NATS) Provision(ctx caddy.Context) error {
 	if n.Connection == "" {
-		n.Connection = neonats.DefaultConnection
+		n.Connection = natsconn.DefaultConnection
 	}
 	if n.Bucket == "" {
 		n.Bucket = DefaultBucket
@@ -101,7 +101,7 @@ func (n *NATS) Provision(ctx caddy.Context) error {
 		}
 		return err
 	}
-	nc, err := neonats.Conn(ctx, n.Connection)
+	nc, err := natsconn.Conn(ctx, n.Connection)
 	if err != nil {
 		return fmt.Errorf("connection: %w", err)
 	}

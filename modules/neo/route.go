@@ -246,7 +246,7 @@ func (h *RouteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 		}
 		return h.miss(r, host, miss, tenant)
 	}
-	if viaGateway && !sr.matches(res) {
+	if viaGateway && !subjectMatches(sr, res) {
 		h.app.metrics.miss(MissSubject)
 		resolved := res.Tenant.Name + "/" + res.Stage + "/"
 		if res.App != nil {

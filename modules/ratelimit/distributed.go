@@ -13,7 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	neonats "github.com/projectneo/caddy-neo/modules/nats"
+	"github.com/projectneo/caddy-neo/modules/natsconn"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
@@ -76,7 +76,7 @@ const (
 
 func (d *Distributed) provision() {
 	if d.Connection == "" {
-		d.Connection = neonats.DefaultConnection
+		d.Connection = natsconn.DefaultConnection
 	}
 	if d.Stream == "" {
 		d.Stream = DefaultStream
@@ -157,7 +157,7 @@ func (d *Distributed) start(ctx caddy.Context, zones []*Zone, logger *zap.Logger
 		}
 		return nil, err
 	}
-	nc, err := neonats.Conn(ctx, d.Connection)
+	nc, err := natsconn.Conn(ctx, d.Connection)
 	if err != nil {
 		return nil, fmt.Errorf("connection: %w", err)
 	}

@@ -1,0 +1,25 @@
+package natshttp
+
+import (
+	"testing"
+
+	"github.com/projectneo/caddy-neo/internal/adapttest"
+)
+
+func TestCaddyfileAdapt(t *testing.T) {
+	adapttest.RunDir(t, "testdata/caddyfile_adapt")
+}
+
+func TestCaddyfileErrors(t *testing.T) {
+	for _, c := range []struct{ name, in, want string }{
+		{"gateway without server", "{\n neo_nats_gateway {\n stage prod\n zone az-a\n }\n}\n", "server is required"},
+		{"gateway unknown", "{\n neo_nats_gateway {\n server s\n nope 1\n }\n}\n", `unknown subdirective "nope"`},
+		{"transport unknown", ":80 {\n reverse_proxy nats {\n transport neo_nats {\n nope 1\n }\n }\n}\n", `unknown subdirective "nope"`},
+		{"transport dup", ":80 {\n reverse_proxy nats {\n transport neo_nats {\n window 1\n window 2\n }\n }\n}\n", `transport neo_nats: duplicate subdirective "window"`},
+		{"transport zones empty", ":80 {\n reverse_proxy nats {\n transport neo_nats {\n zones\n }\n }\n}\n", "zones: wrong argument count"},
+		{"gateway dup", "{\n neo_nats_gateway {\n server s\n server t\n }\n}\n", `neo_nats_gateway: duplicate subdirective "server"`},
+		{"gateway subjects empty", "{\n neo_nats_gateway {\n server s\n subjects\n }\n}\n", "subjects: wrong argument count"},
+	} {
+		t.Run(c.name, func(t *testing.T) { adapttest.ExpectError(t, c.in, c.want) })
+	}
+}
