@@ -23,6 +23,7 @@ import (
 
 	"github.com/projectneo/caddy-neo/internal/natstest"
 	"github.com/projectneo/caddy-neo/modules/echo"
+	_ "github.com/projectneo/caddy-neo/modules/neo" // the tenant registry of TestZoneFailoverFromRegistry
 )
 
 func do(t testing.TB, c *http.Client, req *http.Request) (*http.Response, []byte) {
