@@ -69,6 +69,9 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		if err != nil {
 			return err
 		}
+		if ok, err := g.FlowControl.unmarshalSubdirective(d, name, v); ok {
+			return err
+		}
 		switch name {
 		case "server":
 			g.Server = v
@@ -84,14 +87,8 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			g.QueueGroup = v
 		case "service_name":
 			g.ServiceName = v
-		case "chunk_timeout":
-			g.ChunkTimeout, err = parseDur(d, v)
 		case "drain_timeout":
 			g.DrainTimeout, err = parseDur(d, v)
-		case "chunk_size":
-			g.ChunkSize, err = parseSize(d, v)
-		case "window":
-			g.Window, err = parseInt(d, v)
 		case "max_in_flight":
 			g.MaxInFlight, err = parseInt(d, v)
 		default:
@@ -136,6 +133,9 @@ func (t *Transport) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		if err != nil {
 			return err
 		}
+		if ok, err := t.FlowControl.unmarshalSubdirective(d, name, v); ok {
+			return err
+		}
 		switch name {
 		case "connection":
 			t.Connection = v
@@ -143,12 +143,6 @@ func (t *Transport) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			t.Subject = v
 		case "response_header_timeout":
 			t.ResponseHeaderTimeout, err = parseDur(d, v)
-		case "chunk_timeout":
-			t.ChunkTimeout, err = parseDur(d, v)
-		case "chunk_size":
-			t.ChunkSize, err = parseSize(d, v)
-		case "window":
-			t.Window, err = parseInt(d, v)
 		case "gateway_check_interval":
 			if v == "off" {
 				t.GatewayCheckInterval = -1

@@ -69,17 +69,9 @@ type Gateway struct {
 	QueueGroup string `json:"queue_group,omitempty"`
 	// ServiceName is the NATS micro service name. Default: "neo_stage_gateway".
 	ServiceName string `json:"service_name,omitempty"`
-	// ChunkTimeout bounds waits for request body chunks and response credit.
-	// Default: 60s.
-	ChunkTimeout caddy.Duration `json:"chunk_timeout,omitempty"`
-	// ChunkSize is the largest response payload per message, further capped
-	// by max_payload (less 1 KiB). Default: 1 MiB (so the server's
-	// max_payload decides). The response buffer grows to it only for
-	// responses that fill it.
-	ChunkSize int `json:"chunk_size,omitempty"`
-	// Window is how many request body frames the sender may have in flight.
-	// Default: 8.
-	Window int `json:"window,omitempty"`
+	// FlowControl: chunk_timeout, chunk_size and window, shared with the
+	// edge's transport (see FlowControl).
+	FlowControl
 	// MaxInFlight bounds concurrent requests; beyond it requests are answered
 	// 503. Default: 10000.
 	MaxInFlight int `json:"max_in_flight,omitempty"`
@@ -218,15 +210,7 @@ func (g *Gateway) fillDefaults() {
 	if g.ServiceName == "" {
 		g.ServiceName = "neo_stage_gateway"
 	}
-	if g.ChunkTimeout == 0 {
-		g.ChunkTimeout = caddy.Duration(60 * time.Second)
-	}
-	if g.ChunkSize == 0 {
-		g.ChunkSize = 1 << 20
-	}
-	if g.Window == 0 {
-		g.Window = 8
-	}
+	g.FlowControl.fillDefaults()
 	if g.MaxInFlight == 0 {
 		g.MaxInFlight = 10000
 	}
@@ -261,17 +245,14 @@ func (g *Gateway) validate() error {
 	if !natsconn.ValidSubject(g.QueueGroup) {
 		return fmt.Errorf("queue_group: %q is not valid", g.QueueGroup)
 	}
-	if g.ChunkSize < 1024 || g.ChunkSize > 64<<20 {
-		return fmt.Errorf("chunk_size: want 1024 to %d, got %d", 64<<20, g.ChunkSize)
-	}
-	if g.Window < 1 || g.Window > maxWindow {
-		return fmt.Errorf("window: want 1 to %d, got %d", maxWindow, g.Window)
+	if err := g.FlowControl.validate(); err != nil {
+		return err
 	}
 	if g.MaxInFlight < 1 {
 		return errors.New("max_in_flight: must be positive")
 	}
-	if g.ChunkTimeout < 0 || g.DrainTimeout < 0 {
-		return errors.New("chunk_timeout, drain_timeout: must not be negative")
+	if g.DrainTimeout < 0 {
+		return errors.New("drain_timeout: must not be negative")
 	}
 	return nil
 }
@@ -533,7 +514,7 @@ func (g *Gateway) serve(m *nats.Msg) {
 		}
 	}
 	br := &bodyReader{
-		st: st, ctx: ctx, timeout: time.Duration(g.ChunkTimeout), window: g.Window,
+		st: st, ctx: ctx, timeout: g.chunkTimeout(), window: g.Window,
 		buf: f.data, next: 1, eof: f.eof, trailer: r.Trailer, request: true,
 	}
 	defer br.stop()
@@ -553,8 +534,8 @@ func (g *Gateway) serve(m *nats.Msg) {
 	}
 	w := &respWriter{
 		g: g, st: st, inbox: st.inbox, header: make(http.Header),
-		chunk: g.chunkSize(), head: r.Method == http.MethodHead, v2: f.v2,
-		snd: &sender{st: st, ctx: ctx, timeout: time.Duration(g.ChunkTimeout)},
+		chunk: g.chunk(g.nc), head: r.Method == http.MethodHead, v2: f.v2,
+		snd: &sender{st: st, ctx: ctx, timeout: g.chunkTimeout()},
 	}
 	if rh.upgrade != "" {
 		w.upgrade, w.br = rh.upgrade, br
@@ -676,14 +657,6 @@ func (g *Gateway) serveHTTP(w *respWriter, r *http.Request, fields logFields) (o
 	}()
 	g.srv.ServeHTTP(w, r)
 	return true
-}
-
-func (g *Gateway) chunkSize() int {
-	c := g.ChunkSize
-	if mp := int(g.nc.MaxPayload()); mp > 0 && c > mp-1024 {
-		c = mp - 1024
-	}
-	return max(c, 512)
 }
 
 // gatewayBody hides the bodyReader's other methods from handlers. Close
@@ -983,7 +956,7 @@ func (w *respWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c := &gatewaySocket{w: w}
 	w.g.sockets.Store(c, struct{}{})
 	w.g.nsockets.Add(1)
-	if ct := time.Duration(w.g.ChunkTimeout); ct > 0 {
+	if ct := w.g.chunkTimeout(); ct > 0 {
 		c.watchPeer(ct)
 	}
 	return c, bufio.NewReadWriter(bufio.NewReaderSize(c, 1), bufio.NewWriterSize(c, 1)), nil

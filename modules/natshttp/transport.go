@@ -56,19 +56,9 @@ type Transport struct {
 	// ResponseHeaderTimeout bounds the wait for the response head after the
 	// last request progress. Default: 60s.
 	ResponseHeaderTimeout caddy.Duration `json:"response_header_timeout,omitempty"`
-	// ChunkTimeout bounds the wait for each further body chunk or credit in
-	// either direction. Default: 60s.
-	ChunkTimeout caddy.Duration `json:"chunk_timeout,omitempty"`
-	// ChunkSize is the largest body payload per message; it is further
-	// capped to fit the server's max_payload (less 1 KiB for the frame's
-	// headers). Default: 1 MiB, so the server's max_payload decides (its
-	// default of 1 MiB gives 1023 KiB chunks). Fewer, larger messages move
-	// bulk bodies faster: 1 MiB chunks carried 1 GiB about 15% faster than
-	// 256 KiB chunks (integration/bench/nats).
-	ChunkSize int `json:"chunk_size,omitempty"`
-	// Window is how many body frames may be in flight unacknowledged in each
-	// direction. Default: 8.
-	Window int `json:"window,omitempty"`
+	// FlowControl: chunk_timeout, chunk_size and window, shared with the
+	// stage gateway (see FlowControl).
+	FlowControl
 	// GatewayCheckInterval is how often the edge checks, while it waits on a
 	// gateway for a response head or body frame, that the gateway still
 	// serves the request (a probe to the gateway's per-request inbox). A
@@ -116,15 +106,7 @@ func (t *Transport) Provision(ctx caddy.Context) error {
 	if t.ResponseHeaderTimeout == 0 {
 		t.ResponseHeaderTimeout = caddy.Duration(60 * time.Second)
 	}
-	if t.ChunkTimeout == 0 {
-		t.ChunkTimeout = caddy.Duration(60 * time.Second)
-	}
-	if t.ChunkSize == 0 {
-		t.ChunkSize = 1 << 20
-	}
-	if t.Window == 0 {
-		t.Window = 8
-	}
+	t.FlowControl.fillDefaults()
 	if t.GatewayCheckInterval == 0 {
 		t.GatewayCheckInterval = caddy.Duration(time.Second)
 	}
@@ -166,14 +148,11 @@ func (t *Transport) Validate() error {
 	if len(t.Zones) > 0 && !st.HasZone() {
 		return fmt.Errorf("zones: the subject %q has no %s token", t.Subject, ZonePlaceholder)
 	}
-	if t.ResponseHeaderTimeout < 0 || t.ChunkTimeout < 0 {
-		return errors.New("response_header_timeout, chunk_timeout: must not be negative")
+	if t.ResponseHeaderTimeout < 0 {
+		return errors.New("response_header_timeout: must not be negative")
 	}
-	if t.ChunkSize < 1024 || t.ChunkSize > 64<<20 {
-		return fmt.Errorf("chunk_size: want 1024 to %d, got %d", 64<<20, t.ChunkSize)
-	}
-	if t.Window < 1 || t.Window > maxWindow {
-		return fmt.Errorf("window: want 1 to %d, got %d", maxWindow, t.Window)
+	if err := t.FlowControl.validate(); err != nil {
+		return err
 	}
 	if t.GatewayCheckInterval > 0 && t.GatewayCheckInterval < caddy.Duration(10*time.Millisecond) {
 		return fmt.Errorf("gateway_check_interval: want at least 10ms (or negative to disable), got %s", time.Duration(t.GatewayCheckInterval))
@@ -209,14 +188,6 @@ func (t *Transport) zoneOrder(repl *caddy.Replacer) []string {
 		}
 	}
 	return out
-}
-
-func (t *Transport) chunkSize() int {
-	c := t.ChunkSize
-	if mp := int(t.nc.MaxPayload()); mp > 0 && c > mp-1024 {
-		c = mp - 1024
-	}
-	return max(c, 512)
 }
 
 // RoundTrip sends the request over NATS and returns the gateway's response.
@@ -279,7 +250,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		sort.Strings(names)
 		trailerNames = strings.Join(names, ",")
 	}
-	chunk := t.chunkSize()
+	chunk := t.chunk(t.nc)
 	body := req.Body
 	eof := body == nil || body == http.NoBody || req.ContentLength == 0
 	length := req.ContentLength
@@ -499,14 +470,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		br := &bodyReader{st: st, ctx: ctx, window: t.Window, buf: f.data, next: 1, probe: probe}
 		resp.Body = &socket{
 			br:  br,
-			snd: &sender{st: st, ctx: ctx, timeout: time.Duration(t.ChunkTimeout)},
+			snd: &sender{st: st, ctx: ctx, timeout: t.chunkTimeout()},
 			max: chunk, log: log,
 		}
 		proxyRequests.WithLabelValues("upgraded").Inc()
 		return resp, nil
 	}
 	br := &bodyReader{
-		st: st, ctx: ctx, timeout: time.Duration(t.ChunkTimeout), window: t.Window,
+		st: st, ctx: ctx, timeout: t.chunkTimeout(), window: t.Window,
 		buf: f.data, next: 1, eof: f.eof, trailer: resp.Trailer, probe: probe,
 	}
 	if f.eof {
@@ -655,7 +626,7 @@ func (t *Transport) headMsg(req *http.Request, hf headFields, length int64, inli
 
 // upload streams the request body after the inline part.
 func (t *Transport) upload(ctx context.Context, st *stream, body io.Reader, trailer http.Header, chunk int, progress chan struct{}) error {
-	snd := &sender{st: st, ctx: ctx, timeout: time.Duration(t.ChunkTimeout)}
+	snd := &sender{st: st, ctx: ctx, timeout: t.chunkTimeout()}
 	// the buffer starts small and grows to a chunk only for bodies that
 	// keep it full: a small streamed body does not cost a whole chunk
 	buf := make([]byte, min(chunk, 64<<10))
