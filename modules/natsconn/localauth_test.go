@@ -16,6 +16,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
+
+	"github.com/projectneo/caddy-neo/internal/route"
 )
 
 // the production permission files the embedded server can take its
@@ -334,15 +336,15 @@ func TestEmbeddedAuthorization(t *testing.T) {
 		user, op, subject string
 		denied            bool
 	}{
-		{"edge", "sub", "neo.rt.>", true},
+		{"edge", "sub", route.All, true},
 		{"edge", "sub", "_GW.dev.x", true},
-		{"edge", "pub", "neo.rt.dev.az-a.acme.orders", false},
+		{"edge", "pub", route.Subject{Stage: "dev", Zone: "az-a", Tenant: "acme", App: "orders"}.Build(), false},
 		{"edge", "sub", "_EDGE.x", false},
-		{"gw-dev", "qsub", "neo.rt.dev.az-a.>", false}, // request heads only in the gateways' queue group
-		{"gw-dev", "sub", "neo.rt.dev.az-a.>", true},
-		{"gw-dev", "qsub", "neo.rt.prod.az-a.>", true},
-		{"gw-dev", "pub", "neo.rt.dev.az-a.acme.orders", true},
-		{"monitor", "pub", "neo.rt.dev.az-a.acme.orders", true},
+		{"gw-dev", "qsub", route.Pattern("dev", "az-a", ""), false}, // request heads only in the gateways' queue group
+		{"gw-dev", "sub", route.Pattern("dev", "az-a", ""), true},
+		{"gw-dev", "qsub", route.Pattern("prod", "az-a", ""), true},
+		{"gw-dev", "pub", route.Subject{Stage: "dev", Zone: "az-a", Tenant: "acme", App: "orders"}.Build(), true},
+		{"monitor", "pub", route.Subject{Stage: "dev", Zone: "az-a", Tenant: "acme", App: "orders"}.Build(), true},
 		{"monitor", "sub", "_EDGE.>", true},
 	} {
 		if got := deniedAs(t, srv, c.user, creds.Users[c.user], c.op, c.subject); got != c.denied {
@@ -532,7 +534,7 @@ func BenchmarkEmbeddedAuthorization(b *testing.B) {
 			return nc
 		}
 		gw := login("gw-prod", "_GW.prod")
-		if _, err := gw.QueueSubscribe("neo.rt.prod.az-a.>", "neo-gateway", func(m *nats.Msg) { _ = m.Respond(m.Data[:16]) }); err != nil {
+		if _, err := gw.QueueSubscribe(route.Pattern("prod", "az-a", ""), "neo-gateway", func(m *nats.Msg) { _ = m.Respond(m.Data[:16]) }); err != nil {
 			b.Fatal(err)
 		}
 		if err := gw.Flush(); err != nil {
@@ -549,7 +551,7 @@ func BenchmarkEmbeddedAuthorization(b *testing.B) {
 		for _, c := range []*chain{anon, authed} {
 			start := time.Now()
 			for range n {
-				if _, err := c.edge.Request("neo.rt.prod.az-a.acme.orders", head, 5*time.Second); err != nil {
+				if _, err := c.edge.Request(route.Subject{Stage: "prod", Zone: "az-a", Tenant: "acme", App: "orders"}.Build(), head, 5*time.Second); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/nats-io/nats.go"
 
+	"github.com/projectneo/caddy-neo/internal/route"
 	"github.com/projectneo/caddy-neo/modules/echo"
 	"github.com/projectneo/caddy-neo/modules/natsconn"
 )
@@ -69,7 +70,7 @@ func TestForgedFramesDropped(t *testing.T) {
 	load(t, tp)
 	tap := connect(t, s.ClientURL())
 	heads := make(chan *nats.Msg, 16)
-	if _, err := tap.ChanSubscribe("neo.rt.>", heads); err != nil {
+	if _, err := tap.ChanSubscribe(route.All, heads); err != nil {
 		t.Fatal(err)
 	}
 	// frames of every request (the gateway's to the edge's inbox, the edge's

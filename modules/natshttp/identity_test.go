@@ -12,6 +12,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/nats-io/nats.go"
+
+	"github.com/projectneo/caddy-neo/internal/route"
 )
 
 // seenRequest is what a replica saw of a request.
@@ -88,7 +90,7 @@ func TestClientIdentity(t *testing.T) {
 	nc := connect(t, s.ClientURL())
 	head := nats.Header{hdrKind: {kindHead}, hdrVersion: {"1"}, hdrMethod: {"GET"}, hdrPath: {"/x"}, hdrHost: {"acme.apps.example"},
 		hdrWindow: {"8"}, hdrLength: {"0"}, hdrEOF: {"1"}, "H-X-Forwarded-For": {"198.51.100.1"}}
-	m, err := nc.RequestMsg(&nats.Msg{Subject: "neo.rt.prod.az-a.acme.orders", Header: head}, 5*time.Second)
+	m, err := nc.RequestMsg(&nats.Msg{Subject: route.Subject{Stage: "prod", Zone: "az-a", Tenant: "acme", App: "orders"}.Build(), Header: head}, 5*time.Second)
 	if err != nil || m.Header.Get(hdrStatus) != "200" {
 		t.Fatalf("%v %v", m, err)
 	}
@@ -113,7 +115,7 @@ func TestRequestTrailersAtGateway(t *testing.T) {
 	}
 	st, _ := mx.open(streamOpts{window: 8})
 	defer st.close()
-	head := frameMsg("neo.rt.prod.az-a.acme.orders", st.inbox, kindHead, hdrVersion, "1", hdrMethod, "POST", hdrPath, "/trailers",
+	head := frameMsg(route.Subject{Stage: "prod", Zone: "az-a", Tenant: "acme", App: "orders"}.Build(), st.inbox, kindHead, hdrVersion, "1", hdrMethod, "POST", hdrPath, "/trailers",
 		hdrHost, "acme.apps.example", hdrWindow, "8", hdrLength, "-1", hdrBind, "1",
 		hdrTrailer, "X-Checksum, Neo-Tenant, Host, X-Forwarded-For, Forwarded, X-Real-Ip, Content-Length")
 	if err := nc.PublishMsg(head); err != nil {

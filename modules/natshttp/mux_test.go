@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/projectneo/caddy-neo/internal/route"
+
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
@@ -125,7 +127,7 @@ func TestEdgeBinding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := mx.open(streamOpts{window: 8, tenant: "globex", app: "shop", subject: "neo.rt.prod.az-a.globex.shop"})
+	st, err := mx.open(streamOpts{window: 8, tenant: "globex", app: "shop", subject: route.Subject{Stage: "prod", Zone: "az-a", Tenant: "globex", App: "shop"}.Build()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +202,7 @@ func TestEdgeBinding(t *testing.T) {
 	var named int
 	for _, e := range logs.All() {
 		f := e.ContextMap()
-		if f["claimed_reply"] == evilIn && f["tenant"] == "globex" && f["subject"] == "neo.rt.prod.az-a.globex.shop" && f["reason"] == reasonWrongReply {
+		if f["claimed_reply"] == evilIn && f["tenant"] == "globex" && f["subject"] == (route.Subject{Stage: "prod", Zone: "az-a", Tenant: "globex", App: "shop"}.Build()) && f["reason"] == reasonWrongReply {
 			named++
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/projectneo/caddy-neo/internal/route"
 	"github.com/projectneo/caddy-neo/modules/echo"
 )
 
@@ -114,24 +115,24 @@ func TestProductionPermissions(t *testing.T) {
 		user, op, subject string
 		denied            bool
 	}{
-		{"edge", "pub", "neo.rt.prod.az-a.acme.orders", false},
+		{"edge", "pub", route.Subject{Stage: "prod", Zone: "az-a", Tenant: "acme", App: "orders"}.Build(), false},
 		{"edge", "pub", "_GW.prod.x.1", false},
 		{"edge", "sub", "_EDGE.x.*", false},
-		{"edge", "sub", "neo.rt.>", true},
-		{"edge", "sub", "neo.rt.prod.az-a.acme.orders", true},
+		{"edge", "sub", route.All, true},
+		{"edge", "sub", route.Subject{Stage: "prod", Zone: "az-a", Tenant: "acme", App: "orders"}.Build(), true},
 		{"edge", "sub", "_GW.>", true},
 		{"platform", "sub", "_EDGE.>", true},
 		// request heads: only in the queue group, so no gateway gets a
 		// copy of a head given to another
-		{"gw-prod", "qsub", "neo.rt.prod.az-a.>", false},
-		{"gw-prod", "qsub", "neo.rt.prod.>", false},
-		{"gw-prod", "sub", "neo.rt.prod.az-a.>", true},
-		{"gw-prod", "sub", "neo.rt.prod.>", true},
-		{"gw-prod", "qsub", "neo.rt.dev.az-a.>", true},
-		{"gw-prod", "qsub", "neo.rt.>", true},
+		{"gw-prod", "qsub", route.Pattern("prod", "az-a", ""), false},
+		{"gw-prod", "qsub", route.Prefix + "prod.>", false},
+		{"gw-prod", "sub", route.Pattern("prod", "az-a", ""), true},
+		{"gw-prod", "sub", route.Prefix + "prod.>", true},
+		{"gw-prod", "qsub", route.Pattern("dev", "az-a", ""), true},
+		{"gw-prod", "qsub", route.All, true},
 		{"gw-prod", "sub", "_GW.dev.>", true},
 		{"gw-prod", "sub", "_EDGE.>", true},
-		{"gw-prod", "pub", "neo.rt.prod.az-a.acme.orders", true},
+		{"gw-prod", "pub", route.Subject{Stage: "prod", Zone: "az-a", Tenant: "acme", App: "orders"}.Build(), true},
 		// gateways publish only responses to what they were delivered
 		{"gw-prod", "pub", "_EDGE.x.1", true},
 		{"gw-prod", "pub", "_PLATFORM.x.1", true},
@@ -139,18 +140,18 @@ func TestProductionPermissions(t *testing.T) {
 		{"gw-dev", "pub", "_EDGE.x.1", true},
 		{"gw-prod-acme", "pub", "_EDGE.x.1", true},
 		{"gw-prod-acme", "pub", "_PLATFORM.x.1", true},
-		{"gw-dev", "qsub", "neo.rt.prod.az-a.>", true},
-		{"gw-dev", "qsub", "neo.rt.dev.az-b.>", false},
-		{"gw-dev", "sub", "neo.rt.dev.az-b.>", true},
-		{"gw-prod-acme", "qsub", "neo.rt.prod.az-a.acme.>", false},
-		{"gw-prod-acme", "qsub", "neo.rt.prod.az-b.acme.orders", false},
-		{"gw-prod-acme", "sub", "neo.rt.prod.az-a.acme.>", true},
-		{"gw-prod-acme", "qsub", "neo.rt.prod.az-a.globex.>", true},
-		{"gw-prod-acme", "qsub", "neo.rt.prod.az-a.>", true},
-		{"gw-prod-acme", "qsub", "neo.rt.prod.*.*.>", true},
-		{"gw-prod-acme", "qsub", "neo.rt.dev.az-a.acme.>", true},
+		{"gw-dev", "qsub", route.Pattern("prod", "az-a", ""), true},
+		{"gw-dev", "qsub", route.Pattern("dev", "az-b", ""), false},
+		{"gw-dev", "sub", route.Pattern("dev", "az-b", ""), true},
+		{"gw-prod-acme", "qsub", route.Pattern("prod", "az-a", "acme"), false},
+		{"gw-prod-acme", "qsub", route.Subject{Stage: "prod", Zone: "az-b", Tenant: "acme", App: "orders"}.Build(), false},
+		{"gw-prod-acme", "sub", route.Pattern("prod", "az-a", "acme"), true},
+		{"gw-prod-acme", "qsub", route.Pattern("prod", "az-a", "globex"), true},
+		{"gw-prod-acme", "qsub", route.Pattern("prod", "az-a", ""), true},
+		{"gw-prod-acme", "qsub", route.Pattern("prod", "*", "*"), true},
+		{"gw-prod-acme", "qsub", route.Pattern("dev", "az-a", "acme"), true},
 		{"gw-prod-acme", "sub", "_GW.prod.>", true},
-		{"monitor", "sub", "neo.rt.>", true},
+		{"monitor", "sub", route.All, true},
 	}
 	conns := map[string]*permConn{}
 	for _, u := range natsUsers {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/projectneo/caddy-neo/internal/route"
 )
 
 // fakeGateway listens for prod/az-a request heads on its own connection and
@@ -20,7 +22,7 @@ func fakeGateway(t *testing.T, url string, behave func(nc *nats.Conn, m *nats.Ms
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	if _, err := nc.Subscribe("neo.rt.prod.az-a.>", func(m *nats.Msg) { behave(nc, m) }); err != nil {
+	if _, err := nc.Subscribe(route.Pattern("prod", "az-a", ""), func(m *nats.Msg) { behave(nc, m) }); err != nil {
 		t.Fatal(err)
 	}
 	if err := nc.Flush(); err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/projectneo/caddy-neo/internal/natstest"
+	"github.com/projectneo/caddy-neo/internal/route"
 	"github.com/projectneo/caddy-neo/modules/echo"
 	_ "github.com/projectneo/caddy-neo/modules/neo" // the tenant registry of TestZoneFailoverFromRegistry
 )
@@ -684,7 +685,7 @@ func TestProtocolVersionOnWire(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer nc.Close()
-		heads, err := nc.SubscribeSync("neo.rt.>")
+		heads, err := nc.SubscribeSync(route.All)
 		if err != nil {
 			t.Fatal(err)
 		}

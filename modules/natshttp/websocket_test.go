@@ -14,6 +14,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
+
+	"github.com/projectneo/caddy-neo/internal/route"
 )
 
 // wsReplica is a real WebSocket server: /ws/echo echoes every message,
@@ -248,7 +250,7 @@ func TestWebSocketForgedFramesDropped(t *testing.T) {
 	load(t, tp)
 	tap := connect(t, s.ClientURL())
 	heads := make(chan *nats.Msg, 16)
-	if _, err := tap.ChanSubscribe("neo.rt.>", heads); err != nil {
+	if _, err := tap.ChanSubscribe(route.All, heads); err != nil {
 		t.Fatal(err)
 	}
 	_ = tap.Flush()
