@@ -190,51 +190,128 @@ func (t *Transport) zoneOrder(repl *caddy.Replacer) []string {
 	return out
 }
 
-// RoundTrip sends the request over NATS and returns the gateway's response.
+// RoundTrip sends the request over NATS and returns the gateway's response,
+// in steps: resolve the subjects of the zones to try, build the head frame,
+// open the request's stream, publish the head to each zone in turn until a
+// gateway takes it, stream the request body, wait for the response head,
+// and hand the response (its body streaming from the gateway) to the proxy.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	ctx := req.Context()
-	repl, _ := ctx.Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	var tenant, app string
-	if repl != nil {
-		tenant, _ = repl.GetString("neo.tenant")
-		app, _ = repl.GetString("neo.app")
+	rt := t.newRoundTrip(req)
+	if resp := rt.checkUpgrade(); resp != nil {
+		return resp, nil
 	}
-	// fields for log lines; built lazily into a logger only when one is written
-	fields := []zap.Field{zap.String("tenant", tenant), zap.String("app", app)}
-	log := lazyLogger{base: t.logger, fields: &fields}
+	if resp := rt.resolveSubjects(); resp != nil {
+		return resp, nil
+	}
+	if resp, err := rt.buildHead(); resp != nil || err != nil {
+		return resp, err
+	}
+	if err := rt.openStream(); err != nil {
+		return nil, err
+	}
+	defer rt.timer.Stop()
+	pending, resp, err := rt.publishHead()
+	if resp != nil || err != nil {
+		return resp, err
+	}
+	uploadDone, progress := rt.streamRequestBody()
+	if pending, err = rt.awaitResponseHead(pending, uploadDone, progress); err != nil {
+		return nil, err
+	}
+	return rt.response(pending)
+}
 
-	upgrade := ""
+// roundTrip is the state RoundTrip's steps share for one request.
+type roundTrip struct {
+	t    *Transport
+	req  *http.Request
+	ctx  context.Context
+	repl *caddy.Replacer
+	// fields for log lines; built lazily into a logger only when one is written
+	fields      []zap.Field
+	log         lazyLogger
+	tenant, app string
+	// upgrade: "websocket" for a WebSocket handshake
+	upgrade string
+	// the zones to try, in order, and their subjects
+	zones, subjects []string
+	// the head frame; first is where an inline body goes in it
+	msg   *nats.Msg
+	first []byte
+	// the body still to stream after the head (none when eof)
+	body  io.ReadCloser
+	eof   bool
+	chunk int
+	st    *stream
+	probe *prober
+	// the response head timeout, reset by request progress
+	hdrTimeout time.Duration
+	timer      *time.Timer
+	// a gateway acknowledges by then, or the request was lost
+	acceptBy time.Time
+}
+
+func (t *Transport) newRoundTrip(req *http.Request) *roundTrip {
+	rt := &roundTrip{t: t, req: req, ctx: req.Context()}
+	rt.repl, _ = rt.ctx.Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if rt.repl != nil {
+		rt.tenant, _ = rt.repl.GetString("neo.tenant")
+		rt.app, _ = rt.repl.GetString("neo.app")
+	}
+	rt.fields = []zap.Field{zap.String("tenant", rt.tenant), zap.String("app", rt.app)}
+	rt.log = lazyLogger{base: t.logger, fields: &rt.fields}
+	return rt
+}
+
+// checkUpgrade takes a WebSocket handshake, and answers 501 to any other
+// protocol upgrade.
+func (rt *roundTrip) checkUpgrade() *http.Response {
+	req := rt.req
 	if u := req.Header.Get("Upgrade"); u != "" {
 		if !strings.EqualFold(u, "websocket") || req.Method != http.MethodGet {
 			proxyRequests.WithLabelValues("upgrade_refused").Inc()
-			log.Warn("refusing protocol upgrade over nats", zap.String("upgrade", u))
-			return synthetic(req, http.StatusNotImplemented, "only WebSocket upgrades are carried over NATS"), nil
+			rt.log.Warn("refusing protocol upgrade over nats", zap.String("upgrade", u))
+			return synthetic(req, http.StatusNotImplemented, "only WebSocket upgrades are carried over NATS")
 		}
-		upgrade = "websocket"
+		rt.upgrade = "websocket"
 	}
-	exp, err := t.tmpl.Expand(repl)
+	return nil
+}
+
+// resolveSubjects expands the subject template for each zone of the
+// failover order; a request whose names do not make valid tokens is
+// answered 400, one with no zone to try 502.
+func (rt *roundTrip) resolveSubjects() *http.Response {
+	t, req := rt.t, rt.req
+	exp, err := t.tmpl.Expand(rt.repl)
 	if err != nil {
 		proxyRequests.WithLabelValues("bad_subject").Inc()
-		log.Warn("rejecting request: cannot build a nats subject", zap.String("subject", t.Subject), zap.Error(err))
-		return synthetic(req, http.StatusBadRequest, "bad request: invalid routing name"), nil
+		rt.log.Warn("rejecting request: cannot build a nats subject", zap.String("subject", t.Subject), zap.Error(err))
+		return synthetic(req, http.StatusBadRequest, "bad request: invalid routing name")
 	}
-	zones := t.zoneOrder(repl)
+	zones := t.zoneOrder(rt.repl)
 	if len(zones) == 0 {
 		proxyRequests.WithLabelValues("no_zone").Inc()
-		log.Error("no zone to send to: set {neo.zone} or zones", zap.String("subject", t.Subject))
-		return synthetic(req, http.StatusBadGateway, "no zone configured"), nil
+		rt.log.Error("no zone to send to: set {neo.zone} or zones", zap.String("subject", t.Subject))
+		return synthetic(req, http.StatusBadGateway, "no zone configured")
 	}
 	subjects := make([]string, len(zones))
 	for i, z := range zones {
 		if subjects[i], err = exp.Subject(z); err != nil {
 			proxyRequests.WithLabelValues("bad_subject").Inc()
-			log.Warn("rejecting request: bad zone token", zap.String("zone", z), zap.Error(err))
-			return synthetic(req, http.StatusBadRequest, "bad request: invalid zone"), nil
+			rt.log.Warn("rejecting request: bad zone token", zap.String("zone", z), zap.Error(err))
+			return synthetic(req, http.StatusBadRequest, "bad request: invalid zone")
 		}
 	}
-	fields = append(fields, zap.String("subject", subjects[0]))
+	rt.zones, rt.subjects = zones, subjects
+	rt.fields = append(rt.fields, zap.String("subject", subjects[0]))
+	return nil
+}
 
-	// the head frame
+// buildHead builds the head frame, with the body inline when it is known,
+// small and fits; a head that cannot fit in a message is answered 431.
+func (rt *roundTrip) buildHead() (*http.Response, error) {
+	t, req, upgrade := rt.t, rt.req, rt.upgrade
 	host := req.Host
 	if host == "" {
 		host = req.URL.Host
@@ -269,7 +346,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if mp := int(t.nc.MaxPayload()); mp > 0 {
 		if headBytes+256 > mp {
 			proxyRequests.WithLabelValues("head_too_large").Inc()
-			log.Warn("request head does not fit in a nats message", zap.Int("head_bytes", headBytes))
+			rt.log.Warn("request head does not fit in a nats message", zap.Int("head_bytes", headBytes))
 			return synthetic(req, http.StatusRequestHeaderFieldsTooLarge, "request header fields too large"), nil
 		}
 		if inline && req.ContentLength > int64(mp-headBytes-256) {
@@ -283,44 +360,59 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, fmt.Errorf("reading request body: %w", err)
 		}
 	}
+	rt.msg, rt.first, rt.body, rt.eof, rt.chunk = msg, first, body, eof, chunk
+	return nil, nil
+}
 
-	st, err := t.mux.open(streamOpts{window: t.Window, tenant: tenant, app: app, subject: subjects[0]})
+// openStream opens the request's stream (its reply inbox) and starts the
+// response head timer and the gateway probes.
+func (rt *roundTrip) openStream() error {
+	t := rt.t
+	st, err := t.mux.open(streamOpts{window: t.Window, tenant: rt.tenant, app: rt.app, subject: rt.subjects[0]})
 	if err != nil {
 		proxyRequests.WithLabelValues("publish_error").Inc()
-		log.Error("nats round trip failed", zap.String("outcome", "publish_error"), zap.Error(err))
-		return nil, fmt.Errorf("subscribing to the reply inbox: %w", err)
+		rt.log.Error("nats round trip failed", zap.String("outcome", "publish_error"), zap.Error(err))
+		return fmt.Errorf("subscribing to the reply inbox: %w", err)
 	}
-	msg.Reply = st.inbox
-	hdrTimeout := time.Duration(t.ResponseHeaderTimeout)
-	timer := time.NewTimer(hdrTimeout)
-	defer timer.Stop()
-	probe := newProber(st, time.Duration(t.GatewayCheckInterval))
+	rt.st = st
+	rt.msg.Reply = st.inbox
+	rt.hdrTimeout = time.Duration(t.ResponseHeaderTimeout)
+	rt.timer = time.NewTimer(rt.hdrTimeout)
+	rt.probe = newProber(st, time.Duration(t.GatewayCheckInterval))
 	// a gateway acknowledges by then, or the request was lost; the probe
 	// timer wakes the wait for it (no probe is sent before the gateway's
 	// inbox is known)
-	var acceptBy time.Time
-	if probe != nil {
-		acceptBy = time.Now().Add(acceptProbes*probe.interval + acceptDelay)
+	if rt.probe != nil {
+		rt.acceptBy = time.Now().Add(acceptProbes*rt.probe.interval + acceptDelay)
 	}
-	fail := func(outcome string, err error) (*http.Response, error) {
-		probe.stop()
-		st.abort()
-		st.sendControl(kindCancel, 0, outcome)
-		st.close()
-		proxyRequests.WithLabelValues(outcome).Inc()
-		if !errors.Is(err, context.Canceled) {
-			log.Error("nats round trip failed", zap.String("outcome", outcome), zap.Error(err))
-		}
-		return nil, err
-	}
+	return nil
+}
 
-	// publish to each zone in turn until a gateway takes the request
-	var pending *nats.Msg
+// fail ends the request's stream (the gateway gets a cancel), reports the
+// outcome and returns err.
+func (rt *roundTrip) fail(outcome string, err error) error {
+	rt.probe.stop()
+	rt.st.abort()
+	rt.st.sendControl(kindCancel, 0, outcome)
+	rt.st.close()
+	proxyRequests.WithLabelValues(outcome).Inc()
+	if !errors.Is(err, context.Canceled) {
+		rt.log.Error("nats round trip failed", zap.String("outcome", outcome), zap.Error(err))
+	}
+	return err
+}
+
+// publishHead publishes the head to each zone in turn until a gateway
+// takes the request: it announces itself, or its response head comes first
+// (pending). A zone with no gateway (no responders) is skipped; when no
+// zone has one, the answer is 503.
+func (rt *roundTrip) publishHead() (pending *nats.Msg, resp *http.Response, err error) {
+	st, probe, msg := rt.st, rt.probe, rt.msg
 	accepted := false
-	for i, subj := range subjects {
+	for i, subj := range rt.subjects {
 		msg.Subject = subj
-		if err := t.nc.PublishMsg(msg); err != nil {
-			return fail("publish_error", fmt.Errorf("publishing to %s: %w", subj, err))
+		if err := rt.t.nc.PublishMsg(msg); err != nil {
+			return nil, nil, rt.fail("publish_error", fmt.Errorf("publishing to %s: %w", subj, err))
 		}
 	wait:
 		for {
@@ -331,68 +423,75 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			case m := <-st.ch:
 				f, err := parseFrame(m)
 				if err != nil {
-					return fail("bad_frame", err)
+					return nil, nil, rt.fail("bad_frame", err)
 				}
 				if f.kind == kindNoResponders {
-					if i+1 < len(subjects) {
+					if i+1 < len(rt.subjects) {
 						proxyFailovers.Inc()
-						log.Debug("no gateway in zone, failing over", zap.String("zone", zones[i]), zap.String("next", zones[i+1]))
+						rt.log.Debug("no gateway in zone, failing over", zap.String("zone", rt.zones[i]), zap.String("next", rt.zones[i+1]))
 					}
 					break wait
 				}
 				accepted, pending = true, m
 				break wait
 			case <-st.cancelCh:
-				return fail("aborted", peerError{"stream aborted"})
+				return nil, nil, rt.fail("aborted", peerError{"stream aborted"})
 			case <-probe.C():
-				left := time.Until(acceptBy)
+				left := time.Until(rt.acceptBy)
 				if left <= 0 {
-					return fail("gateway_gone", gatewayGoneError{"no stage gateway acknowledged the request on " + subj + " (lost with a NATS server or a gateway)"})
+					return nil, nil, rt.fail("gateway_gone", gatewayGoneError{"no stage gateway acknowledged the request on " + subj + " (lost with a NATS server or a gateway)"})
 				}
 				probe.rearm(min(left, probe.interval))
-			case <-ctx.Done():
-				return fail("client_gone", ctx.Err())
-			case <-timer.C:
-				return fail("head_timeout", timeoutError{"the response head from " + subj})
+			case <-rt.ctx.Done():
+				return nil, nil, rt.fail("client_gone", rt.ctx.Err())
+			case <-rt.timer.C:
+				return nil, nil, rt.fail("head_timeout", timeoutError{"the response head from " + subj})
 			}
 		}
 		if accepted {
-			fields[len(fields)-1] = zap.String("subject", subj)
-			break
+			rt.fields[len(rt.fields)-1] = zap.String("subject", subj)
+			return pending, nil, nil
 		}
 	}
-	if !accepted {
-		probe.stop()
-		st.close()
-		proxyRequests.WithLabelValues("no_responders").Inc()
-		log.Warn("no stage gateway listens for this request", zap.Strings("subjects", subjects))
-		return synthetic(req, http.StatusServiceUnavailable, "no gateway available"), nil
-	}
+	probe.stop()
+	st.close()
+	proxyRequests.WithLabelValues("no_responders").Inc()
+	rt.log.Warn("no stage gateway listens for this request", zap.Strings("subjects", rt.subjects))
+	return nil, synthetic(rt.req, http.StatusServiceUnavailable, "no gateway available"), nil
+}
 
-	// stream the request body
-	uploadDone := make(chan error, 1)
-	var progress chan struct{}
-	if !eof && upgrade == "" {
-		progress = make(chan struct{}, 1)
-		go func() {
-			uploadDone <- t.upload(ctx, st, body, req.Trailer, chunk, progress)
-		}()
-	} else {
-		uploadDone <- nil
+// streamRequestBody streams the body after the head, if any, in the
+// background; uploadDone gets its result, progress a tick per frame sent.
+func (rt *roundTrip) streamRequestBody() (uploadDone chan error, progress chan struct{}) {
+	done := make(chan error, 1)
+	if rt.eof || rt.upgrade != "" {
+		done <- nil
+		return done, nil
 	}
+	// done and tick are not assigned again: the goroutine copies them
+	// instead of moving them to the heap
+	tick := make(chan struct{}, 1)
+	go func() {
+		done <- rt.t.upload(rt.ctx, rt.st, rt.body, rt.req.Trailer, rt.chunk, tick)
+	}()
+	return done, tick
+}
 
-	// wait for the response head
+// awaitResponseHead waits for the response head (unless publishHead got it
+// already) while the body streams, probing the gateway meanwhile.
+func (rt *roundTrip) awaitResponseHead(pending *nats.Msg, uploadDone chan error, progress chan struct{}) (*nats.Msg, error) {
+	st, probe := rt.st, rt.probe
 	for pending == nil {
 		select {
 		case pending = <-st.ch:
 		case err := <-uploadDone:
 			if err != nil {
-				return fail("upload_error", err)
+				return nil, rt.fail("upload_error", err)
 			}
 			uploadDone = nil
-			timer.Reset(hdrTimeout)
+			rt.timer.Reset(rt.hdrTimeout)
 		case <-progress:
-			timer.Reset(hdrTimeout)
+			rt.timer.Reset(rt.hdrTimeout)
 		case <-probe.C():
 			probe.send()
 		case a := <-st.probeCh:
@@ -401,33 +500,41 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 				select {
 				case pending = <-st.ch:
 				default:
-					return fail("gateway_gone", err)
+					return nil, rt.fail("gateway_gone", err)
 				}
 			}
 		case <-st.cancelCh:
-			return fail("aborted", peerError{"stream aborted"})
-		case <-ctx.Done():
-			return fail("client_gone", ctx.Err())
-		case <-timer.C:
-			return fail("head_timeout", timeoutError{"the response head"})
+			return nil, rt.fail("aborted", peerError{"stream aborted"})
+		case <-rt.ctx.Done():
+			return nil, rt.fail("client_gone", rt.ctx.Err())
+		case <-rt.timer.C:
+			return nil, rt.fail("head_timeout", timeoutError{"the response head"})
 		}
 	}
+	return pending, nil
+}
+
+// response turns the response head frame into the proxy's response: a
+// socket after a 101 to a WebSocket handshake, else a body that streams
+// the gateway's data frames.
+func (rt *roundTrip) response(pending *nats.Msg) (*http.Response, error) {
+	t, req, st, probe, upgrade := rt.t, rt.req, rt.st, rt.probe, rt.upgrade
 	f, err := parseFrame(pending)
 	if err != nil {
-		return fail("bad_frame", err)
+		return nil, rt.fail("bad_frame", err)
 	}
 	switch f.kind {
 	case kindResp:
 	case kindError:
-		return fail("gateway_error", peerError{"gateway failed: " + f.errMsg})
+		return nil, rt.fail("gateway_error", peerError{"gateway failed: " + f.errMsg})
 	case kindNoResponders:
-		return fail("gateway_gone", gatewayGoneError{"the stage gateway serving the request is gone"})
+		return nil, rt.fail("gateway_gone", gatewayGoneError{"the stage gateway serving the request is gone"})
 	default:
-		return fail("bad_frame", fmt.Errorf("%w: want a resp frame, got %q", ErrBadFrame, f.kind))
+		return nil, rt.fail("bad_frame", fmt.Errorf("%w: want a resp frame, got %q", ErrBadFrame, f.kind))
 	}
 	hdr, err := f.fields(prefixHeader)
 	if err != nil {
-		return fail("bad_frame", err)
+		return nil, rt.fail("bad_frame", err)
 	}
 	resp := &http.Response{
 		Status:     statusLine(f.status),
@@ -460,24 +567,24 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if upgrade != "" && f.status == http.StatusSwitchingProtocols {
 		if f.get(hdrUpgrade) != upgrade || f.eof {
-			return fail("bad_frame", fmt.Errorf("%w: a 101 response that does not switch to %s", ErrBadFrame, upgrade))
+			return nil, rt.fail("bad_frame", fmt.Errorf("%w: a 101 response that does not switch to %s", ErrBadFrame, upgrade))
 		}
 		// the socket: gateway_check_interval probes bound an idle socket's
 		// life when the gateway is gone; there is no chunk timeout
 		resp.Header.Set("Upgrade", upgrade)
 		resp.Header.Set("Connection", "Upgrade")
 		resp.ContentLength = -1
-		br := &bodyReader{st: st, ctx: ctx, window: t.Window, buf: f.data, next: 1, probe: probe}
+		br := &bodyReader{st: st, ctx: rt.ctx, window: t.Window, buf: f.data, next: 1, probe: probe}
 		resp.Body = &socket{
 			br:  br,
-			snd: &sender{st: st, ctx: ctx, timeout: t.chunkTimeout()},
-			max: chunk, log: log,
+			snd: &sender{st: st, ctx: rt.ctx, timeout: t.chunkTimeout()},
+			max: rt.chunk, log: rt.log,
 		}
 		proxyRequests.WithLabelValues("upgraded").Inc()
 		return resp, nil
 	}
 	br := &bodyReader{
-		st: st, ctx: ctx, timeout: t.chunkTimeout(), window: t.Window,
+		st: st, ctx: rt.ctx, timeout: t.chunkTimeout(), window: t.Window,
 		buf: f.data, next: 1, eof: f.eof, trailer: resp.Trailer, probe: probe,
 	}
 	if f.eof {
@@ -497,7 +604,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp.Trailer = make(http.Header)
 		br.trailer = resp.Trailer
 	}
-	resp.Body = &respBody{br: br, t: t, log: log}
+	resp.Body = &respBody{br: br, t: t, log: rt.log}
 	proxyOK.Inc()
 	return resp, nil
 }
