@@ -3,7 +3,6 @@ package natsconn
 import (
 	"strconv"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
@@ -183,8 +182,8 @@ func (c *Connection) unmarshal(d *caddyfile.Dispenser, cname string) error {
 			c.Name, err = cfblock.One(d)
 		case "reconnect_wait":
 			if args, err = cfblock.Args(d, 1, 2); err == nil {
-				if c.ReconnectWait, err = parseDur(d, args[0]); err == nil && len(args) == 2 {
-					c.MaxReconnectWait, err = parseDur(d, args[1])
+				if c.ReconnectWait, err = cfblock.Duration(d, args[0]); err == nil && len(args) == 2 {
+					c.MaxReconnectWait, err = cfblock.Duration(d, args[1])
 				}
 			}
 		case "reconnect_buf_size":
@@ -201,30 +200,6 @@ func (c *Connection) unmarshal(d *caddyfile.Dispenser, cname string) error {
 		}
 		return err
 	})
-}
-
-func parseDur(d *caddyfile.Dispenser, s string) (caddy.Duration, error) {
-	v, err := caddy.ParseDuration(s)
-	if err != nil || v < 0 {
-		return 0, d.Errf("bad duration %q", s)
-	}
-	return caddy.Duration(v), nil
-}
-
-func parseSize(d *caddyfile.Dispenser, s string) (int, error) {
-	n, err := humanize.ParseBytes(s)
-	if err != nil || n > 1<<30 {
-		return 0, d.Errf("bad size %q", s)
-	}
-	return int(n), nil
-}
-
-func parseInt(d *caddyfile.Dispenser, s string) (int, error) {
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 {
-		return 0, d.Errf("want a non-negative integer, got %q", s)
-	}
-	return n, nil
 }
 
 // Interface guards

@@ -2,13 +2,10 @@ package natshttp
 
 import (
 	"encoding/json"
-	"strconv"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
-	"github.com/dustin/go-humanize"
 
 	"github.com/projectneo/caddy-neo/internal/cfblock"
 )
@@ -88,9 +85,9 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "service_name":
 			g.ServiceName = v
 		case "drain_timeout":
-			g.DrainTimeout, err = parseDur(d, v)
+			g.DrainTimeout, err = cfblock.Duration(d, v)
 		case "max_in_flight":
-			g.MaxInFlight, err = parseInt(d, v)
+			g.MaxInFlight, err = cfblock.Count(d, v)
 		default:
 			return cfblock.Unknown(d, "neo_nats_gateway", name)
 		}
@@ -142,15 +139,15 @@ func (t *Transport) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "subject":
 			t.Subject = v
 		case "response_header_timeout":
-			t.ResponseHeaderTimeout, err = parseDur(d, v)
+			t.ResponseHeaderTimeout, err = cfblock.Duration(d, v)
 		case "gateway_check_interval":
 			if v == "off" {
 				t.GatewayCheckInterval = -1
 			} else {
-				t.GatewayCheckInterval, err = parseDur(d, v)
+				t.GatewayCheckInterval, err = cfblock.Duration(d, v)
 			}
 		case "protocol_version":
-			t.ProtocolVersion, err = parseInt(d, v)
+			t.ProtocolVersion, err = cfblock.Count(d, v)
 		default:
 			return cfblock.Unknown(d, "transport neo_nats", name)
 		}
@@ -163,27 +160,3 @@ var (
 	_ caddyfile.Unmarshaler = (*Gateway)(nil)
 	_ caddyfile.Unmarshaler = (*Transport)(nil)
 )
-
-func parseDur(d *caddyfile.Dispenser, s string) (caddy.Duration, error) {
-	v, err := caddy.ParseDuration(s)
-	if err != nil || v < 0 {
-		return 0, d.Errf("bad duration %q", s)
-	}
-	return caddy.Duration(v), nil
-}
-
-func parseSize(d *caddyfile.Dispenser, s string) (int, error) {
-	n, err := humanize.ParseBytes(s)
-	if err != nil || n > 1<<30 {
-		return 0, d.Errf("bad size %q", s)
-	}
-	return int(n), nil
-}
-
-func parseInt(d *caddyfile.Dispenser, s string) (int, error) {
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 {
-		return 0, d.Errf("want a non-negative integer, got %q", s)
-	}
-	return n, nil
-}

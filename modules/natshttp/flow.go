@@ -8,6 +8,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/nats-io/nats.go"
+
+	"github.com/projectneo/caddy-neo/internal/cfblock"
 )
 
 // FlowControl is how a stream moves bodies: the settings both ends of a
@@ -86,11 +88,11 @@ func (fc *FlowControl) chunkTimeout() time.Duration { return time.Duration(fc.Ch
 func (fc *FlowControl) unmarshalSubdirective(d *caddyfile.Dispenser, name, value string) (ok bool, err error) {
 	switch name {
 	case "chunk_timeout":
-		fc.ChunkTimeout, err = parseDur(d, value)
+		fc.ChunkTimeout, err = cfblock.Duration(d, value)
 	case "chunk_size":
-		fc.ChunkSize, err = parseSize(d, value)
+		fc.ChunkSize, err = cfblock.Size(d, value)
 	case "window":
-		fc.Window, err = parseInt(d, value)
+		fc.Window, err = cfblock.Count(d, value)
 	default:
 		return false, nil
 	}
