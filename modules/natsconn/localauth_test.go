@@ -504,7 +504,7 @@ func TestEmbeddedAuthorizationReload(t *testing.T) {
 // round trips, so a change of the machine's speed weighs on both alike; the
 // metric auth/anon is the ratio of the mean round-trip times. Run:
 //
-//	go test ./modules/nats -run XXX -bench EmbeddedAuthorization -benchtime 20000x -count 3
+//	go test ./modules/natsconn -run XXX -bench EmbeddedAuthorization -benchtime 20000x -count 3
 func BenchmarkEmbeddedAuthorization(b *testing.B) {
 	b.Setenv("XDG_DATA_HOME", b.TempDir())
 	la, err := loadLocalAuth(productionAuthFiles[0], LocalCredentialsFile())

@@ -10,7 +10,7 @@ import (
 
 // BenchmarkChains compares, side by side over the same in-process Caddy and
 // replica, edge → NATS → gateway → replica with edge → HTTP → stage server →
-// replica. Run: go test -run XXX -bench Chains ./modules/nats
+// replica. Run: go test -run XXX -bench Chains ./modules/natshttp
 func BenchmarkChains(b *testing.B) {
 	s := startNATS(b, 0)
 	tp := newTopo(b, s)

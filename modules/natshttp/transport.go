@@ -35,7 +35,7 @@ func init() {
 //
 // The subject is built from a template whose tokens may hold placeholders;
 // each token is expanded on its own and must come out a valid token (see
-// ValidToken) or the request is answered 400 and logged. The zone token
+// natsconn.ValidToken) or the request is answered 400 and logged. The zone token
 // ({neo.zone}) takes each zone of the failover order in turn: the request's
 // own {neo.zone} first when set, then Zones in order. A zone with no gateway
 // listening (NATS "no responders") is skipped at once, only while nothing has
