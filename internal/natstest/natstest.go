@@ -37,9 +37,10 @@ func Start(t testing.TB, port int, storeDir string) *server.Server {
 }
 
 // EventGaps reads a server-sent event stream to its end and checks that it
-// held want events, each arriving about every (between 60% and 160% of it)
-// after the previous one: events must reach the client as produced, not
-// buffered to the end.
+// held want events, produced every apart, and that they reached the client
+// as produced, not buffered to the end: the first arrived at least half of
+// every before the last (buffered, they arrive together). Only a lower
+// bound on the spread: on a loaded machine a single event may be late.
 func EventGaps(t testing.TB, body io.Reader, want int, every time.Duration) {
 	t.Helper()
 	var times []time.Time
@@ -59,9 +60,9 @@ func EventGaps(t testing.TB, body io.Reader, want int, every time.Duration) {
 	if len(times) != want {
 		t.Fatalf("got %d events, want %d", len(times), want)
 	}
-	for i := 1; i < len(times); i++ {
-		if gap := times[i].Sub(times[i-1]); gap < every*6/10 || gap > every*16/10 {
-			t.Fatalf("event %d arrived %v after the previous one, want about %v", i, gap, every)
+	if want > 1 {
+		if span := times[len(times)-1].Sub(times[0]); span < every/2 {
+			t.Fatalf("%d events produced %v apart arrived within %v: buffered, not streamed", want, every, span)
 		}
 	}
 }
