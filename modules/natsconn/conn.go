@@ -164,15 +164,31 @@ type pooledConn struct {
 	done atomic.Bool
 }
 
+// Destruct closes the connection once the last configuration using it is
+// gone and, after ReleaseGrace, its holds (requests still streaming
+// through it, see Hold) are released, at most HoldLimit later. It does not
+// block the reload.
 func (p *pooledConn) Destruct() error {
 	p.done.Store(true)
-	p.log.Info("closing nats connection", zap.String("connection", p.name))
 	connUp.DeleteLabelValues(p.name)
+	go p.closeWhenReleased(ReleaseGrace, HoldLimit)
+	return nil
+}
+
+func (p *pooledConn) closeWhenReleased(grace, limit time.Duration) {
+	if grace > 0 {
+		time.Sleep(grace) // a background goroutine: nothing waits on it
+	}
+	if left := waitReleased(p.nc, limit); left > 0 {
+		p.log.Warn("closing nats connection with requests still in flight", zap.String("connection", p.name),
+			zap.Int("holds", left), zap.Duration("waited", limit))
+	} else {
+		p.log.Info("closing nats connection", zap.String("connection", p.name))
+	}
 	if err := p.nc.Drain(); err != nil {
 		// not connected (reconnecting) or already closed: close outright
 		p.nc.Close()
 	}
-	return nil
 }
 
 // dial opens the connection; it never fails because the server is down (it

@@ -81,10 +81,12 @@ func FuzzMuxDeliver(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	_ = edgeNC.Flush() // the subscription is at the server before another connection publishes
 	gwMx, err := newMux(gwNC, false, nil)
 	if err != nil {
 		f.Fatal(err)
 	}
+	_ = gwNC.Flush() // the subscription is at the server before another connection publishes
 	f.Fuzz(func(t *testing.T, edge bool, tokSel uint8, tok, hdr string, replySel uint8, reply string, data []byte) {
 		h, err := nats.DecodeHeadersMsg([]byte(hdr))
 		if err != nil {
@@ -261,10 +263,12 @@ func FuzzStream(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	_ = edgeNC.Flush() // the subscription is at the server before another connection publishes
 	gwMx, err := newMux(gwNC, false, nil)
 	if err != nil {
 		f.Fatal(err)
 	}
+	_ = gwNC.Flush() // the subscription is at the server before another connection publishes
 	f.Fuzz(func(t *testing.T, edge bool, input []byte) {
 		watchdog(t, 10*time.Second)
 		var st, victim *stream

@@ -113,6 +113,7 @@ func TestRequestTrailersAtGateway(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	_ = nc.Flush() // the subscription is at the server before another connection publishes
 	st, _ := mx.open(streamOpts{window: 8})
 	defer st.close()
 	head := frameMsg(route.Subject{Stage: "prod", Zone: "az-a", Tenant: "acme", App: "orders"}.Build(), st.inbox, kindHead, hdrVersion, "1", hdrMethod, "POST", hdrPath, "/trailers",

@@ -53,6 +53,8 @@ type mux struct {
 	mu     sync.Mutex
 	m      map[string]*stream
 	sub    *nats.Subscription // nil while unsubscribed (after close)
+	// release releases the hold on nc taken while subscribed.
+	release func()
 	// closing is set by close: the subscription ends with the last stream.
 	closing bool
 }
@@ -78,6 +80,9 @@ func (mx *mux) subscribe() error {
 	// against a misbehaving peer.
 	_ = sub.SetPendingLimits(1<<16, 1<<30)
 	mx.sub = sub
+	// While subscribed the mux has streams (or is in use): a reload that
+	// replaces the connection leaves it open for them.
+	mx.release = natsconn.Hold(mx.nc)
 	return nil
 }
 
@@ -100,6 +105,7 @@ func (mx *mux) unsubscribe() {
 	if mx.sub != nil {
 		_ = mx.sub.Unsubscribe()
 		mx.sub = nil
+		mx.release()
 	}
 }
 

@@ -54,6 +54,7 @@ func TestInboxTokens(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		_ = nc.Flush() // the subscription is at the server before another connection publishes
 		seen := map[string]bool{}
 		var prev []byte
 		minDist := 1 << 30
@@ -127,6 +128,7 @@ func TestEdgeBinding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	_ = edgeNC.Flush() // the subscription is at the server before another connection publishes
 	st, err := mx.open(streamOpts{window: 8, tenant: "globex", app: "shop", subject: route.Subject{Stage: "prod", Zone: "az-a", Tenant: "globex", App: "shop"}.Build()})
 	if err != nil {
 		t.Fatal(err)
@@ -276,6 +278,7 @@ func TestGatewayBinding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	_ = gwNC.Flush() // the subscription is at the server before another connection publishes
 	const edgeIn = "_EDGE.abc.TOKEN"
 	st, err := mx.open(streamOpts{window: 8, peer: edgeIn, bind: true, tenant: "globex"})
 	if err != nil {
@@ -380,6 +383,7 @@ func TestEdgeNeverAnswersProbes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	_ = edgeNC.Flush() // the subscription is at the server before another connection publishes
 	st, _ := mx.open(streamOpts{window: 8})
 	defer st.close()
 	const gwIn = "_GW.prod.x.TOKEN"

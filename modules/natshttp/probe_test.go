@@ -70,6 +70,7 @@ func TestGatewayGoneFailsFast(t *testing.T) {
 					t.Error(err)
 					return
 				}
+				_ = nc.Flush() // the subscription is at the server before another connection publishes
 				st, _ := mx.open(streamOpts{window: 8, peer: m.Reply, bind: true})
 				announce(nc, m.Reply, st.inbox)
 				_ = nc.Flush()
@@ -100,6 +101,7 @@ func TestGatewayGoneFailsFast(t *testing.T) {
 					t.Error(err)
 					return
 				}
+				_ = nc.Flush() // the subscription is at the server before another connection publishes
 				st, _ := mx.open(streamOpts{window: 8, peer: m.Reply, bind: true})
 				announce(nc, m.Reply, st.inbox)
 				st.sent.Store(0) // as if the head had been published
@@ -132,6 +134,7 @@ func TestGatewayGoneFailsFast(t *testing.T) {
 				t.Error(err)
 				return
 			}
+			_ = nc.Flush() // the subscription is at the server before another connection publishes
 			st, _ := mx.open(streamOpts{window: 8, peer: m.Reply, bind: true})
 			h := newFrame(kindResp, 4)
 			h[hdrStatus] = []string{"200"}
@@ -212,6 +215,7 @@ func TestMuxCloseWaitsForStreams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	_ = nc.Flush() // the subscription is at the server before another connection publishes
 	subscribed := func() bool {
 		mx.mu.Lock()
 		defer mx.mu.Unlock()

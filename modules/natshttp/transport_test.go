@@ -551,6 +551,53 @@ func TestReloadKeepsResponseStreams(t *testing.T) {
 	}
 }
 
+// TestConnectionChangeKeepsResponseStreams: a reload that changes the
+// NATS connection (new credentials, servers; here the server's address
+// spelled another way) replaces it, and the old connection stays open for
+// the responses still streaming through it: they arrive whole. It then
+// closes (natsconn.Hold).
+func TestConnectionChangeKeepsResponseStreams(t *testing.T) {
+	s := startNATS(t, 0)
+	tp := newTopo(t, s)
+	quick := func(zone string) map[string]any {
+		g := gw(zone)
+		g["drain_timeout"] = "10ms"
+		return g
+	}
+	tp.gateways = []map[string]any{quick("az-a"), quick("az-b")}
+	load(t, tp)
+	cz, _ := s.Connz(nil)
+	first := cz.Conns[0].Cid
+	const n = 4
+	url := tp.url("/orders/events")
+	results := natstest.StartStreams(n, 6, func() (*http.Response, error) {
+		req, _ := http.NewRequest("GET", url, nil)
+		req.Header.Set("Echo-Events", "6")
+		req.Header.Set("Echo-Interval", "100ms")
+		return http.DefaultClient.Do(req)
+	})
+	time.Sleep(150 * time.Millisecond)
+	tp.natsURL = strings.Replace(tp.natsURL, "127.0.0.1", "localhost", 1)
+	load(t, tp)
+	for i := 0; i < n; i++ {
+		if r := <-results; r != "" {
+			t.Fatalf("response cut by the connection change: %s", r)
+		}
+	}
+	if code, _ := zoneOf(t, tp); code != 200 {
+		t.Fatalf("after the change: %d", code)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		cz, _ = s.Connz(nil)
+		if cz.NumConns == 1 && cz.Conns[0].Cid != first {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replaced connection stays: %+v", cz)
+		}
+	}
+}
+
 func TestNATSRestartUnderLoad(t *testing.T) {
 	port := freePort(t)
 	s := startNATSPort(t, port)
