@@ -24,6 +24,7 @@ import (
 	"github.com/projectneo/caddy-neo/internal/natstest"
 	"github.com/projectneo/caddy-neo/internal/route"
 	"github.com/projectneo/caddy-neo/modules/echo"
+	"github.com/projectneo/caddy-neo/modules/natsconn"
 	_ "github.com/projectneo/caddy-neo/modules/neo" // the tenant registry of TestZoneFailoverFromRegistry
 )
 
@@ -564,6 +565,10 @@ func TestReloadKeepsResponseStreams(t *testing.T) {
 // the responses still streaming through it: they arrive whole. It then
 // closes (natsconn.Hold).
 func TestConnectionChangeKeepsResponseStreams(t *testing.T) {
+	// no grace: the holds alone keep the old connection open
+	grace := natsconn.ReleaseGrace
+	natsconn.ReleaseGrace = 0
+	t.Cleanup(func() { natsconn.ReleaseGrace = grace })
 	s := startNATS(t, 0)
 	var first uint64
 	reloadMidStream(t, s, func(tp *topo) {
