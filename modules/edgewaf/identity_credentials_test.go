@@ -18,8 +18,8 @@ const (
 )
 
 // TestIdentityCredentialsNotInspected: the edge snippet's WAF does not
-// inspect the identity's own cookies anywhere, nor the secrets its
-// endpoints check themselves (rules 900966, 900967): a signed-in user whose
+// inspect the identity's own cookies anywhere (SecRuleUpdateTargetByTag
+// at load), nor the secrets its endpoints check themselves (rule 900967): a signed-in user whose
 // token happens to contain ".cvs" is not refused. The same values in an
 // app's cookie or form are still inspected and blocked.
 func TestIdentityCredentialsNotInspected(t *testing.T) {
