@@ -180,15 +180,8 @@ func main() {
 	if err != nil {
 		panic(err)
 	}
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: ports[5], NoSigs: true, NoLog: true})
-	if err != nil {
-		panic(err)
-	}
-	ns.Start()
+	ns := startNATS(ports[5])
 	defer ns.Shutdown()
-	if !ns.ReadyForConnections(5 * time.Second) {
-		panic("nats-server not ready")
-	}
 	dir, _ := os.MkdirTemp("", "neo-ws-bench-")
 	defer os.RemoveAll(dir)
 	cfg := filepath.Join(dir, "bench.Caddyfile")
@@ -327,6 +320,19 @@ http://:%[2]d {
 }
 `
 
+// startNATS starts the benchmark's NATS server on 127.0.0.1:port.
+func startNATS(port int) *server.Server {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true})
+	if err != nil {
+		panic(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(5 * time.Second) {
+		panic("nats-server not ready")
+	}
+	return ns
+}
+
 // splitIdle runs edge, gateway and replica as three caddy processes and
 // prints each of the edge's and the gateway's memory per idle socket.
 func splitIdle(n int, streamBuf string) {
@@ -338,15 +344,8 @@ func splitIdle(n int, streamBuf string) {
 	if err != nil {
 		panic(err)
 	}
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: ports[6], NoSigs: true, NoLog: true})
-	if err != nil {
-		panic(err)
-	}
-	ns.Start()
+	ns := startNATS(ports[6])
 	defer ns.Shutdown()
-	if !ns.ReadyForConnections(5 * time.Second) {
-		panic("nats-server not ready")
-	}
 	dir, _ := os.MkdirTemp("", "neo-ws-split-")
 	defer os.RemoveAll(dir)
 	start := func(name, cfg string, admin, listen int) *harness.Instance {
