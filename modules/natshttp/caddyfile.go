@@ -29,6 +29,7 @@ func init() {
 //	    chunk_timeout <duration>
 //	    chunk_size    <size>
 //	    window        <frames>
+//	    socket_window <frames>
 //	    max_in_flight <n>
 //	    drain_timeout <duration>
 //	}
@@ -112,6 +113,7 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //	    chunk_timeout           <duration>
 //	    chunk_size              <size>
 //	    window                  <frames>
+//	    socket_window           <frames>
 //	    gateway_check_interval  <duration>|off
 //	    protocol_version        1|2
 //	}

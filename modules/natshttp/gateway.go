@@ -465,7 +465,8 @@ func (g *Gateway) serve(m *nats.Msg) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	st, err := g.mux.open(streamOpts{window: g.Window, peer: m.Reply, bind: rh.bind, tenant: fields.tenant, app: fields.app, subject: m.Subject})
+	window := g.window(rh.upgrade)
+	st, err := g.mux.open(streamOpts{window: window, peer: m.Reply, bind: rh.bind, tenant: fields.tenant, app: fields.app, subject: m.Subject})
 	if err != nil {
 		gatewayRequests.WithLabelValues(g.Name, "unavailable").Inc()
 		g.failed.Add(1)
@@ -514,7 +515,7 @@ func (g *Gateway) serve(m *nats.Msg) {
 		}
 	}
 	br := &bodyReader{
-		st: st, ctx: ctx, timeout: g.chunkTimeout(), window: g.Window,
+		st: st, ctx: ctx, timeout: g.chunkTimeout(), window: window,
 		buf: f.data, next: 1, eof: f.eof, trailer: r.Trailer, request: true,
 	}
 	defer br.stop()
@@ -542,7 +543,7 @@ func (g *Gateway) serve(m *nats.Msg) {
 	}
 	if !f.eof {
 		// tell the edge where to stream the body, and how much it may send
-		if err := w.announce(g.Window); err != nil {
+		if err := w.announce(window); err != nil {
 			g.logger.Warn("answering request", fields.with(zap.Error(err))...)
 			return
 		}

@@ -21,16 +21,16 @@ import (
 // with the field's name.
 func TestTransportValidate(t *testing.T) {
 	for want, c := range map[string]*Transport{
-		"protocol_version: want 1 or 2, got 3": {Subject: DefaultSubject, FlowControl: FlowControl{ChunkSize: 1 << 20, Window: 8}, ProtocolVersion: 3},
-		"window: want 1 to":                    {Subject: DefaultSubject, FlowControl: FlowControl{ChunkSize: 1 << 20, Window: 0}},
-		"chunk_size: want":                     {Subject: DefaultSubject, FlowControl: FlowControl{ChunkSize: 10, Window: 8}},
-		"subject:":                             {Subject: "neo.>", FlowControl: FlowControl{ChunkSize: 1 << 20, Window: 8}},
+		"protocol_version: want 1 or 2, got 3": {Subject: DefaultSubject, FlowControl: FlowControl{ChunkSize: 1 << 20, Window: 8, SocketWindow: 32}, ProtocolVersion: 3},
+		"window: want 1 to":                    {Subject: DefaultSubject, FlowControl: FlowControl{ChunkSize: 1 << 20, Window: 0, SocketWindow: 32}},
+		"chunk_size: want":                     {Subject: DefaultSubject, FlowControl: FlowControl{ChunkSize: 10, Window: 8, SocketWindow: 32}},
+		"subject:":                             {Subject: "neo.>", FlowControl: FlowControl{ChunkSize: 1 << 20, Window: 8, SocketWindow: 32}},
 	} {
 		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("want an error containing %q, got %v", want, err)
 		}
 	}
-	ok := &Transport{Subject: DefaultSubject, FlowControl: FlowControl{ChunkSize: 1 << 20, Window: 8}, ProtocolVersion: 1}
+	ok := &Transport{Subject: DefaultSubject, FlowControl: FlowControl{ChunkSize: 1 << 20, Window: 8, SocketWindow: 32}, ProtocolVersion: 1}
 	if err := ok.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -165,8 +165,8 @@ func TestTrailers(t *testing.T) {
 // flow-control settings under the same JSON names, with the same defaults
 // and the same checks, each error naming its field.
 func TestFlowControlShared(t *testing.T) {
-	const js = `{"chunk_timeout": "5s", "chunk_size": 4096, "window": 3}`
-	want := FlowControl{ChunkTimeout: caddy.Duration(5 * time.Second), ChunkSize: 4096, Window: 3}
+	const js = `{"chunk_timeout": "5s", "chunk_size": 4096, "window": 3, "socket_window": 5}`
+	want := FlowControl{ChunkTimeout: caddy.Duration(5 * time.Second), ChunkSize: 4096, Window: 3, SocketWindow: 5}
 	var tr Transport
 	var g Gateway
 	for _, v := range []any{&tr, &g} {
@@ -179,13 +179,14 @@ func TestFlowControlShared(t *testing.T) {
 	}
 	var empty FlowControl
 	empty.fillDefaults()
-	if empty != (FlowControl{ChunkTimeout: caddy.Duration(60 * time.Second), ChunkSize: 1 << 20, Window: 8}) {
+	if empty != (FlowControl{ChunkTimeout: caddy.Duration(60 * time.Second), ChunkSize: 1 << 20, Window: 8, SocketWindow: 32}) {
 		t.Fatalf("defaults: %+v", empty)
 	}
 	for want, fc := range map[string]FlowControl{
-		"chunk_timeout: must not be negative": {ChunkTimeout: -1, ChunkSize: 1 << 20, Window: 8},
-		"chunk_size: want 1024 to":            {ChunkSize: 1023, Window: 8},
-		"window: want 1 to 1024, got 1025":    {ChunkSize: 1 << 20, Window: 1025},
+		"chunk_timeout: must not be negative":     {ChunkTimeout: -1, ChunkSize: 1 << 20, Window: 8, SocketWindow: 32},
+		"chunk_size: want 1024 to":                {ChunkSize: 1023, Window: 8, SocketWindow: 32},
+		"window: want 1 to 1024, got 1025":        {ChunkSize: 1 << 20, Window: 1025, SocketWindow: 32},
+		"socket_window: want 1 to 1024, got 1025": {ChunkSize: 1 << 20, Window: 8, SocketWindow: 1025},
 	} {
 		tr := &Transport{Subject: DefaultSubject, FlowControl: fc}
 		g := &Gateway{Server: "s", Stage: "prod", Zone: "az-a", FlowControl: fc}

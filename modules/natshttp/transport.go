@@ -81,8 +81,8 @@ type Transport struct {
 	nc   *nats.Conn
 	mux  *mux
 	// the head's fixed field values, built once
-	windowValue, timeoutValue []string
-	logger                    *zap.Logger
+	windowValue, socketWindowValue, timeoutValue []string
+	logger                                       *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -120,6 +120,7 @@ func (t *Transport) Provision(ctx caddy.Context) error {
 		t.Zones = registryZones(ctx)
 	}
 	t.windowValue = []string{strconv.Itoa(t.Window)}[:1:1]
+	t.socketWindowValue = []string{strconv.Itoa(t.SocketWindow)}[:1:1]
 	t.timeoutValue = []string{strconv.FormatInt(time.Duration(t.ResponseHeaderTimeout).Milliseconds(), 10)}[:1:1]
 	nc, err := natsconn.Conn(ctx, t.Connection)
 	if err != nil {
@@ -368,7 +369,7 @@ func (rt *roundTrip) buildHead() (*http.Response, error) {
 // response head timer and the gateway probes.
 func (rt *roundTrip) openStream() error {
 	t := rt.t
-	st, err := t.mux.open(streamOpts{window: t.Window, tenant: rt.tenant, app: rt.app, subject: rt.subjects[0]})
+	st, err := t.mux.open(streamOpts{window: t.window(rt.upgrade), tenant: rt.tenant, app: rt.app, subject: rt.subjects[0]})
 	if err != nil {
 		proxyRequests.WithLabelValues("publish_error").Inc()
 		rt.log.Error("nats round trip failed", zap.String("outcome", "publish_error"), zap.Error(err))
@@ -574,7 +575,7 @@ func (rt *roundTrip) response(pending *nats.Msg) (*http.Response, error) {
 		resp.Header.Set("Upgrade", upgrade)
 		resp.Header.Set("Connection", "Upgrade")
 		resp.ContentLength = -1
-		br := &bodyReader{st: st, ctx: rt.ctx, window: t.Window, buf: f.data, next: 1, probe: probe}
+		br := &bodyReader{st: st, ctx: rt.ctx, window: t.SocketWindow, buf: f.data, next: 1, probe: probe}
 		resp.Body = &socket{
 			br:  br,
 			snd: &sender{st: st, ctx: rt.ctx, timeout: t.chunkTimeout()},
@@ -665,6 +666,10 @@ func (t *Transport) headMsg(req *http.Request, hf headFields, length int64, inli
 		lengthValue = strconv.FormatInt(length, 10)
 	}
 	path := req.URL.EscapedPath()
+	window := t.windowValue
+	if hf.upgrade != "" {
+		window = t.socketWindowValue
+	}
 	if t.ProtocolVersion == 1 {
 		head := newFrame(kindHead, 14+len(req.Header))
 		head[hdrVersion] = constValue(protoVersion)
@@ -677,7 +682,7 @@ func (t *Transport) headMsg(req *http.Request, hf headFields, length int64, inli
 		head[hdrPath] = []string{path}
 		head[hdrQuery] = []string{req.URL.RawQuery}
 		head[hdrHost] = []string{host}
-		head[hdrWindow] = t.windowValue
+		head[hdrWindow] = window
 		head[hdrTimeout] = t.timeoutValue
 		putHTTPFields(head, req.Header, prefixHeader)
 		if trailerNames != "" {
@@ -704,7 +709,7 @@ func (t *Transport) headMsg(req *http.Request, hf headFields, length int64, inli
 	b = appendV2Ctl(b, 'p', path)
 	b = appendV2Ctl(b, 'q', req.URL.RawQuery)
 	b = appendV2Ctl(b, 'h', host)
-	b = appendV2Ctl(b, 'w', t.windowValue[0])
+	b = appendV2Ctl(b, 'w', window[0])
 	b = appendV2Ctl(b, 't', t.timeoutValue[0])
 	b = appendV2Ctl(b, 'b', "1")
 	b = appendV2Ctl(b, 'u', hf.scheme)

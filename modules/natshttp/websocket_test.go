@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -305,5 +306,74 @@ func TestWebSocketForgedFramesDropped(t *testing.T) {
 	}
 	if err := c.Close(websocket.StatusNormalClosure, ""); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestWebSocketCreditFrames: an echoing socket's receivers grant credit
+// every socket_window/2 frames, not every window/2 (with the HTTP window
+// of 8, one NATS message in five was a credit). A wiretap counts the
+// socket's data and credit frames for 300 round trips, at the default
+// socket_window (32) and at 4 set on both sides.
+func TestWebSocketCreditFrames(t *testing.T) {
+	for _, c := range []struct {
+		window         int     // socket_window on both sides; 0: the default
+		minPer, maxPer float64 // bounds of data frames per credit frame
+	}{
+		{0, 14, 17},
+		{4, 1.8, 2.1},
+	} {
+		t.Run(fmt.Sprint("socket_window=", c.window), func(t *testing.T) {
+			s := startNATS(t, 0)
+			rep := wsReplica(t)
+			tp := newTopo(t, s)
+			g := gw("az-a")
+			if c.window > 0 {
+				tp.transport = map[string]any{"socket_window": c.window}
+				g["socket_window"] = c.window
+			}
+			tp.gateways = []map[string]any{g}
+			tp.wsReplica = strings.TrimPrefix(rep.URL, "http://")
+			load(t, tp)
+			tap := connect(t, s.ClientURL())
+			var data, credit atomic.Int64
+			if _, err := tap.Subscribe(">", func(m *nats.Msg) {
+				switch msgKind(m) {
+				case kindData:
+					data.Add(1)
+				case kindCredit:
+					credit.Add(1)
+				}
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if err := tap.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			ws := dialWS(t, ctx, wsURL(tp, "/ws/echo"))
+			defer ws.CloseNow()
+			const n = 300
+			for i := range n {
+				if err := ws.Write(ctx, websocket.MessageText, fmt.Appendf(nil, "m%d", i)); err != nil {
+					t.Fatal(err)
+				}
+				if _, _, err := ws.Read(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// the tap has every frame once it has the 2n data frames
+			// (the last credits go out before the frames they follow)
+			for data.Load() < 2*n && ctx.Err() == nil {
+				_ = tap.Flush()
+			}
+			d, cr := data.Load(), credit.Load()
+			if d < 2*n || cr == 0 {
+				t.Fatalf("tapped %d data and %d credit frames for %d round trips", d, cr, n)
+			}
+			if per := float64(d) / float64(cr); per < c.minPer || per > c.maxPer {
+				t.Errorf("%d data frames per credit frame (%d data, %d credit); want %.1f to %.1f", int(per), d, cr, c.minPer, c.maxPer)
+			}
+		})
 	}
 }
