@@ -170,7 +170,7 @@ type pooledConn struct {
 // block the reload.
 func (p *pooledConn) Destruct() error {
 	p.done.Store(true)
-	connUp.DeleteLabelValues(p.name)
+	p.releaseGauge()
 	go p.closeWhenReleased(ReleaseGrace, HoldLimit)
 	return nil
 }
@@ -214,18 +214,18 @@ func (c *Connection) dial(name string, srv *pooledServer, localPassword string, 
 			return d/2 + time.Duration(time.Now().UnixNano()%int64(d/2+1))
 		}),
 		nats.ConnectHandler(func(nc *nats.Conn) {
-			connUp.WithLabelValues(name).Set(1)
+			p.setUp(true)
 			log.Info("nats connected", zap.String("server", nc.ConnectedUrlRedacted()))
 		}),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			if p.done.Load() {
 				return
 			}
-			connUp.WithLabelValues(name).Set(0)
+			p.setUp(false)
 			log.Warn("nats disconnected", zap.Error(err))
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			connUp.WithLabelValues(name).Set(1)
+			p.setUp(true)
 			connReconnects.WithLabelValues(name).Inc()
 			log.Info("nats reconnected", zap.String("server", nc.ConnectedUrlRedacted()))
 		}),
@@ -234,7 +234,7 @@ func (c *Connection) dial(name string, srv *pooledServer, localPassword string, 
 				log.Info("nats connection closed")
 				return
 			}
-			connUp.WithLabelValues(name).Set(0)
+			p.setUp(false)
 			log.Error("nats connection closed; it will not reconnect", zap.Error(nc.LastError()))
 		}),
 		// An authorization error (a password or credentials rotated on the
@@ -288,7 +288,6 @@ func (c *Connection) dial(name string, srv *pooledServer, localPassword string, 
 			url = nats.DefaultURL
 		}
 	}
-	connUp.WithLabelValues(name).Set(0)
 	// One plain attempt first: credentials the server refuses are bad
 	// configuration, rejected at load; a server that cannot be reached is
 	// retried in the background.
@@ -301,14 +300,18 @@ func (c *Connection) dial(name string, srv *pooledServer, localPassword string, 
 	} else {
 		probeErr = err
 	}
+	p.ownGauge()
 	nc, err := nats.Connect(url, append(slices.Clip(authOpts), opts...)...)
 	if err != nil {
+		p.releaseGauge()
 		return nil, err
 	}
 	if !nc.IsConnected() {
 		log.Warn("nats server not reachable yet; retrying in the background", zap.String("servers", url), zap.NamedError("reason", probeErr))
 	}
+	upOwners.Lock() // releaseGauge of another connection may read it
 	p.nc = nc
+	upOwners.Unlock()
 	return p, nil
 }
 
