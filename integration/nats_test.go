@@ -388,10 +388,10 @@ func TestNATSBinaryEdgeReloadMidStream(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	const n = 4
-	results := natstest.StartStreams(n, 6, func() (*http.Response, error) {
+	results, started := natstest.StartStreams(n, 6, func() (*http.Response, error) {
 		return get("/events", "Echo-Events", "6", "Echo-Interval", "100ms")
 	})
-	time.Sleep(200 * time.Millisecond)
+	<-started // every stream under way
 	js, err := adapttest.Adapt(t, "Caddyfile", []byte(cfg(2)))
 	if err != nil {
 		t.Fatal(err)

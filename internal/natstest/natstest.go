@@ -69,27 +69,37 @@ func EventGaps(t testing.TB, body io.Reader, want int, every time.Duration) {
 
 // StartStreams sends n requests at once with do, each answered by a stream
 // of events (the echo's Echo-Events), and returns where their outcomes
-// arrive: "" for a response with all events, else what went wrong. Reload
-// tests read n outcomes after reloading mid-stream.
-func StartStreams(n, events int, do func() (*http.Response, error)) <-chan string {
-	results := make(chan string, n)
+// arrive: "" for a response with all events, else what went wrong; and a
+// channel closed once every request has its response head (or failed), so
+// that the stream is under way. Reload tests wait for it, reload, and read
+// n outcomes.
+func StartStreams(n, events int, do func() (*http.Response, error)) (results <-chan string, started <-chan struct{}) {
+	out := make(chan string, n)
+	heads := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(n)
+	go func() {
+		wg.Wait()
+		close(heads)
+	}()
 	for i := 0; i < n; i++ {
 		go func() {
 			resp, err := do()
+			wg.Done()
 			if err != nil {
-				results <- err.Error()
+				out <- err.Error()
 				return
 			}
 			defer resp.Body.Close()
 			b, err := io.ReadAll(resp.Body)
 			if got := strings.Count(string(b), "\n\n"); got != events || err != nil {
-				results <- fmt.Sprintf("status %d, %d of %d events, %v", resp.StatusCode, got, events, err)
+				out <- fmt.Sprintf("status %d, %d of %d events, %v", resp.StatusCode, got, events, err)
 				return
 			}
-			results <- ""
+			out <- ""
 		}()
 	}
-	return results
+	return out, heads
 }
 
 // Load is constant request load for restart tests: workers that each send up

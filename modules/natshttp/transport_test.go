@@ -500,13 +500,14 @@ func TestGatewayDrainsOnReload(t *testing.T) {
 	tp := newTopo(t, s)
 	load(t, tp)
 	const n = 5
-	results := natstest.StartStreams(n, 5, func() (*http.Response, error) {
+	results, started := natstest.StartStreams(n, 5, func() (*http.Response, error) {
 		req, _ := http.NewRequest("GET", tp.url("/orders/events"), nil)
 		req.Header.Set("Echo-Events", "5")
 		req.Header.Set("Echo-Interval", "100ms")
 		return http.DefaultClient.Do(req)
 	})
-	time.Sleep(150 * time.Millisecond)
+	<-started // every stream under way
+
 	tp.gateways = []map[string]any{gw("az-b")} // az-a leaves while serving
 	load(t, tp)
 	for i := 0; i < n; i++ {
@@ -532,13 +533,13 @@ func reloadMidStream(t *testing.T, s *server.Server, change func(tp *topo)) {
 	load(t, tp)
 	const n = 4
 	url := tp.url("/orders/events") // tp changes below
-	results := natstest.StartStreams(n, 6, func() (*http.Response, error) {
+	results, started := natstest.StartStreams(n, 6, func() (*http.Response, error) {
 		req, _ := http.NewRequest("GET", url, nil)
 		req.Header.Set("Echo-Events", "6")
 		req.Header.Set("Echo-Interval", "100ms")
 		return http.DefaultClient.Do(req)
 	})
-	time.Sleep(150 * time.Millisecond)
+	<-started // every stream under way
 	change(&tp)
 	load(t, tp)
 	for i := 0; i < n; i++ {
