@@ -556,7 +556,12 @@ func TestPlatformCaddyfile(t *testing.T) {
 		WaitFor: []string{"127.0.0.1:9800"},
 	})
 	get := func(path string) (int, echo.Report) {
-		resp, err := http.Get("http://127.0.0.1:9800" + path)
+		req, _ := http.NewRequest("GET", "http://127.0.0.1:9800"+path, nil)
+		// a platform service cannot pass as a signed-in user or as acme
+		req.Header.Set("Neo-User", "mallory")
+		req.Header.Set("Neo-User-Roles", "admin")
+		req.Header.Set("Neo-Realm", "prod")
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -577,6 +582,11 @@ func TestPlatformCaddyfile(t *testing.T) {
 			if rep.Path != "/orders/api/items" || rep.Host != "acme.apps.localhost" || rep.RawQuery != "x=1&y=%20" || rep.NeoHeaders["Neo-Tenant"][0] != "acme" ||
 				rep.NeoHeaders["Neo-App"][0] != "orders" || rep.NeoHeaders["Neo-Stage"][0] != "prod" || rep.NeoHeaders["Neo-Caller"][0] != "platform" {
 				t.Fatalf("%+v", rep)
+			}
+			for k := range rep.NeoHeaders {
+				if strings.HasPrefix(k, "Neo-User") || k == "Neo-Realm" {
+					t.Fatalf("a platform service's %s reached the app: %v", k, rep.NeoHeaders)
+				}
 			}
 			break
 		}

@@ -189,6 +189,11 @@ func (h *RouteHandler) miss(r *http.Request, host, reason, tenant string) error 
 	return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("neo: not routed (%s)", reason))
 }
 
+// senderHeaders are the Neo-* headers a request that arrived over NATS keeps
+// on a gateway: the caller (a platform listener's Neo-Caller) and the
+// signed-in user neo_identity admitted at the edge.
+var senderHeaders = [...]string{"Neo-Caller", "Neo-User", "Neo-User-Roles", "Neo-Realm"}
+
 // stripNeoHeaders removes every header whose name begins with neo- or neo_.
 func stripNeoHeaders(h http.Header) {
 	for k := range h {
@@ -201,21 +206,28 @@ func stripNeoHeaders(h http.Header) {
 // ServeHTTP resolves the request and calls next.
 func (h *RouteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	sr, viaGateway := SubjectRouteFrom(r.Context())
-	var caller []string
+	var kept [len(senderHeaders)][]string
 	if viaGateway {
-		// Neo-Caller was set by the sender (the edge strips clients' Neo-*
-		// headers; the platform listener sets it): it is kept.
-		caller = r.Header["Neo-Caller"]
+		// The sender set these (the edge strips clients' Neo-* headers
+		// with its own neo_route before neo_identity sets the user's; the
+		// platform listener strips its services' and sets Neo-Caller), and
+		// only edges and platform listeners may publish requests: they
+		// are kept.
+		for i, k := range senderHeaders {
+			kept[i] = r.Header[k]
+		}
 	}
 	stripNeoHeaders(r.Header)
+	for i, k := range senderHeaders {
+		if len(kept[i]) > 0 {
+			r.Header[k] = kept[i]
+		}
+	}
 	// The identity's cookies never reach an upstream: neo_signin took
 	// them already where it runs; on a host without it they were not set
 	// by this platform (__Host- cookies are host-only), and the edge's WAF
 	// does not inspect them.
 	TakeIdentityCookies(r.Header, nil)
-	if len(caller) > 0 {
-		r.Header["Neo-Caller"] = caller
-	}
 	rawHost := r.Host
 	if h.TrustForwardedHost {
 		if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted {

@@ -289,13 +289,15 @@ func TestSubjectRoute(t *testing.T) {
 	}
 }
 
-// TestSubjectRouteKeepsCaller: Neo-Caller survives neo_route only behind a
-// stage gateway (a client at the edge cannot claim to be the platform).
+// TestSubjectRouteKeepsCaller: Neo-Caller and the user the edge's
+// neo_identity admitted (Neo-User, Neo-User-Roles, Neo-Realm) survive
+// neo_route only behind a stage gateway (a client at the edge cannot claim
+// to be the platform or a user); any other Neo-* header goes everywhere.
 func TestSubjectRouteKeepsCaller(t *testing.T) {
 	h := testHandler(t)
 	for _, viaGateway := range []bool{false, true} {
 		u, _ := url.ParseRequestURI("/orders/x")
-		r := &http.Request{Method: "GET", URL: u, RequestURI: "/orders/x", Host: "acme.apps.localhost", Header: http.Header{"Neo-Caller": {"platform"}, "Neo-User": {"x"}}, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
+		r := &http.Request{Method: "GET", URL: u, RequestURI: "/orders/x", Host: "acme.apps.localhost", Header: http.Header{"Neo-Caller": {"platform"}, "Neo-User": {"x"}, "Neo-User-Roles": {"r1,r2"}, "Neo-Realm": {"prod"}, "Neo-Tenant": {"globex"}, "neo_other": {"y"}}, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
 		ctx := context.WithValue(context.Background(), caddy.ReplacerCtxKey, caddy.NewReplacer())
 		ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{})
 		if viaGateway {
@@ -312,8 +314,13 @@ func TestSubjectRouteKeepsCaller(t *testing.T) {
 		if c := got.Get("Neo-Caller"); (c == "platform") != viaGateway {
 			t.Errorf("gateway %v: Neo-Caller %q", viaGateway, c)
 		}
-		if got.Get("Neo-User") != "" {
-			t.Errorf("gateway %v: Neo-User kept", viaGateway)
+		for k, v := range map[string]string{"Neo-User": "x", "Neo-User-Roles": "r1,r2", "Neo-Realm": "prod"} {
+			if g := got.Get(k); (g == v) != viaGateway || (g != "" && g != v) {
+				t.Errorf("gateway %v: %s %q", viaGateway, k, g)
+			}
+		}
+		if got.Get("Neo-Tenant") == "globex" || got.Get("neo_other") != "" {
+			t.Errorf("gateway %v: other neo headers kept: %v", viaGateway, got)
 		}
 	}
 }
