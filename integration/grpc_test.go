@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,10 +37,15 @@ type grpcReplica struct {
 	testpb.UnimplementedTestServiceServer
 	tenant string
 	calls  atomic.Int64
+	// md is the metadata of the last unary call
+	md atomic.Pointer[metadata.MD]
 }
 
 func (s *grpcReplica) UnaryCall(ctx context.Context, req *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
 	s.calls.Add(1)
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		s.md.Store(&md)
+	}
 	_ = grpc.SetHeader(ctx, metadata.Pairs("neo-replica", s.tenant))
 	if st := req.GetResponseStatus(); st != nil && st.Code != 0 {
 		// no message: a trailers-only response
@@ -126,10 +133,12 @@ type grpcTopo struct {
 	edgePort      int
 	roots         *x509.CertPool
 	acme, globex  *grpcReplica
-	acmeWS        *wsReplica
-	gwEnv         []string
-	gwAdmin       string
-	gwListen      string
+	// the replicas of the private app vault
+	acmeVault, globexVault *grpcReplica
+	acmeWS                 *wsReplica
+	gwEnv                  []string
+	gwAdmin                string
+	gwListen               string
 }
 
 const grpcTenant = `tenant %[1]s {
@@ -149,6 +158,23 @@ const grpcTenant = `tenant %[1]s {
 	domain rpc.%[1]s.localhost prod {
 		default_app rpc all
 	}
+	app vault {
+		protocol h2c
+		stage prod {
+			replica 127.0.0.1:%[4]d az-a
+		}
+	}
+	domain vault.%[1]s.localhost prod {
+		default_app vault all
+	}
+	identity {
+		stage prod {
+			user %[1]s-user {
+				password %[1]s-password
+				roles vault-reader
+			}
+		}
+	}
 }
 `
 
@@ -158,11 +184,15 @@ func startGRPCTopo(t *testing.T) *grpcTopo {
 	var acmePort, globexPort int
 	gt.acme, acmePort = startGRPCReplica(t, "acme")
 	gt.globex, globexPort = startGRPCReplica(t, "globex")
+	var acmeVaultPort, globexVaultPort int
+	gt.acmeVault, acmeVaultPort = startGRPCReplica(t, "acme-vault")
+	gt.globexVault, globexVaultPort = startGRPCReplica(t, "globex-vault")
+	vaultPorts := map[string]int{"acme": acmeVaultPort, "globex": globexVaultPort}
 	dir := t.TempDir()
 	gt.acmeWS = startWSEchoReplica(t)
 	wsPorts := map[string]int{"acme": gt.acmeWS.port, "globex": startWSEchoReplica(t).port}
 	for name, port := range map[string]int{"acme": acmePort, "globex": globexPort} {
-		if err := os.WriteFile(filepath.Join(dir, name+".caddy"), fmt.Appendf(nil, grpcTenant, name, port, wsPorts[name]), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, name+".caddy"), fmt.Appendf(nil, grpcTenant, name, port, wsPorts[name], vaultPorts[name]), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -420,6 +450,139 @@ func TestGRPCOverNATS(t *testing.T) {
 		}
 		if gt.globex.calls.Load() != globexCalls {
 			t.Fatal("a cross-tenant attempt reached globex's replica")
+		}
+	})
+}
+
+// signIn signs in on host with the sign-in form, as a browser does, and
+// returns the session's access token (the __Host-neo_at cookie).
+func (gt *grpcTopo) signIn(t *testing.T, host, user, password string) string {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: gt.roots, ServerName: host},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, fmt.Sprintf("127.0.0.1:%d", gt.edgePort))
+		}}}
+	t.Cleanup(c.CloseIdleConnections)
+	base := fmt.Sprintf("https://%s:%d", host, gt.edgePort)
+	resp, err := c.Get(base + "/identity/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := csrfRE.FindSubmatch(page)
+	if m == nil {
+		t.Fatalf("sign-in page of %s: %d %.300q", host, resp.StatusCode, page)
+	}
+	resp, err = c.PostForm(base+"/identity/login", url.Values{"username": {user}, "password": {password}, "csrf": {string(m[1])}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "__Host-neo_at" {
+			return ck.Value
+		}
+	}
+	t.Fatalf("signing in as %s on %s: %d, no access token", user, host, resp.StatusCode)
+	return ""
+}
+
+// bearer is gRPC per-call credentials: an access token in the
+// authorization metadata.
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+func (bearer) RequireTransportSecurity() bool { return true }
+
+// TestGRPCPrivateApp: a private app takes gRPC calls only from a user of its
+// tenant and stage signed in: no token, a forged one and another tenant's
+// are refused with Unauthenticated or PermissionDenied before any replica
+// sees the call; a valid token in the authorization metadata opens unary
+// and streaming calls, and the replica learns who called (neo-user,
+// neo-user-roles) and gets the token to verify itself, as an HTTP app does.
+func TestGRPCPrivateApp(t *testing.T) {
+	gt := startGRPCTopo(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	logs := func() string {
+		return "edge:\n" + tail(gt.edge.Logs(), 3000) + "\ngateway:\n" + tail(gt.gateway.Logs(), 3000)
+	}
+	vault := testpb.NewTestServiceClient(gt.dial(t, "vault.acme.localhost"))
+	acmeTok := gt.signIn(t, "vault.acme.localhost", "acme-user", "acme-password")
+	globexTok := gt.signIn(t, "vault.globex.localhost", "globex-user", "globex-password")
+	call := func(creds grpc.CallOption) (*testpb.SimpleResponse, error) {
+		opts := []grpc.CallOption{grpc.WaitForReady(true)}
+		if creds != nil {
+			opts = append(opts, creds)
+		}
+		return vault.UnaryCall(ctx, &testpb.SimpleRequest{Payload: &testpb.Payload{Body: []byte("secret")}}, opts...)
+	}
+
+	for _, c := range []struct {
+		name  string
+		creds grpc.CallOption
+		want  codes.Code
+	}{
+		{"no token", nil, codes.Unauthenticated},
+		{"forged signature", grpc.PerRPCCredentials(bearer(acmeTok[:len(acmeTok)-4] + "AAAA")), codes.Unauthenticated},
+		{"garbage", grpc.PerRPCCredentials(bearer("abc.def.ghi")), codes.Unauthenticated},
+		{"globex's token", grpc.PerRPCCredentials(bearer(globexTok)), codes.PermissionDenied},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := call(c.creds)
+			if status.Code(err) != c.want {
+				t.Fatalf("code %v (%v), want %v\n%s", status.Code(err), err, c.want, logs())
+			}
+			if n := gt.acmeVault.calls.Load() + gt.globexVault.calls.Load(); n != 0 {
+				t.Fatalf("a refused call reached a vault replica (%d calls)", n)
+			}
+		})
+	}
+
+	t.Run("signed in", func(t *testing.T) {
+		creds := grpc.PerRPCCredentials(bearer(acmeTok))
+		resp, err := call(creds)
+		if err != nil || string(resp.GetPayload().GetBody()) != "acme-vault:secret" {
+			t.Fatalf("unary: %q %v\n%s", resp.GetPayload().GetBody(), err, logs())
+		}
+		md := *gt.acmeVault.md.Load()
+		if got := md.Get("neo-user"); len(got) != 1 || got[0] != "acme-user" {
+			t.Errorf("neo-user %v (metadata %v)", got, md)
+		}
+		if got := md.Get("neo-user-roles"); len(got) != 1 || got[0] != "vault-reader" {
+			t.Errorf("neo-user-roles %v", got)
+		}
+		if got := md.Get("authorization"); len(got) != 1 || got[0] != "Bearer "+acmeTok {
+			t.Errorf("the replica did not get the access token: %v", got)
+		}
+		stream, err := vault.StreamingOutputCall(ctx, &testpb.StreamingOutputCallRequest{
+			ResponseParameters: []*testpb.ResponseParameters{{Size: 10}, {Size: 20}, {Size: 30}}}, creds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for {
+			m, err := stream.Recv()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("stream after %d messages: %v", n, err)
+			}
+			if !bytes.HasPrefix(m.GetPayload().GetBody(), fmt.Appendf(nil, "acme-vault:%d:", n)) {
+				t.Fatalf("message %d: %.20q", n, m.GetPayload().GetBody())
+			}
+			n++
+		}
+		if n != 3 {
+			t.Fatalf("%d of 3 streamed messages", n)
+		}
+		if gt.globexVault.calls.Load() != 0 {
+			t.Fatal("acme's calls reached globex's vault")
 		}
 	})
 }
