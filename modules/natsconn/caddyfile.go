@@ -182,8 +182,8 @@ func (c *Connection) unmarshal(d *caddyfile.Dispenser, cname string) error {
 			c.Name, err = cfblock.One(d)
 		case "reconnect_wait":
 			if args, err = cfblock.Args(d, 1, 2); err == nil {
-				if c.ReconnectWait, err = cfblock.Duration(d, args[0]); err == nil && len(args) == 2 {
-					c.MaxReconnectWait, err = cfblock.Duration(d, args[1])
+				if c.ReconnectWait, err = cfblock.Duration(d, "reconnect_wait", args[0]); err == nil && len(args) == 2 {
+					c.MaxReconnectWait, err = cfblock.Duration(d, "reconnect_wait", args[1])
 				}
 			}
 		case "reconnect_buf_size":

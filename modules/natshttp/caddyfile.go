@@ -86,9 +86,9 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "service_name":
 			g.ServiceName = v
 		case "drain_timeout":
-			g.DrainTimeout, err = cfblock.Duration(d, v)
+			g.DrainTimeout, err = cfblock.Duration(d, name, v)
 		case "max_in_flight":
-			g.MaxInFlight, err = cfblock.Count(d, v)
+			g.MaxInFlight, err = cfblock.Count(d, name, v)
 		default:
 			return cfblock.Unknown(d, "neo_nats_gateway", name)
 		}
@@ -141,15 +141,15 @@ func (t *Transport) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "subject":
 			t.Subject = v
 		case "response_header_timeout":
-			t.ResponseHeaderTimeout, err = cfblock.Duration(d, v)
+			t.ResponseHeaderTimeout, err = cfblock.Duration(d, name, v)
 		case "gateway_check_interval":
 			if v == "off" {
 				t.GatewayCheckInterval = -1
 			} else {
-				t.GatewayCheckInterval, err = cfblock.Duration(d, v)
+				t.GatewayCheckInterval, err = cfblock.Duration(d, name, v)
 			}
 		case "protocol_version":
-			t.ProtocolVersion, err = cfblock.Count(d, v)
+			t.ProtocolVersion, err = cfblock.Count(d, name, v)
 		default:
 			return cfblock.Unknown(d, "transport neo_nats", name)
 		}

@@ -18,7 +18,9 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"transport dup", ":80 {\n reverse_proxy nats {\n transport neo_nats {\n window 1\n window 2\n }\n }\n}\n", `transport neo_nats: duplicate subdirective "window"`},
 		{"transport zones empty", ":80 {\n reverse_proxy nats {\n transport neo_nats {\n zones\n }\n }\n}\n", "zones: wrong argument count"},
 		{"gateway dup", "{\n neo_nats_gateway {\n server s\n server t\n }\n}\n", `neo_nats_gateway: duplicate subdirective "server"`},
-		{"transport socket_window", ":80 {\n reverse_proxy nats {\n transport neo_nats {\n socket_window x\n }\n }\n}\n", "socket_window"},
+		{"gateway drain_timeout", "{\n neo_nats_gateway {\n server s\n drain_timeout soon\n }\n}\n", `drain_timeout: bad duration "soon"`},
+		{"transport chunk_size", ":80 {\n reverse_proxy nats {\n transport neo_nats {\n chunk_size lots\n }\n }\n}\n", `chunk_size: bad size "lots"`},
+		{"transport socket_window", ":80 {\n reverse_proxy nats {\n transport neo_nats {\n socket_window x\n }\n }\n}\n", `socket_window: want a non-negative integer, got "x"`},
 		{"gateway subjects empty", "{\n neo_nats_gateway {\n server s\n subjects\n }\n}\n", "subjects: wrong argument count"},
 	} {
 		t.Run(c.name, func(t *testing.T) { adapttest.ExpectError(t, c.in, c.want) })

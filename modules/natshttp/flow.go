@@ -111,18 +111,15 @@ func (fc *FlowControl) chunkTimeout() time.Duration { return time.Duration(fc.Ch
 func (fc *FlowControl) unmarshalSubdirective(d *caddyfile.Dispenser, name, value string) (ok bool, err error) {
 	switch name {
 	case "chunk_timeout":
-		fc.ChunkTimeout, err = cfblock.Duration(d, value)
+		fc.ChunkTimeout, err = cfblock.Duration(d, name, value)
 	case "chunk_size":
-		fc.ChunkSize, err = cfblock.Size(d, value)
+		fc.ChunkSize, err = cfblock.Size(d, name, value)
 	case "window":
-		fc.Window, err = cfblock.Count(d, value)
+		fc.Window, err = cfblock.Count(d, name, value)
 	case "socket_window":
-		fc.SocketWindow, err = cfblock.Count(d, value)
+		fc.SocketWindow, err = cfblock.Count(d, name, value)
 	default:
 		return false, nil
-	}
-	if err != nil {
-		err = fmt.Errorf("%s: %w", name, err)
 	}
 	return true, err
 }
