@@ -200,6 +200,21 @@ func measured(url string, pid int, ns *server.Server, conns, size int, d time.Du
 	return r
 }
 
+// cpuProfiles writes a CPU profile of d of each instance to <its key>.prof
+// while run puts them under load (run outlasts the profiles).
+func cpuProfiles(insts map[string]*harness.Instance, d time.Duration, run func()) {
+	var wg sync.WaitGroup
+	for file, inst := range insts {
+		wg.Go(func() {
+			if st, body, err := inst.Admin("GET", fmt.Sprintf("/debug/pprof/profile?seconds=%d", max(1, int(d.Seconds()))), nil); err == nil && st == 200 {
+				_ = os.WriteFile(file+".prof", body, 0o644)
+			}
+		})
+	}
+	run()
+	wg.Wait()
+}
+
 func findPid(config string) int {
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, d := range dirs {
@@ -294,18 +309,10 @@ func main() {
 	}
 	if prefix := os.Getenv("NEO_WS_CPU_PROFILE"); prefix != "" {
 		// a CPU profile of the caddy process under each chain's load
-		for name, u := range map[string]string{"nats": natsURL, "http": httpURL} {
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				if st, body, err := inst.Admin("GET", fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(dur.Seconds())), nil); err == nil && st == 200 {
-					_ = os.WriteFile(prefix+"-"+name+".prof", body, 0o644)
-				}
-			}()
-			echoLoad(u, *conns, *size, *dur+time.Second) // outlasts the profile
-			<-done
-		}
+		cpuProfiles(map[string]*harness.Instance{prefix + "-nats": inst}, *dur, func() { echoLoad(natsURL, *conns, *size, *dur+time.Second) })
+		cpuProfiles(map[string]*harness.Instance{prefix + "-http": inst}, *dur, func() { echoLoad(httpURL, *conns, *size, *dur+time.Second) })
 	}
+
 	for _, v := range [][]float64{ratios, p99s, cpus, directs} {
 		slices.Sort(v)
 	}
@@ -507,23 +514,10 @@ func splitIdle(n int, streamBuf string, sockets int, load time.Duration) {
 		var ratios []float64
 		if prefix := os.Getenv("NEO_WS_CPU_PROFILE"); prefix != "" {
 			// CPU profiles of the edge, the gateway and the plain edge
-			var wg sync.WaitGroup
-			for name, inst := range map[string]*harness.Instance{"edge": edge, "gateway": gw} {
-				wg.Go(func() {
-					if st, body, err := inst.Admin("GET", fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(load.Seconds())), nil); err == nil && st == 200 {
-						_ = os.WriteFile(prefix+"-split-"+name+".prof", body, 0o644)
-					}
-				})
-			}
-			echoLoad(url, sockets, 64, load+time.Second) // outlasts the profiles
-			wg.Wait()
-			wg.Go(func() {
-				if st, body, err := plain.Admin("GET", fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(load.Seconds())), nil); err == nil && st == 200 {
-					_ = os.WriteFile(prefix+"-split-plain.prof", body, 0o644)
-				}
-			})
-			echoLoad(plainURL, sockets, 64, load+time.Second)
-			wg.Wait()
+			cpuProfiles(map[string]*harness.Instance{prefix + "-split-edge": edge, prefix + "-split-gateway": gw}, load,
+				func() { echoLoad(url, sockets, 64, load+time.Second) })
+			cpuProfiles(map[string]*harness.Instance{prefix + "-split-plain": plain}, load,
+				func() { echoLoad(plainURL, sockets, 64, load+time.Second) })
 		}
 		for range 2 {
 			nr, n := cpu(url, edge, gw, replica)
