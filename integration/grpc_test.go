@@ -503,7 +503,8 @@ func (bearer) RequireTransportSecurity() bool { return true }
 // are refused with Unauthenticated or PermissionDenied before any replica
 // sees the call; a valid token in the authorization metadata opens unary
 // and streaming calls, and the replica learns who called (neo-user,
-// neo-user-roles) and gets the token to verify itself, as an HTTP app does.
+// neo-user-roles, neo-realm) and gets the token to verify itself, as an HTTP
+// app does.
 func TestGRPCPrivateApp(t *testing.T) {
 	gt := startGRPCTopo(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
@@ -555,6 +556,9 @@ func TestGRPCPrivateApp(t *testing.T) {
 		}
 		if got := md.Get("neo-user-roles"); len(got) != 1 || got[0] != "vault-reader" {
 			t.Errorf("neo-user-roles %v", got)
+		}
+		if got := md.Get("neo-realm"); len(got) != 1 || got[0] != "prod" {
+			t.Errorf("neo-realm %v", got)
 		}
 		if got := md.Get("authorization"); len(got) != 1 || got[0] != "Bearer "+acmeTok {
 			t.Errorf("the replica did not get the access token: %v", got)
