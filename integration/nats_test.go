@@ -34,6 +34,12 @@ type natsTopo struct {
 	natsPort                          int
 	admin, edge, httpEdge, stage, rep int
 	inst                              *harness.Instance
+	// lean: the edge has neo_nats_sockets (stream_close_delay 2s) and the
+	// stage server transport neo_http, so the roles carry WebSockets
+	// themselves; else reverse_proxy holds them
+	lean bool
+	// closeDelay: the edge's stream_close_delay when lean (default 2s)
+	closeDelay string
 }
 
 const natsTopoCaddyfile = `{
@@ -52,6 +58,7 @@ const natsTopoCaddyfile = `{
 # edge → NATS → gateway
 http://:%[2]d {
 	bind 127.0.0.1
+	%[8]s
 	reverse_proxy nats {
 		transport neo_nats {
 			subject neo.rt.prod.{neo.zone}.{http.request.header.X-Tenant}.{http.request.header.X-App}
@@ -77,6 +84,7 @@ http://:%[4]d {
 	bind 127.0.0.1
 	reverse_proxy 127.0.0.1:%[5]d {
 		lb_try_duration 2s
+		%[9]s
 	}
 }
 
@@ -121,13 +129,16 @@ func startNATSServerOpts(t testing.TB, opts *server.Options) *server.Server {
 	return s
 }
 
-func startNATSTopo(t testing.TB) *natsTopo {
+func startNATSTopo(t testing.TB) *natsTopo { t.Helper(); return startNATSTopoLean(t, false) }
+
+// startNATSTopoLean is startNATSTopo, with the lean WebSocket path when lean.
+func startNATSTopoLean(t testing.TB, lean bool) *natsTopo {
 	t.Helper()
 	ports, err := harness.FreePorts(6)
 	if err != nil {
 		t.Fatal(err)
 	}
-	nt := &natsTopo{t: t, natsPort: ports[0], admin: ports[1], edge: ports[2], httpEdge: ports[3], stage: ports[4], rep: ports[5]}
+	nt := &natsTopo{t: t, natsPort: ports[0], admin: ports[1], edge: ports[2], httpEdge: ports[3], stage: ports[4], rep: ports[5], lean: lean}
 	nt.srv = startNATSServer(t, nt.natsPort)
 	t.Cleanup(func() { nt.srv.Shutdown() })
 	dir := t.TempDir()
@@ -154,7 +165,15 @@ func startNATSTopo(t testing.TB) *natsTopo {
 }
 
 func (nt *natsTopo) caddyfile(zones ...string) string {
-	return fmt.Sprintf(natsTopoCaddyfile, nt.admin, nt.edge, nt.httpEdge, nt.stage, nt.rep, nt.natsPort, gatewayBlock(zones...))
+	sockets, transport := "", ""
+	if nt.lean {
+		d := nt.closeDelay
+		if d == "" {
+			d = "2s"
+		}
+		sockets, transport = "neo_nats_sockets {\n\t\tstream_close_delay "+d+"\n\t}", "transport neo_http"
+	}
+	return fmt.Sprintf(natsTopoCaddyfile, nt.admin, nt.edge, nt.httpEdge, nt.stage, nt.rep, nt.natsPort, gatewayBlock(zones...), sockets, transport)
 }
 
 // reload loads the topology with the given gateways through the admin API.

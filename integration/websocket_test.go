@@ -25,9 +25,21 @@ func (nt *natsTopo) dialWS(ctx context.Context, port int, tenant string) (*webso
 }
 
 // TestNATSBinaryWebSocket: WebSockets through the built binary, edge ->
-// NATS -> stage gateway -> neo_echo replica.
+// NATS -> stage gateway -> neo_echo replica, held by reverse_proxy on
+// both proxies and carried by the roles themselves (neo_nats_sockets,
+// transport neo_http).
 func TestNATSBinaryWebSocket(t *testing.T) {
-	nt := startNATSTopo(t)
+	for _, lean := range []bool{false, true} {
+		name := "held by reverse_proxy"
+		if lean {
+			name = "neo_nats_sockets and neo_http"
+		}
+		t.Run(name, func(t *testing.T) { testNATSBinaryWebSocket(t, lean) })
+	}
+}
+
+func testNATSBinaryWebSocket(t *testing.T, lean bool) {
+	nt := startNATSTopoLean(t, lean)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 

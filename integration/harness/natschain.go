@@ -67,6 +67,7 @@ const natsChain = `{
 
 http://:%[2]d {
 	bind 127.0.0.1
+	neo_nats_sockets
 	reverse_proxy nats {
 		transport neo_nats {
 			subject neo.rt.prod.{neo.zone}.acme.orders
@@ -88,7 +89,11 @@ http://:%[3]d {
 
 http://:%[4]d {
 	bind 127.0.0.1
-	reverse_proxy 127.0.0.1:%[5]d
+	# requests from the HTTP edge: Caddy's http transport as it is; from
+	# the gateway: WebSockets carried by the gateway after the 101
+	reverse_proxy 127.0.0.1:%[5]d {
+		transport neo_http
+	}
 }
 
 http://:%[5]d {

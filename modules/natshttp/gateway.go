@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -334,7 +335,12 @@ func (g *Gateway) stop() {
 	start := time.Now()
 	if caddy.Exiting() {
 		// the process ends: its WebSockets cannot outlive it
-		g.goAway()
+		g.goAway(true)
+	} else {
+		// a reload: the sockets the gateway carries itself (transport
+		// neo_http) go on for drain_timeout; those a reverse proxy holds,
+		// for its stream_close_delay
+		time.AfterFunc(time.Duration(g.DrainTimeout), func() { g.goAway(false) })
 	}
 	_ = g.svc.Stop() // unsubscribes, then delivers what was already received
 	_ = g.nc.FlushTimeout(2 * time.Second)
@@ -464,7 +470,14 @@ func (g *Gateway) serve(m *nats.Msg) {
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	// a WebSocket the gateway took over (respWriter.takeOver) keeps the
+	// stream, its context and its reader until it ends (release)
+	var handedOver bool
+	defer func() {
+		if !handedOver {
+			cancel()
+		}
+	}()
 	window := g.window(rh.upgrade)
 	st, err := g.mux.open(streamOpts{window: window, peer: m.Reply, bind: rh.bind, tenant: fields.tenant, app: fields.app, subject: m.Subject})
 	if err != nil {
@@ -475,7 +488,11 @@ func (g *Gateway) serve(m *nats.Msg) {
 		return
 	}
 	st.cancelFn = cancel
-	defer st.close()
+	defer func() {
+		if !handedOver {
+			st.close()
+		}
+	}()
 	st.addCredit(rh.window)
 
 	reqCtx := ctx
@@ -518,7 +535,11 @@ func (g *Gateway) serve(m *nats.Msg) {
 		st: st, ctx: ctx, timeout: g.chunkTimeout(), window: window,
 		buf: f.data, next: 1, eof: f.eof, trailer: r.Trailer, request: true,
 	}
-	defer br.stop()
+	defer func() {
+		if !handedOver {
+			br.stop()
+		}
+	}()
 	if f.eof && len(f.data) == 0 {
 		r.Body = http.NoBody
 	} else {
@@ -540,6 +561,9 @@ func (g *Gateway) serve(m *nats.Msg) {
 	}
 	if rh.upgrade != "" {
 		w.upgrade, w.br = rh.upgrade, br
+		w.release = func() { br.stop(); st.close(); cancel() }
+		// transport neo_http finds the handshake's writer here
+		r = r.WithContext(context.WithValue(r.Context(), gatewaySlotKey{}, w))
 	}
 	if !f.eof {
 		// tell the edge where to stream the body, and how much it may send
@@ -575,6 +599,9 @@ func (g *Gateway) serve(m *nats.Msg) {
 	}
 	if !g.serveHTTP(w, r, fields) {
 		return
+	}
+	if w.taken {
+		handedOver = true
 	}
 	if w.hijacked.Load() {
 		gatewayRequests.WithLabelValues(g.Name, "upgraded").Inc()
@@ -706,6 +733,10 @@ type respWriter struct {
 	upgrade  string
 	br       *bodyReader
 	hijacked atomic.Bool
+	// taken: the gateway carries the socket itself (takeOver); release
+	// then frees the request's stream when the socket ends
+	taken   bool
+	release func()
 }
 
 func (w *respWriter) Header() http.Header { return w.header }
@@ -947,20 +978,32 @@ func (w *respWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if w.upgrade == "" || w.status != http.StatusSwitchingProtocols || w.hijacked.Load() {
 		return nil, nil, http.ErrNotSupported
 	}
+	c, err := w.socket(true)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, bufio.NewReadWriter(bufio.NewReaderSize(c, 1), bufio.NewWriterSize(c, 1)), nil
+}
+
+// socket sends the 101 to the edge and registers the socket; held: a
+// handler (the reverse proxy) holds the request while it lasts.
+func (w *respWriter) socket(held bool) (*gatewaySocket, error) {
 	if !w.headWasSent() {
 		if err := w.sendHead(false, nil); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	w.hijacked.Store(true)
 	w.done = true
-	c := &gatewaySocket{w: w}
+	c := &gatewaySocket{w: w, held: held}
 	w.g.sockets.Store(c, struct{}{})
-	w.g.nsockets.Add(1)
+	if held {
+		w.g.nsockets.Add(1)
+	}
 	if ct := w.g.chunkTimeout(); ct > 0 {
 		c.watchPeer(ct)
 	}
-	return c, bufio.NewReadWriter(bufio.NewReaderSize(c, 1), bufio.NewWriterSize(c, 1)), nil
+	return c, nil
 }
 
 // gatewaySocket is the edge's side of a hijacked WebSocket on a gateway.
@@ -969,6 +1012,12 @@ type gatewaySocket struct {
 	wmu    sync.Mutex
 	closed atomic.Bool
 	watch  atomic.Pointer[time.Timer] // watchPeer
+	// held: the reverse proxy holds the request (Hijack), which counts in
+	// the gateway's in-flight requests; else the gateway carries it
+	// (takeOver) and backend is the replica's connection
+	held    bool
+	backend io.Closer
+	endOnce sync.Once
 }
 
 func (c *gatewaySocket) Read(p []byte) (int, error) { return c.w.br.Read(p) }
@@ -997,7 +1046,9 @@ func (c *gatewaySocket) Close() error {
 		return nil
 	}
 	c.w.g.sockets.Delete(c)
-	c.w.g.nsockets.Add(-1)
+	if c.held {
+		c.w.g.nsockets.Add(-1)
+	}
 	if t := c.watch.Load(); t != nil {
 		t.Stop()
 	}
@@ -1006,15 +1057,21 @@ func (c *gatewaySocket) Close() error {
 	return nil
 }
 
-// goAway ends every WebSocket the gateway carries: the edge gets an error
-// frame saying the gateway goes away (its client a close frame with code
-// 1001), and the replica's side of the socket ends.
-func (g *Gateway) goAway() {
+// goAway ends the WebSockets the gateway carries (all, or only those no
+// reverse proxy holds): the edge gets an error frame saying the gateway
+// goes away (its client a close frame with code 1001), and the replica's
+// side of the socket ends.
+func (g *Gateway) goAway(all bool) {
 	g.sockets.Range(func(k, _ any) bool {
 		c := k.(*gatewaySocket)
-		if !c.closed.Swap(true) {
+		if (all || !c.held) && !c.closed.Swap(true) {
 			g.sockets.Delete(c)
-			g.nsockets.Add(-1)
+			if c.held {
+				g.nsockets.Add(-1)
+			}
+			if t := c.watch.Load(); t != nil {
+				t.Stop()
+			}
 			c.w.st.sendControl(kindError, 0, goingAwayMsg)
 			c.w.st.abort()
 		}

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -582,6 +583,9 @@ func (rt *roundTrip) response(pending *nats.Msg) (*http.Response, error) {
 			max: rt.chunk, log: rt.log,
 		}
 		proxyRequests.WithLabelValues("upgraded").Inc()
+		if slot, _ := rt.ctx.Value(socketSlotKey{}).(*socketSlot); slot != nil {
+			return rt.takeOver(slot, resp, resp.Body.(*socket))
+		}
 		return resp, nil
 	}
 	br := &bodyReader{
@@ -888,6 +892,13 @@ type socket struct {
 	mu     sync.Mutex
 	closed bool
 
+	// set when the transport took the client's connection over (see
+	// sockets.go): the socket's own context, and the config's sockets
+	cancel context.CancelFunc
+	set    *socketSet
+	// goingAway: its config was replaced (close code 1001)
+	goingAway atomic.Bool
+
 	// the gateway-to-client direction's frames (read by one goroutine):
 	// when the stream fails between two frames and no close frame went
 	// by, the client gets one (1011, or 1001 from a gateway going away)
@@ -914,6 +925,9 @@ func (s *socket) Read(p []byte) (int, error) {
 		s.log.Warn("nats websocket stream failed", zap.Error(err))
 		if n == 0 && s.frames.atBoundary() && !s.frames.closeSeen && len(p) > 0 {
 			code, reason := closeCodeFor(err)
+			if s.goingAway.Load() {
+				code, reason = wsGoingAway, "edge config replaced"
+			}
 			s.pending, s.perr = closeFrame(code, reason), err
 			s.frames.closeSeen = true
 			return s.Read(p)
@@ -954,5 +968,8 @@ func (s *socket) Close() error {
 	s.br.stop()
 	s.br.st.abort()
 	s.br.st.close()
+	if s.cancel != nil {
+		s.cancel()
+	}
 	return nil
 }

@@ -164,9 +164,13 @@ func (s *socket) WriteTo(w io.Writer) (int64, error) {
 			p, err = s.br.take()
 			s.frames.feed(p)
 			if err != nil && err != io.EOF && !s.isClosed() {
-				s.log.Warn("nats websocket stream failed", zap.Error(err))
+				code, reason := closeCodeFor(err)
+				if s.goingAway.Load() {
+					code, reason = wsGoingAway, "edge config replaced"
+				} else {
+					s.log.Warn("nats websocket stream failed", zap.Error(err))
+				}
 				if s.frames.atBoundary() && !s.frames.closeSeen {
-					code, reason := closeCodeFor(err)
 					p, s.perr, err = closeFrame(code, reason), err, nil
 					s.frames.closeSeen = true
 				}
@@ -210,30 +214,7 @@ func (c *gatewaySocket) WriteTo(w io.Writer) (int64, error) {
 	}
 }
 
-// socketReadBuffer is the buffer ReadFrom reads a client's bytes into: the
-// size of Caddy's stream_buffer_size in the role files, which a TLS
-// connection's copy uses instead.
-const socketReadBuffer = 4 << 10
-
 // ReadFrom sends r's bytes (the client's connection) to the gateway as
 // they arrive, through a small buffer (a plain TCP connection's WriteTo
 // would copy through 32 KiB of its own per socket).
-func (s *socket) ReadFrom(r io.Reader) (int64, error) {
-	buf := make([]byte, socketReadBuffer)
-	var total int64
-	for {
-		n, err := r.Read(buf)
-		if n > 0 {
-			if _, werr := s.Write(buf[:n]); werr != nil {
-				return total, werr
-			}
-			total += int64(n)
-		}
-		if err == io.EOF {
-			return total, nil
-		}
-		if err != nil {
-			return total, err
-		}
-	}
-}
+func (s *socket) ReadFrom(r io.Reader) (int64, error) { return readLoop(r, s.Write) }

@@ -236,15 +236,16 @@ func main() {
 	split := flag.Int("split", 0, "idle sockets for the per-process (edge, gateway) memory figures (0 skips)")
 	inproc := flag.Bool("inprocess", false, "run the NATS server inside caddy (in-process connections), as the local topology does (the + nats column is then the clients' alone)")
 	direct := flag.Bool("direct", false, "also measure plain reverse_proxy edge → replica (no stage hop)")
+	held := flag.Bool("held", false, "with -split: the NATS roles without neo_nats_sockets and transport neo_http (reverse_proxy holds each socket)")
 	streamBuf := flag.String("stream-buffer", "", "with -split: the reverse proxies' stream_buffer_size (empty: Caddy's default)")
 	flag.Parse()
 	if *split > 0 && *rounds == 0 {
-		splitIdle(*split, *streamBuf, *conns, *dur)
+		splitIdle(*split, *streamBuf, *conns, *dur, *held)
 		return
 	}
 	defer func() {
 		if *split > 0 {
-			splitIdle(*split, *streamBuf, *conns, *dur)
+			splitIdle(*split, *streamBuf, *conns, *dur, *held)
 		}
 	}()
 
@@ -373,6 +374,7 @@ const splitEdge = `{
 
 http://:%[2]d {
 	bind 127.0.0.1
+	%[5]s
 	reverse_proxy nats {
 		transport neo_nats {
 			subject neo.rt.prod.{neo.zone}.acme.orders
@@ -407,6 +409,7 @@ http://:%[2]d {
 	bind 127.0.0.1
 	reverse_proxy 127.0.0.1:%[4]d {
 		%[5]s
+		%[6]s
 	}
 }
 `
@@ -456,7 +459,7 @@ func startNATS(port int) *server.Server {
 
 // splitIdle runs edge, gateway and replica as three caddy processes and
 // prints each of the edge's and the gateway's memory per idle socket.
-func splitIdle(n int, streamBuf string, sockets int, load time.Duration) {
+func splitIdle(n int, streamBuf string, sockets int, load time.Duration, held bool) {
 	opt := ""
 	if streamBuf != "" {
 		opt = "stream_buffer_size " + streamBuf
@@ -483,9 +486,14 @@ func splitIdle(n int, streamBuf string, sockets int, load time.Duration) {
 	}
 	replica := start("replica", fmt.Sprintf(splitReplica, ports[4], ports[5]), ports[4], ports[5])
 	defer replica.Stop()
-	gw := start("gateway", fmt.Sprintf(splitGateway, ports[2], ports[3], ports[6], ports[5], opt), ports[2], ports[3])
+	edgeSockets, gwTransport := "neo_nats_sockets", "transport neo_http"
+	if held {
+		// the sockets held by reverse_proxy's upgrade handling
+		edgeSockets, gwTransport = "", ""
+	}
+	gw := start("gateway", fmt.Sprintf(splitGateway, ports[2], ports[3], ports[6], ports[5], opt, gwTransport), ports[2], ports[3])
 	defer gw.Stop()
-	edge := start("edge", fmt.Sprintf(splitEdge, ports[0], ports[1], ports[6], opt), ports[0], ports[1])
+	edge := start("edge", fmt.Sprintf(splitEdge, ports[0], ports[1], ports[6], opt, edgeSockets), ports[0], ports[1])
 	defer edge.Stop()
 	plain := start("plain", fmt.Sprintf(splitPlain, ports[7], ports[8], ports[5], opt), ports[7], ports[8])
 	defer plain.Stop()
@@ -594,8 +602,12 @@ func splitIdle(n int, streamBuf string, sockets int, load time.Duration) {
 	if streamBuf == "" {
 		streamBuf = "32KiB (Caddy's default)"
 	}
-	fmt.Printf("idle sockets, separate processes (%d sockets, stream_buffer_size %s), heap+stacks in use (RSS) per socket:\n"+
+	path := "neo_nats_sockets and transport neo_http"
+	if held {
+		path = "held by reverse_proxy (-held)"
+	}
+	fmt.Printf("idle sockets, separate processes (%d sockets, stream_buffer_size %s, NATS sockets %s), heap+stacks in use (RSS) per socket:\n"+
 		"  NATS edge %.1f KiB (%.1f), stage gateway %.1f KiB (%.1f); plain reverse_proxy edge %.1f KiB (%.1f)\n",
-		n, streamBuf, per(memInUse(edge), eHeap), per(rss(edge.Pid()), eRSS), per(memInUse(gw), gHeap), per(rss(gw.Pid()), gRSS),
+		n, streamBuf, path, per(memInUse(edge), eHeap), per(rss(edge.Pid()), eRSS), per(memInUse(gw), gHeap), per(rss(gw.Pid()), gRSS),
 		per(memInUse(plain), pHeap), per(rss(plain.Pid()), pRSS))
 }
