@@ -975,6 +975,11 @@ func (w *respWriter) finish() error {
 // frames both ways on the request's stream. Only a WebSocket handshake's
 // 101 can be hijacked.
 func (w *respWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if w.taken {
+		// the gateway carries the socket (takeOver): the reverse proxy's
+		// tunnel gets a connection at its end
+		return endedConn{}, bufio.NewReadWriter(bufio.NewReaderSize(endedConn{}, 16), bufio.NewWriterSize(endedConn{}, 16)), nil
+	}
 	if w.upgrade == "" || w.status != http.StatusSwitchingProtocols || w.hijacked.Load() {
 		return nil, nil, http.ErrNotSupported
 	}

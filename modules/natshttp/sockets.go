@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/textproto"
 	"strings"
@@ -35,9 +36,13 @@ import (
 //     neo_http (Caddy's http transport) and the gateway takes over the
 //     replica's connection after its 101.
 //
-// In both the reverse proxy is then handed a 101 with an Upgrade it did
-// not ask for, which it drops without writing anything (the client already
-// has its 101).
+// On the edge the reverse proxy is then handed a 101 with an Upgrade it
+// did not ask for, which it drops without writing anything (the client
+// already has its 101, written through the route's response writer, so the
+// access log has it). On a gateway it is handed a 101 whose connection and
+// hijacked client are already at their end: it writes the 101 through the
+// route's writers (the stage server's access log records it; the edge
+// already has it) and its tunnel ends at once.
 
 func init() {
 	caddy.RegisterModule(Sockets{})
@@ -46,8 +51,8 @@ func init() {
 	httpcaddyfile.RegisterDirectiveOrder("neo_nats_sockets", httpcaddyfile.Before, "reverse_proxy")
 }
 
-// takenUpgrade is the Upgrade of the 101 the reverse proxy gets when a
-// socket was taken over: it matches no request's, so the proxy only logs it
+// takenUpgrade is the Upgrade of the 101 the edge's reverse proxy gets when
+// a socket was taken over: it matches no request's, so the proxy only logs it
 // (at debug level) and returns.
 const takenUpgrade = "neo-nats-socket"
 
@@ -348,8 +353,27 @@ func (w *respWriter) takeOver(req *http.Request, resp *http.Response) (*http.Res
 		_, _ = readLoop(backend, c.Write)
 		c.end()
 	}()
-	return takenResponse(req), nil
+	return &http.Response{
+		Status: statusLine(http.StatusSwitchingProtocols), StatusCode: http.StatusSwitchingProtocols,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{"Upgrade": {w.upgrade}, "Connection": {"Upgrade"}},
+		Body:   endedConn{}, ContentLength: -1, Request: req,
+	}, nil
 }
+
+// endedConn is a connection at its end: the replica's side and the
+// hijacked client the reverse proxy gets for a socket the gateway took
+// over, so that its tunnel ends as soon as it starts.
+type endedConn struct{}
+
+func (endedConn) Read([]byte) (int, error)         { return 0, io.EOF }
+func (endedConn) Write(p []byte) (int, error)      { return len(p), nil }
+func (endedConn) Close() error                     { return nil }
+func (endedConn) LocalAddr() net.Addr              { return socketAddr{} }
+func (endedConn) RemoteAddr() net.Addr             { return socketAddr{} }
+func (endedConn) SetDeadline(time.Time) error      { return nil }
+func (endedConn) SetReadDeadline(time.Time) error  { return nil }
+func (endedConn) SetWriteDeadline(time.Time) error { return nil }
 
 // end closes both sides of a taken-over gateway socket and releases the
 // request's stream.
