@@ -139,6 +139,7 @@ type grpcTopo struct {
 	gwEnv                  []string
 	gwAdmin                string
 	gwListen               string
+	edgeOpts               harness.Options
 }
 
 const grpcTenant = `tenant %[1]s {
@@ -207,20 +208,28 @@ func startGRPCTopo(t *testing.T) *grpcTopo {
 		"NEO_NATS_GW_PASSWORD=" + natsPassword("gw-prod"), "NEO_STORE_DIR=" + t.TempDir()}, common...)
 	gt.gateway = gt.startGateway(t)
 	gt.edgePort = ports[3]
-	gt.edge, err = harness.StartProcess(harness.Options{Config: "caddyfiles/edge.Caddyfile", Admin: fmt.Sprintf("127.0.0.1:%d", ports[2]),
+	gt.edgeOpts = harness.Options{Config: "caddyfiles/edge.Caddyfile", Admin: fmt.Sprintf("127.0.0.1:%d", ports[2]),
 		Env: append([]string{fmt.Sprintf("NEO_ADMIN=127.0.0.1:%d", ports[2]), fmt.Sprintf("NEO_HTTPS_PORT=%d", ports[3]),
 			fmt.Sprintf("NEO_HTTP_PORT=%d", ports[4]), "NEO_BIND=127.0.0.1", "NEO_TLS=internal", "NEO_CERT_STORAGE=file",
 			"NEO_IDENTITY_STORE=memory", "NEO_IDENTITY_KEK=" + testKEK, "NEO_NATS_EDGE_PASSWORD=" + natsPassword("edge"),
 			"NEO_STORE_DIR=" + t.TempDir()}, common...),
-		Unset: unset, WaitFor: []string{fmt.Sprintf("127.0.0.1:%d", ports[3])}})
+		Unset: unset, WaitFor: []string{fmt.Sprintf("127.0.0.1:%d", ports[3])}}
+	gt.edge = gt.startEdge(t)
+	return gt
+}
+
+// startEdge starts the edge (again), and trusts its CA.
+func (gt *grpcTopo) startEdge(t *testing.T) *harness.Instance {
+	t.Helper()
+	edge, err := harness.StartProcess(gt.edgeOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(gt.edge.Stop)
-	if gt.roots, err = gt.edge.RootPool("local"); err != nil {
+	t.Cleanup(edge.Stop)
+	if gt.roots, err = edge.RootPool("local"); err != nil {
 		t.Fatal(err)
 	}
-	return gt
+	return edge
 }
 
 func (gt *grpcTopo) startGateway(t *testing.T) *harness.Instance {

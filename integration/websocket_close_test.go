@@ -117,8 +117,8 @@ func waitClose(t *testing.T, ctx context.Context, c *websocket.Conn) websocket.S
 // (caddy binaries) carry a WebSocket to an echo replica; the gateway
 // process killed (SIGKILL) ends the client's socket with close code 1011
 // within a few gateway_check_intervals, a gateway stopped gracefully
-// (SIGTERM) with 1001 at once; never a hung socket or a bare connection
-// reset. Edge and gateway reloads (POST /load, forced) do not interrupt an
+// (SIGTERM) with 1001 at once, and so does an edge stopped gracefully;
+// never a hung socket or a bare connection reset. Edge and gateway reloads (POST /load, forced) do not interrupt an
 // open socket.
 func TestWebSocketGatewayCloseCodes(t *testing.T) {
 	gt := startGRPCTopo(t)
@@ -202,5 +202,23 @@ func TestWebSocketGatewayCloseCodes(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 		t.Logf("the replica's socket ended %v after the edge died", time.Since(start).Round(time.Millisecond))
+	})
+
+	t.Run("edge stopped: 1001", func(t *testing.T) {
+		// neo_nats_sockets ends the sockets of an exiting edge itself,
+		// each with a close frame, before the process ends (the gateway
+		// of the subtest before stopped with it)
+		gt.gateway = gt.startGateway(t)
+		gt.edge = gt.startEdge(t)
+		c := gt.dialWSRetry(t, ctx)
+		defer c.CloseNow()
+		if err := syscall.Kill(gt.edge.Pid(), syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		rctx, rcancel := context.WithTimeout(ctx, 20*time.Second)
+		defer rcancel()
+		if code := waitClose(t, rctx, c); code != websocket.StatusGoingAway {
+			t.Fatalf("close code %d after the edge stopped, want 1001\nedge:\n%s", code, tail(gt.edge.Logs(), 2000))
+		}
 	})
 }

@@ -92,7 +92,7 @@ func (Sockets) CaddyModule() caddy.ModuleInfo {
 
 // Provision sets up the handler.
 func (h *Sockets) Provision(caddy.Context) error {
-	h.set = &socketSet{m: make(map[*socket]struct{})}
+	h.set = &socketSet{m: make(map[*socket]struct{}), empty: make(chan struct{})}
 	return nil
 }
 
@@ -104,13 +104,25 @@ func (h *Sockets) Validate() error {
 	return nil
 }
 
-// Cleanup ends the sockets of this config stream_close_delay from now.
+// Cleanup ends the sockets of this config stream_close_delay from now; when
+// the process exits, now (their clients get 1001 before it ends, within
+// exitWait).
 func (h *Sockets) Cleanup() error {
-	if h.set != nil {
-		h.set.closeAfter(time.Duration(h.StreamCloseDelay))
+	if h.set == nil {
+		return nil
 	}
+	if caddy.Exiting() {
+		h.set.closeAfter(0)
+		h.set.wait(exitWait)
+		return nil
+	}
+	h.set.closeAfter(time.Duration(h.StreamCloseDelay))
 	return nil
 }
+
+// exitWait bounds how long an exiting process waits for its sockets'
+// close frames to go out.
+const exitWait = 2 * time.Second
 
 // ServeHTTP marks a WebSocket handshake so that the transport may take it
 // over; the request goes on down the route.
@@ -162,6 +174,9 @@ type socketSet struct {
 	mu     sync.Mutex
 	m      map[*socket]struct{}
 	closed bool
+	// empty is closed when the set is closed and its last socket ended
+	empty     chan struct{}
+	emptyOnce sync.Once
 }
 
 // add registers s; false when the set already ended its sockets.
@@ -178,20 +193,40 @@ func (ss *socketSet) add(s *socket) bool {
 func (ss *socketSet) remove(s *socket) {
 	ss.mu.Lock()
 	delete(ss.m, s)
+	if ss.closed && len(ss.m) == 0 {
+		ss.emptyOnce.Do(func() { close(ss.empty) })
+	}
 	ss.mu.Unlock()
+}
+
+// wait waits, at most d, until the closed set's sockets have ended.
+func (ss *socketSet) wait(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ss.empty:
+	case <-t.C:
+	}
 }
 
 func (ss *socketSet) closeAfter(d time.Duration) {
 	end := func() {
 		ss.mu.Lock()
 		ss.closed = true
+		if len(ss.m) == 0 {
+			ss.emptyOnce.Do(func() { close(ss.empty) })
+		}
 		all := make([]*socket, 0, len(ss.m))
 		for s := range ss.m {
 			all = append(all, s)
 		}
 		ss.mu.Unlock()
+		reason := &reasonReplaced
+		if caddy.Exiting() {
+			reason = &reasonExiting
+		}
 		for _, s := range all {
-			s.goAway()
+			s.goAway(reason)
 		}
 	}
 	if d <= 0 {
@@ -277,7 +312,7 @@ func (rt *roundTrip) takeOver(slot *socketSlot, resp *http.Response, s *socket) 
 	}
 	if !slot.set.add(s) {
 		// the config was replaced meanwhile
-		s.goAway()
+		s.goAway(&reasonReplaced)
 	}
 	go func() {
 		_, _ = s.WriteTo(conn)
@@ -290,10 +325,17 @@ func (rt *roundTrip) takeOver(slot *socketSlot, resp *http.Response, s *socket) 
 	return takenResponse(rt.req), nil
 }
 
-// goAway ends an edge socket because its config was replaced: the client
-// gets close code 1001 between two frames, the gateway a cancel.
-func (s *socket) goAway() {
-	s.goingAway.Store(true)
+// Close reasons of an edge socket's 1001.
+var (
+	reasonReplaced = "edge config replaced"
+	reasonExiting  = "edge going away"
+)
+
+// goAway ends an edge socket because its config was replaced or the
+// process exits (reason): the client gets close code 1001 between two
+// frames, the gateway a cancel.
+func (s *socket) goAway(reason *string) {
+	s.goingAway.Store(reason)
 	s.br.st.abort()
 }
 
@@ -345,6 +387,10 @@ func (w *respWriter) takeOver(req *http.Request, resp *http.Response) (*http.Res
 	}
 	w.taken = true
 	c.backend = backend
+	// the head went out: what the reverse proxy adds to it now only goes
+	// into the stage server's access log, once
+	delete(w.header, "Upgrade")
+	delete(w.header, "Connection")
 	go func() {
 		_, _ = c.WriteTo(backend)
 		c.end()

@@ -896,8 +896,9 @@ type socket struct {
 	// sockets.go): the socket's own context, and the config's sockets
 	cancel context.CancelFunc
 	set    *socketSet
-	// goingAway: its config was replaced (close code 1001)
-	goingAway atomic.Bool
+	// goingAway: the close reason when its config was replaced or the
+	// process exits (close code 1001)
+	goingAway atomic.Pointer[string]
 
 	// the gateway-to-client direction's frames (read by one goroutine):
 	// when the stream fails between two frames and no close frame went
@@ -925,8 +926,8 @@ func (s *socket) Read(p []byte) (int, error) {
 		s.log.Warn("nats websocket stream failed", zap.Error(err))
 		if n == 0 && s.frames.atBoundary() && !s.frames.closeSeen && len(p) > 0 {
 			code, reason := closeCodeFor(err)
-			if s.goingAway.Load() {
-				code, reason = wsGoingAway, "edge config replaced"
+			if r := s.goingAway.Load(); r != nil {
+				code, reason = wsGoingAway, *r
 			}
 			s.pending, s.perr = closeFrame(code, reason), err
 			s.frames.closeSeen = true

@@ -165,8 +165,8 @@ func (s *socket) WriteTo(w io.Writer) (int64, error) {
 			s.frames.feed(p)
 			if err != nil && err != io.EOF && !s.isClosed() {
 				code, reason := closeCodeFor(err)
-				if s.goingAway.Load() {
-					code, reason = wsGoingAway, "edge config replaced"
+				if r := s.goingAway.Load(); r != nil {
+					code, reason = wsGoingAway, *r
 				} else {
 					s.log.Warn("nats websocket stream failed", zap.Error(err))
 				}
