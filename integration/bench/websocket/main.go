@@ -280,7 +280,7 @@ func main() {
 	}
 	fmt.Printf("WebSocket echo, %d sockets, %d-byte messages, %v per run, %d alternating rounds\n", *conns, *size, *dur, *rounds)
 	fmt.Println("  (cpu: CPU time per echo of the caddy process; + nats: of this process, the clients and the nats-server)")
-	var ratios, p99s, cpus, directs []float64
+	var ratios, p99s, cpus, directs, directP99s []float64
 	tap := ns // counts the NATS messages, unless caddy runs the server
 	if *inproc {
 		tap = nil
@@ -303,9 +303,10 @@ func main() {
 		cpus = append(cpus, float64(n.cpuPer())/float64(h.cpuPer()))
 		if *direct {
 			d := measured(directURL, pid, nil, *conns, *size, *dur)
-			fmt.Printf("  round %d  plain reverse_proxy edge → replica %6.0f msg/s p99 %-8v cpu %-7v | NATS/plain %.3f\n",
-				i+1, d.rate(), d.p99().Round(time.Microsecond), d.cpuPer(), n.rate()/d.rate())
+			fmt.Printf("  round %d  plain reverse_proxy edge → replica %6.0f msg/s p99 %-8v cpu %-7v | NATS/plain %.3f, p99 %.3f\n",
+				i+1, d.rate(), d.p99().Round(time.Microsecond), d.cpuPer(), n.rate()/d.rate(), float64(n.p99())/float64(d.p99()))
 			directs = append(directs, n.rate()/d.rate())
+			directP99s = append(directP99s, float64(n.p99())/float64(d.p99()))
 		}
 	}
 	if prefix := os.Getenv("NEO_WS_CPU_PROFILE"); prefix != "" {
@@ -314,13 +315,13 @@ func main() {
 		cpuProfiles(map[string]*harness.Instance{prefix + "-http": inst}, *dur, func() { echoLoad(httpURL, *conns, *size, *dur+time.Second) })
 	}
 
-	for _, v := range [][]float64{ratios, p99s, cpus, directs} {
+	for _, v := range [][]float64{ratios, p99s, cpus, directs, directP99s} {
 		slices.Sort(v)
 	}
 	fmt.Printf("RATIO NATS/HTTP msg/s median %.3f (min %.3f max %.3f); p99 NATS/HTTP median %.3f; caddy CPU per echo NATS/HTTP median %.3f\n",
 		ratios[len(ratios)/2], ratios[0], ratios[len(ratios)-1], p99s[len(p99s)/2], cpus[len(cpus)/2])
 	if len(directs) > 0 {
-		fmt.Printf("RATIO NATS/plain reverse_proxy msg/s median %.3f\n", directs[len(directs)/2])
+		fmt.Printf("RATIO NATS/plain reverse_proxy msg/s median %.3f; p99 NATS/plain median %.3f\n", directs[len(directs)/2], directP99s[len(directP99s)/2])
 	}
 	if *idle > 0 && pid > 0 {
 		hb, err := idleCost(httpURL, pid, *idle)
