@@ -31,6 +31,28 @@ func goroutines(t *testing.T, inst *harness.Instance) int {
 	return n
 }
 
+// gatewaysInFlight sums caddy_neo_nats_gateway_in_flight over the
+// process's gateways.
+func gatewaysInFlight(t *testing.T, inst *harness.Instance) int {
+	t.Helper()
+	code, body, err := inst.Admin("GET", "/metrics", nil)
+	if err != nil || code != 200 {
+		t.Fatalf("metrics: %d %v", code, err)
+	}
+	total := 0.0
+	for _, l := range strings.Split(string(body), "\n") {
+		if rest, ok := strings.CutPrefix(l, "caddy_neo_nats_gateway_in_flight{"); ok {
+			_, v, _ := strings.Cut(rest, "} ")
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("metrics line %q", l)
+			}
+			total += f
+		}
+	}
+	return int(total)
+}
+
 // TestWebSocketLeanPath: an idle WebSocket carried by neo_nats_sockets on
 // the edge and transport neo_http on the stage server costs two goroutines
 // on each (reverse_proxy holds four per proxy: the request's, two copiers
@@ -85,6 +107,11 @@ func TestWebSocketLeanPath(t *testing.T) {
 				time.Sleep(100 * time.Millisecond)
 			}
 			t.Logf("%.2f goroutines per idle socket (edge, gateway and replica)", per)
+			// an open socket is a request in flight at its gateway
+			// (max_in_flight bounds sockets too), carried or held
+			if got := gatewaysInFlight(t, nt.inst); got != n {
+				t.Fatalf("caddy_neo_nats_gateway_in_flight sums to %v with %d sockets open", got, n)
+			}
 			for i, c := range conns {
 				if err := wsEcho(ctx, c, fmt.Sprintf("again %d", i)); err != nil {
 					t.Fatal(err)

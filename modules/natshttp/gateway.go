@@ -1002,9 +1002,7 @@ func (w *respWriter) socket(held bool) (*gatewaySocket, error) {
 	w.done = true
 	c := &gatewaySocket{w: w, held: held}
 	w.g.sockets.Store(c, struct{}{})
-	if held {
-		w.g.nsockets.Add(1)
-	}
+	w.g.nsockets.Add(1)
 	if ct := w.g.chunkTimeout(); ct > 0 {
 		c.watchPeer(ct)
 	}
@@ -1017,9 +1015,10 @@ type gatewaySocket struct {
 	wmu    sync.Mutex
 	closed atomic.Bool
 	watch  atomic.Pointer[time.Timer] // watchPeer
-	// held: the reverse proxy holds the request (Hijack), which counts in
-	// the gateway's in-flight requests; else the gateway carries it
-	// (takeOver) and backend is the replica's connection
+	// held: the reverse proxy holds the request (Hijack); else the gateway
+	// carries it (takeOver) and backend is the replica's connection. Either
+	// way the socket counts as a request in flight (max_in_flight, the
+	// in-flight gauge) for its life, and in nsockets.
 	held    bool
 	backend io.Closer
 	endOnce sync.Once
@@ -1051,9 +1050,7 @@ func (c *gatewaySocket) Close() error {
 		return nil
 	}
 	c.w.g.sockets.Delete(c)
-	if c.held {
-		c.w.g.nsockets.Add(-1)
-	}
+	c.w.g.nsockets.Add(-1)
 	if t := c.watch.Load(); t != nil {
 		t.Stop()
 	}
@@ -1071,9 +1068,7 @@ func (g *Gateway) goAway(all bool) {
 		c := k.(*gatewaySocket)
 		if (all || !c.held) && !c.closed.Swap(true) {
 			g.sockets.Delete(c)
-			if c.held {
-				g.nsockets.Add(-1)
-			}
+			g.nsockets.Add(-1)
 			if t := c.watch.Load(); t != nil {
 				t.Stop()
 			}

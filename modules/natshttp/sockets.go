@@ -387,6 +387,10 @@ func (w *respWriter) takeOver(req *http.Request, resp *http.Response) (*http.Res
 	}
 	w.taken = true
 	c.backend = backend
+	// the socket stays a request in flight (max_in_flight) until it ends;
+	// its serve returns now
+	w.g.inflight.Add(1)
+	w.g.inFlightGauge.Inc()
 	// the head went out: what the reverse proxy adds to it now only goes
 	// into the stage server's access log, once
 	delete(w.header, "Upgrade")
@@ -426,6 +430,8 @@ func (endedConn) SetWriteDeadline(time.Time) error { return nil }
 func (c *gatewaySocket) end() {
 	_ = c.Close()
 	c.endOnce.Do(func() {
+		c.w.g.inflight.Add(-1)
+		c.w.g.inFlightGauge.Dec()
 		_ = c.backend.Close()
 		if c.w.release != nil {
 			c.w.release()
