@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -473,29 +472,7 @@ func (gt *grpcTopo) signIn(t *testing.T, host, user, password string) string {
 			return (&net.Dialer{}).DialContext(ctx, network, fmt.Sprintf("127.0.0.1:%d", gt.edgePort))
 		}}}
 	t.Cleanup(c.CloseIdleConnections)
-	base := fmt.Sprintf("https://%s:%d", host, gt.edgePort)
-	resp, err := c.Get(base + "/identity/login")
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	m := csrfRE.FindSubmatch(page)
-	if m == nil {
-		t.Fatalf("sign-in page of %s: %d %.300q", host, resp.StatusCode, page)
-	}
-	resp, err = c.PostForm(base+"/identity/login", url.Values{"username": {user}, "password": {password}, "csrf": {string(m[1])}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	for _, ck := range resp.Cookies() {
-		if ck.Name == "__Host-neo_at" {
-			return ck.Value
-		}
-	}
-	t.Fatalf("signing in as %s on %s: %d, no access token", user, host, resp.StatusCode)
-	return ""
+	return signInForm(t, c, fmt.Sprintf("https://%s:%d", host, gt.edgePort), host, user, password)
 }
 
 // bearer is gRPC per-call credentials: an access token in the

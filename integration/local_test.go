@@ -60,8 +60,16 @@ func localToken(t *testing.T, c *http.Client, host string) string {
 	jar, _ := cookiejar.New(nil)
 	bc := *c
 	bc.Jar = jar
-	base := "https://" + host + ":8443"
-	resp, err := bc.Get(base + "/identity/login")
+	token := signInForm(t, &bc, "https://"+host+":8443", host, user, "neo-demo-password")
+	localTokens.Store(key, token)
+	return token
+}
+
+// signInForm signs in as user on the edge at base through the sign-in form
+// (c keeps the CSRF cookie: it needs a jar) and returns the access token.
+func signInForm(t *testing.T, c *http.Client, base, host, user, password string) string {
+	t.Helper()
+	resp, err := c.Get(base + "/identity/login")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,16 +77,15 @@ func localToken(t *testing.T, c *http.Client, host string) string {
 	resp.Body.Close()
 	m := csrfRE.FindSubmatch(page)
 	if m == nil {
-		t.Fatalf("sign-in page of %s: %d %.200q", host, resp.StatusCode, page)
+		t.Fatalf("sign-in page of %s: %d %.300q", host, resp.StatusCode, page)
 	}
-	resp, err = bc.PostForm(base+"/identity/login", url.Values{"username": {user}, "password": {"neo-demo-password"}, "csrf": {string(m[1])}})
+	resp, err = c.PostForm(base+"/identity/login", url.Values{"username": {user}, "password": {password}, "csrf": {string(m[1])}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	for _, ck := range resp.Cookies() {
 		if ck.Name == "__Host-neo_at" {
-			localTokens.Store(key, ck.Value)
 			return ck.Value
 		}
 	}
