@@ -115,7 +115,7 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //	    window                  <frames>
 //	    socket_window           <frames>
 //	    gateway_check_interval  <duration>|off
-//	    protocol_version        1|2
+//	    protocol_version        1|2|3
 //	}
 func (t *Transport) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // "neo_nats"

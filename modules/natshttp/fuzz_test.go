@@ -211,6 +211,13 @@ func fuzzFrame(p []byte, subject, peerReply string) (m *nats.Msg, fromPeer bool,
 	h := nats.Header{}
 	switch (sel >> 2) & 7 {
 	case 0, 1:
+		if flags&2 != 0 {
+			// a compact data frame (version 3), whose flags byte may be
+			// anything
+			b := appendUvarint(appendV2Start(nil, v2KindData), uint64(seq))
+			b = append(b, flags>>2&3)
+			return &nats.Msg{Subject: subject, Reply: reply, Data: append(b, data...)}, fromPeer, rest
+		}
 		h[hdrKind] = []string{kindData}
 		h[hdrSeq] = []string{strconv.Itoa(int(seq))}
 		if flags&1 != 0 {
@@ -221,6 +228,10 @@ func fuzzFrame(p []byte, subject, peerReply string) (m *nats.Msg, fromPeer bool,
 			h["T-X-Forwarded-For"] = []string{"6.6.6.6"}
 		}
 	case 2:
+		if flags&1 != 0 {
+			// a compact credit frame (version 3)
+			return &nats.Msg{Subject: subject, Reply: reply, Data: appendCompactCredit(nil, int(flags>>1))}, fromPeer, rest
+		}
 		h[hdrKind] = []string{kindCredit}
 		h[hdrCredit] = []string{strconv.Itoa(int(flags >> 1))}
 	case 3:
@@ -327,15 +338,16 @@ func FuzzStream(f *testing.F) {
 			if !fromPeer || stopped {
 				continue
 			}
-			switch m.Header.Get(hdrKind) {
+			switch msgKind(m) {
 			case kindData:
-				if m.Header.Get(hdrSeq) != strconv.Itoa(next) {
+				fr, err := parseFrame(m)
+				if err != nil || fr.seq != uint64(next) {
 					stopped = true
 					continue
 				}
-				want = append(want, m.Data...)
+				want = append(want, fr.data...)
 				next++
-				if m.Header.Get(hdrEOF) == "1" {
+				if fr.eof {
 					stopped = true
 				}
 			case kindCredit, kindProbe, kindCancel:

@@ -317,7 +317,7 @@ func (g *Gateway) start() error {
 		}
 		if err := g.svc.AddEndpoint(name, micro.HandlerFunc(g.handle),
 			micro.WithEndpointSubject(subj), micro.WithEndpointQueueGroup(g.QueueGroup),
-			micro.WithEndpointMetadata(map[string]string{"protocol": "neo-http-over-nats/" + protoVersion + ",2"}),
+			micro.WithEndpointMetadata(map[string]string{"protocol": "neo-http-over-nats/" + protoVersion + ",2,3"}),
 			micro.WithEndpointPendingLimits(1<<16, 1<<30)); err != nil {
 			_ = g.svc.Stop()
 			g.mux.close()
@@ -479,7 +479,7 @@ func (g *Gateway) serve(m *nats.Msg) {
 		}
 	}()
 	window := g.window(rh.upgrade)
-	st, err := g.mux.open(streamOpts{window: window, peer: m.Reply, bind: rh.bind, tenant: fields.tenant, app: fields.app, subject: m.Subject})
+	st, err := g.mux.open(streamOpts{window: window, peer: m.Reply, bind: rh.bind, compact: rh.compact, tenant: fields.tenant, app: fields.app, subject: m.Subject})
 	if err != nil {
 		gatewayRequests.WithLabelValues(g.Name, "unavailable").Inc()
 		g.failed.Add(1)

@@ -138,6 +138,8 @@ type streamOpts struct {
 	// bind makes the stream accept frames only from it.
 	peer string
 	bind bool
+	// compact: send data and credit frames in version 3 (proto2.go)
+	compact bool
 	// tenant, app and subject go into the log lines about dropped frames.
 	tenant, app, subject string
 }
@@ -164,6 +166,9 @@ type stream struct {
 	toN uint64
 	// bind: frames not from peer are dropped (the edge always binds).
 	bind bool
+	// compact: this side sends compact data and credit frames (set at
+	// open, never changed)
+	compact bool
 	// replies numbers the edge's reply subjects <inbox>.<n>.
 	replies atomic.Uint64
 	// rejected counts the frames dropped, so that only the first few are
@@ -232,6 +237,7 @@ func (mx *mux) open(o streamOpts) (*stream, error) {
 		cancelCh: make(chan struct{}),
 		probeCh:  make(chan probeAnswer, 4),
 		bind:     o.bind || mx.edge,
+		compact:  o.compact,
 		tenant:   o.tenant, app: o.app, subject: o.subject,
 	}
 	if o.peer != "" {
@@ -276,6 +282,10 @@ func msgKind(m *nats.Msg) string {
 				return kindHead
 			case v2KindResp:
 				return kindResp
+			case v2KindData:
+				return kindData
+			case v2KindCredit:
+				return kindCredit
 			}
 		}
 		return ""
@@ -437,7 +447,14 @@ func (s *stream) probeAnswer(a probeAnswer) {
 }
 
 func (s *stream) takeCreditFrame(m *nats.Msg) {
-	if n, err := strconv.Atoi(m.Header.Get(hdrCredit)); err == nil && n > 0 && n <= maxWindow {
+	var n int
+	var err error
+	if len(m.Header) == 0 {
+		n, err = parseCompactCredit(m.Data)
+	} else {
+		n, err = strconv.Atoi(m.Header.Get(hdrCredit))
+	}
+	if err == nil && n > 0 && n <= maxWindow {
 		s.mu.Lock()
 		s.credit = min(s.credit+n, maxCredit)
 		s.mu.Unlock()
@@ -539,9 +556,24 @@ func (s *stream) publish(m *nats.Msg) error {
 	return s.mx.nc.PublishMsg(m)
 }
 
+// publishCompact sends a compact (header-less) frame to the peer with this
+// side's reply subject; the connection copies b before it returns.
+func (s *stream) publishCompact(b []byte) error {
+	to := s.dest()
+	if to == "" {
+		return errNoPeer
+	}
+	return s.mx.nc.PublishRequest(to, s.replySubject(), b)
+}
+
 // sendControl publishes a credit, cancel, probe or error frame to the
 // peer, best effort.
 func (s *stream) sendControl(kind string, credit int, msg string) {
+	if kind == kindCredit && s.compact && credit > 0 && msg == "" {
+		var b [16]byte
+		_ = s.publishCompact(appendCompactCredit(b[:0], credit))
+		return
+	}
 	h := newFrame(kind, 2)
 	if credit > 0 {
 		h[hdrCredit] = []string{strconv.Itoa(credit)}

@@ -21,10 +21,10 @@ import (
 // with the field's name.
 func TestTransportValidate(t *testing.T) {
 	for want, c := range map[string]*Transport{
-		"protocol_version: want 1 or 2, got 3": {Subject: DefaultSubject, FlowControl: FlowControl{ChunkSize: 1 << 20, Window: 8, SocketWindow: 32}, ProtocolVersion: 3},
-		"window: want 1 to":                    {Subject: DefaultSubject, FlowControl: FlowControl{ChunkSize: 1 << 20, Window: 0, SocketWindow: 32}},
-		"chunk_size: want":                     {Subject: DefaultSubject, FlowControl: FlowControl{ChunkSize: 10, Window: 8, SocketWindow: 32}},
-		"subject:":                             {Subject: "neo.>", FlowControl: FlowControl{ChunkSize: 1 << 20, Window: 8, SocketWindow: 32}},
+		"protocol_version: want 1, 2 or 3, got 4": {Subject: DefaultSubject, FlowControl: FlowControl{ChunkSize: 1 << 20, Window: 8, SocketWindow: 32}, ProtocolVersion: 4},
+		"window: want 1 to":                       {Subject: DefaultSubject, FlowControl: FlowControl{ChunkSize: 1 << 20, Window: 0, SocketWindow: 32}},
+		"chunk_size: want":                        {Subject: DefaultSubject, FlowControl: FlowControl{ChunkSize: 10, Window: 8, SocketWindow: 32}},
+		"subject:":                                {Subject: "neo.>", FlowControl: FlowControl{ChunkSize: 1 << 20, Window: 8, SocketWindow: 32}},
 	} {
 		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("want an error containing %q, got %v", want, err)

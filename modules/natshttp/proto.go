@@ -76,6 +76,9 @@ const (
 	// the only one carried), and in a 101 resp frame the one switched to.
 	// The HTTP Upgrade and Connection fields are hop-by-hop and not framed.
 	hdrUpgrade = "Neo-Nats-Upgrade"
+	// hdrCompact ("1", in a version 2 head, tag 'f'): the edge speaks
+	// version 3, compact data and credit frames (proto2.go).
+	hdrCompact = "Neo-Nats-Compact"
 
 	prefixHeader  = "H-"
 	prefixTrailer = "T-"
@@ -152,6 +155,9 @@ func parseFrame(m *nats.Msg) (*frame, error) {
 		var err error
 		if f, err = parseV2(m.Data); err != nil {
 			return nil, err
+		}
+		if f.kind == kindData || f.kind == kindCredit {
+			return f, nil // compact: checked by parseV2
 		}
 	} else {
 		if m.Header == nil {
@@ -230,6 +236,8 @@ type reqHead struct {
 	scheme string
 	// bind: the edge binds the stream, so the gateway does too
 	bind bool
+	// compact: the edge speaks version 3 (compact data and credit frames)
+	compact bool
 	// upgrade: "websocket" when the request asks to switch to WebSocket
 	// (the stream then carries the socket's bytes both ways after a 101)
 	upgrade string
@@ -303,6 +311,13 @@ func parseReqHead(f *frame) (*reqHead, error) {
 		rh.bind = true
 	default:
 		return nil, fmt.Errorf("%w: %s %q", ErrBadFrame, hdrBind, s)
+	}
+	switch s := f.get(hdrCompact); s {
+	case "":
+	case "1":
+		rh.compact = true
+	default:
+		return nil, fmt.Errorf("%w: %s %q", ErrBadFrame, hdrCompact, s)
 	}
 	switch s := f.get(hdrUpgrade); s {
 	case "":

@@ -7,11 +7,14 @@ package natshttp
 // fresh strings on the other, and the server scans them, for every message.
 // A version 2 frame is one byte string, encoded with appends and decoded
 // into the HTTP header with one string allocation for all names and values.
-// Every other frame (data, credit, cancel, error, probe) is the same in both
-// versions.
+// Version 3 ("compact frames") adds the two frames a stream sends most,
+// data and credit, without NATS headers either; cancel, error and probe
+// frames, and a data frame that carries trailers, stay as in version 1.
 //
 //	frame  = "NEO\x02" kind field* 0x00 body
 //	kind   = 'h' (head) | 'r' (resp)
+//	data   = "NEO\x02" 'd' uvarint(seq ≥ 1) flags body   flags: 0, or 1 (eof)
+//	credit = "NEO\x02" 'c' uvarint(credit, 1 to 1024)
 //	field  = tag value                     a control field (tags below)
 //	       | 'H' name count value{count}   an HTTP header field
 //	       | 'T' name count value{count}   an HTTP trailer field (with 'e')
@@ -20,12 +23,16 @@ package natshttp
 // Control tags and the version 1 header each stands for (values are the
 // same strings): 'm' method, 'p' path, 'q' query, 'h' host, 'l' length,
 // 'w' window, 't' timeout, 'r' trailer names, 's' status, 'i' inbox,
-// 'e' eof, 'c' client address, 'u' scheme, 'b' bind, 'g' upgrade. A tag appears at most
-// once.
+// 'e' eof, 'c' client address, 'u' scheme, 'b' bind, 'g' upgrade,
+// 'f' compact frames. A tag appears at most once.
 //
-// A gateway answers a request in the version it came in, so edges choose:
-// version 2 by default, version 1 (the transport's protocol_version) while
-// gateways older than version 2 remain.
+// A gateway answers a request in the version it came in, so edges choose
+// (the transport's protocol_version): version 3 by default, a version 2
+// head with tag 'f' ("1"), after which both sides send compact data and
+// credit frames (a gateway older than version 3 rejects the head, so an
+// edge that had its head accepted knows its gateway reads them); version 2
+// while gateways older than version 3 remain; version 1 while gateways
+// older than version 2 remain. Receivers take either form of every frame.
 
 import (
 	"bytes"
@@ -38,8 +45,12 @@ import (
 var v2Magic = []byte("NEO\x02")
 
 const (
-	v2KindHead = 'h'
-	v2KindResp = 'r'
+	v2KindHead   = 'h'
+	v2KindResp   = 'r'
+	v2KindData   = 'd'
+	v2KindCredit = 'c'
+	// v2FlagEOF marks a compact data frame as the last of its stream.
+	v2FlagEOF  = 1
 	v2TagHTTP  = 'H'
 	v2TagTrail = 'T'
 	v2End      = 0
@@ -55,7 +66,7 @@ var v2Ctl = [...]struct {
 }{
 	{'m', hdrMethod}, {'p', hdrPath}, {'q', hdrQuery}, {'h', hdrHost}, {'l', hdrLength},
 	{'w', hdrWindow}, {'t', hdrTimeout}, {'r', hdrTrailer}, {'s', hdrStatus}, {'i', hdrInbox}, {'e', hdrEOF},
-	{'c', hdrClient}, {'u', hdrScheme}, {'b', hdrBind}, {'g', hdrUpgrade},
+	{'c', hdrClient}, {'u', hdrScheme}, {'b', hdrBind}, {'g', hdrUpgrade}, {'f', hdrCompact},
 }
 
 // v2CtlByTag maps a tag byte to its index in v2Ctl plus one (0: not a
@@ -79,6 +90,57 @@ func v2CtlIndex(name string) int {
 // appendV2Start begins a version 2 frame of kind v2KindHead or v2KindResp.
 func appendV2Start(b []byte, kind byte) []byte {
 	return append(append(b, v2Magic...), kind)
+}
+
+// compactDataPrefix is the most a compact data frame puts before its body.
+const compactDataPrefix = len("NEO\x02") + 1 + 10 + 1
+
+// appendCompactData appends the start of a compact data frame (its body
+// follows).
+func appendCompactData(b []byte, seq uint64, eof bool) []byte {
+	b = appendUvarint(appendV2Start(b, v2KindData), seq)
+	if eof {
+		return append(b, v2FlagEOF)
+	}
+	return append(b, 0)
+}
+
+// appendCompactCredit appends a compact credit frame.
+func appendCompactCredit(b []byte, credit int) []byte {
+	return appendUvarint(appendV2Start(b, v2KindCredit), uint64(credit))
+}
+
+// parseCompactData decodes a compact data frame (d starts with v2Magic and
+// 'd').
+func parseCompactData(d []byte) (seq uint64, eof bool, body []byte, err error) {
+	i := len(v2Magic) + 1
+	seq, n := uvarintAt(d, i)
+	if n == 0 || seq == 0 {
+		return 0, false, nil, fmt.Errorf("%w: compact data frame without a sequence number", ErrBadFrame)
+	}
+	i += n
+	if i >= len(d) {
+		return 0, false, nil, fmt.Errorf("%w: compact data frame without flags", ErrBadFrame)
+	}
+	switch d[i] {
+	case 0:
+	case v2FlagEOF:
+		eof = true
+	default:
+		return 0, false, nil, fmt.Errorf("%w: compact data frame flags %#x", ErrBadFrame, d[i])
+	}
+	return seq, eof, d[i+1:], nil
+}
+
+// parseCompactCredit decodes a compact credit frame (d starts with v2Magic
+// and 'c').
+func parseCompactCredit(d []byte) (int, error) {
+	i := len(v2Magic) + 1
+	c, n := uvarintAt(d, i)
+	if n == 0 || i+n != len(d) || c < 1 || c > maxWindow {
+		return 0, fmt.Errorf("%w: compact credit frame", ErrBadFrame)
+	}
+	return int(c), nil
 }
 
 // appendV2Ctl appends the control field of tag.
@@ -158,6 +220,20 @@ func parseV2(d []byte) (*frame, error) {
 	}
 	f := &frame{v2: true}
 	switch d[len(v2Magic)] {
+	case v2KindData:
+		seq, eof, body, err := parseCompactData(d)
+		if err != nil {
+			return nil, err
+		}
+		f.kind, f.seq, f.eof, f.data = kindData, seq, eof, body
+		return f, nil
+	case v2KindCredit:
+		c, err := parseCompactCredit(d)
+		if err != nil {
+			return nil, err
+		}
+		f.kind, f.credit = kindCredit, c
+		return f, nil
 	case v2KindHead:
 		f.kind = kindHead
 	case v2KindResp:

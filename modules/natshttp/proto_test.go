@@ -444,6 +444,15 @@ func FuzzFrameV2(f *testing.F) {
 	f.Add([]byte{'h', 'H', 1, 'A', 2, 1, 'a', 0, 0}, "Content-Type", "a\x00b", "\r")
 	f.Add([]byte{'h', 'm', 3, 'G', 'E', 'T', 'p', 1, '/', 'w', 1, '8', 'b', 1, '1', 'u', 5, 'h', 't', 't', 'p', 's', 'c', 3, ':', ':', '1', 'r', 9, 'A', ',', 'N', 'e', 'o', '-', 'X', ',', 'B', 0}, "Host", "x", "y")
 	f.Add([]byte{'h', 'm', 3, 'G', 'E', 'T', 'p', 1, '/', 'w', 1, '8', 'c', 14, 'f', 'e', '8', '0', ':', ':', '1', '%', 'e', 't', 'h', '0', '0', '0', 0}, "", "", "")
+	// compact data and credit frames (version 3)
+	f.Add([]byte{'d', 1, 0, 'x'}, "", "", "")
+	f.Add([]byte{'d', 0x80, 0x01, 1}, "", "", "")
+	f.Add([]byte{'d', 0, 0}, "", "", "")
+	f.Add([]byte{'d', 1, 2}, "", "", "")
+	f.Add([]byte{'d', 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0}, "", "", "")
+	f.Add([]byte{'c', 16}, "", "", "")
+	f.Add([]byte{'c', 0x81, 0x08}, "", "", "")
+	f.Add([]byte{'c', 4, 0}, "", "", "")
 	f.Fuzz(func(t *testing.T, rest []byte, name, v1, v2 string) {
 		d := append(append([]byte{}, v2Magic...), rest...)
 		fr, err := parseFrame(&nats.Msg{Data: d})
@@ -452,6 +461,25 @@ func FuzzFrameV2(f *testing.F) {
 				t.Fatalf("error does not wrap ErrBadFrame: %v", err)
 			}
 		} else {
+			switch fr.kind {
+			case kindData:
+				// compact: decoded in place by the body reader as by parseFrame
+				seq, eof, body, err := parseCompactData(d)
+				if err != nil || seq == 0 || seq != fr.seq || eof != fr.eof || !bytes.Equal(body, fr.data) || !isCompactData(&nats.Msg{Data: d}) {
+					t.Fatalf("compact data frame: %d %v %q, parseFrame %+v (%v)", seq, eof, body, fr, err)
+				}
+				again := append(appendCompactData(nil, seq, eof), body...)
+				if g, e, b, err := parseCompactData(again); err != nil || g != seq || e != eof || !bytes.Equal(b, body) {
+					t.Fatalf("compact data frame does not round-trip: %d %v %q %v", g, e, b, err)
+				}
+			case kindCredit:
+				if fr.credit < 1 || fr.credit > maxWindow {
+					t.Fatalf("compact credit %d accepted", fr.credit)
+				}
+				if c, err := parseCompactCredit(appendCompactCredit(nil, fr.credit)); err != nil || c != fr.credit {
+					t.Fatalf("compact credit does not round-trip: %d %v", c, err)
+				}
+			}
 			if fr.inbox != "" && !natsconn.ValidSubject(fr.inbox) {
 				t.Fatalf("accepted inbox %q", fr.inbox)
 			}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -60,6 +61,17 @@ func (s *sender) sendData(data []byte, eof bool, trailer http.Header) error {
 		return err
 	}
 	s.seq++
+	if s.st.compact && len(trailer) == 0 && len(data) <= maxCompactData {
+		bp := compactBuffers.Get().(*[]byte)
+		b := append(appendCompactData((*bp)[:0], s.seq, eof), data...)
+		err := s.st.publishCompact(b)
+		*bp = b[:0]
+		compactBuffers.Put(bp)
+		if err == nil {
+			s.st.sent.Store(int64(s.seq))
+		}
+		return err
+	}
 	h := newFrame(kindData, 3+len(trailer))
 	h[hdrSeq] = []string{strconv.FormatUint(s.seq, 10)}
 	if eof {
@@ -71,6 +83,23 @@ func (s *sender) sendData(data []byte, eof bool, trailer http.Header) error {
 		s.st.sent.Store(int64(s.seq))
 	}
 	return err
+}
+
+// maxCompactData is the largest payload sent in a compact data frame: the
+// frame is built in a pooled buffer, so a larger chunk (a bulk body's) goes
+// in a version 1 frame, which the connection copies once rather than twice.
+const maxCompactData = 64 << 10
+
+// compactBuffers hold compact data frames while they are published (the
+// connection copies a frame before Publish returns).
+var compactBuffers = sync.Pool{New: func() any {
+	b := make([]byte, 0, compactDataPrefix+smallReadBuffer)
+	return &b
+}}
+
+// isCompactData reports whether m is a compact data frame.
+func isCompactData(m *nats.Msg) bool {
+	return len(m.Header) == 0 && len(m.Data) > len(v2Magic) && m.Data[len(v2Magic)] == v2KindData && isV2(0, m.Data)
 }
 
 // bodyReader reads a body stream: the inline bytes of the head frame, then
@@ -162,29 +191,42 @@ func (b *bodyReader) nextFrame() error {
 			}
 		}
 	}
-	f, err := parseFrame(m)
-	if err != nil {
-		return err
+	// a compact data frame is decoded in place; any other through parseFrame
+	var f *frame
+	kind, seq, eof, data := kindData, uint64(0), false, []byte(nil)
+	if isCompactData(m) {
+		var err error
+		if seq, eof, data, err = parseCompactData(m.Data); err != nil {
+			return err
+		}
+	} else {
+		var err error
+		if f, err = parseFrame(m); err != nil {
+			return err
+		}
+		kind, seq, eof, data = f.kind, f.seq, f.eof, f.data
 	}
-	switch f.kind {
+	switch kind {
 	case kindData:
 	case kindError:
 		return peerError{"peer failed: " + f.errMsg}
 	default:
-		return fmt.Errorf("%w: unexpected %q frame in a body", ErrBadFrame, f.kind)
+		return fmt.Errorf("%w: unexpected %q frame in a body", ErrBadFrame, kind)
 	}
-	if f.seq != b.next {
-		return fmt.Errorf("%w: frame %d, want %d (a message was lost)", ErrBadFrame, f.seq, b.next)
+	if seq != b.next {
+		return fmt.Errorf("%w: frame %d, want %d (a message was lost)", ErrBadFrame, seq, b.next)
 	}
 	b.next++
 	b.consumed++
-	b.buf = f.data
-	if f.eof {
+	b.buf = data
+	if eof {
 		b.eof = true
-		if tr, err := f.fields(prefixTrailer); err == nil {
-			for k, vv := range tr {
-				if b.trailer != nil && !(b.request && forbiddenTrailer(k)) {
-					b.trailer[k] = vv
+		if f != nil {
+			if tr, err := f.fields(prefixTrailer); err == nil {
+				for k, vv := range tr {
+					if b.trailer != nil && !(b.request && forbiddenTrailer(k)) {
+						b.trailer[k] = vv
+					}
 				}
 			}
 		}

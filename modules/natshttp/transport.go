@@ -71,11 +71,13 @@ type Transport struct {
 	// sent that never arrived (lost with a NATS server). Negative disables
 	// the checks (requests then wait the timeouts). Default: 1s.
 	GatewayCheckInterval caddy.Duration `json:"gateway_check_interval,omitempty"`
-	// ProtocolVersion is the framing version the edge sends: 2 packs the request
-	// and response heads into the message payload (see proto2.go), 1 puts
-	// every field in a NATS header. Gateways accept both and answer in
-	// kind; set 1 only while gateways of releases before version 2 serve
-	// the subjects. Default: 2.
+	// ProtocolVersion is the framing version the edge sends: 3 sends data
+	// and credit frames without NATS headers as well (compact frames, see
+	// proto2.go), 2 packs the request and response heads into the message
+	// payload, 1 puts every field in a NATS header. Gateways accept every
+	// version and answer in kind; set 2 while gateways of releases before
+	// version 3 serve the subjects (they reject a version 3 head with 400),
+	// 1 while gateways before version 2 do. Default: 3.
 	ProtocolVersion int `json:"protocol_version,omitempty"`
 
 	tmpl *SubjectTemplate
@@ -112,7 +114,7 @@ func (t *Transport) Provision(ctx caddy.Context) error {
 		t.GatewayCheckInterval = caddy.Duration(time.Second)
 	}
 	if t.ProtocolVersion == 0 {
-		t.ProtocolVersion = 2
+		t.ProtocolVersion = 3
 	}
 	if err := t.Validate(); err != nil {
 		return err
@@ -159,8 +161,8 @@ func (t *Transport) Validate() error {
 	if t.GatewayCheckInterval > 0 && t.GatewayCheckInterval < caddy.Duration(10*time.Millisecond) {
 		return fmt.Errorf("gateway_check_interval: want at least 10ms (or negative to disable), got %s", time.Duration(t.GatewayCheckInterval))
 	}
-	if t.ProtocolVersion != 0 && t.ProtocolVersion != 1 && t.ProtocolVersion != 2 {
-		return fmt.Errorf("protocol_version: want 1 or 2, got %d", t.ProtocolVersion)
+	if t.ProtocolVersion < 0 || t.ProtocolVersion > 3 {
+		return fmt.Errorf("protocol_version: want 1, 2 or 3, got %d", t.ProtocolVersion)
 	}
 	return nil
 }
@@ -370,7 +372,7 @@ func (rt *roundTrip) buildHead() (*http.Response, error) {
 // response head timer and the gateway probes.
 func (rt *roundTrip) openStream() error {
 	t := rt.t
-	st, err := t.mux.open(streamOpts{window: t.window(rt.upgrade), tenant: rt.tenant, app: rt.app, subject: rt.subjects[0]})
+	st, err := t.mux.open(streamOpts{window: t.window(rt.upgrade), compact: t.ProtocolVersion >= 3, tenant: rt.tenant, app: rt.app, subject: rt.subjects[0]})
 	if err != nil {
 		proxyRequests.WithLabelValues("publish_error").Inc()
 		rt.log.Error("nats round trip failed", zap.String("outcome", "publish_error"), zap.Error(err))
@@ -716,6 +718,9 @@ func (t *Transport) headMsg(req *http.Request, hf headFields, length int64, inli
 	b = appendV2Ctl(b, 'w', window[0])
 	b = appendV2Ctl(b, 't', t.timeoutValue[0])
 	b = appendV2Ctl(b, 'b', "1")
+	if t.ProtocolVersion >= 3 {
+		b = appendV2Ctl(b, 'f', "1")
+	}
 	b = appendV2Ctl(b, 'u', hf.scheme)
 	if hf.client != "" {
 		b = appendV2Ctl(b, 'c', hf.client)

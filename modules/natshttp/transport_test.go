@@ -66,7 +66,7 @@ func report(t testing.TB, body []byte) echo.Report {
 // eachProtocolVersion runs f on a fresh topology for each framing version
 // (the edge's protocol_version; gateways answer in kind).
 func eachProtocolVersion(t *testing.T, s *server.Server, f func(t *testing.T, tp topo)) {
-	for _, v := range []int{2, 1} {
+	for _, v := range []int{3, 2, 1} {
 		t.Run(fmt.Sprintf("protocol_version %d", v), func(t *testing.T) {
 			tp := newTopo(t, s)
 			tp.transport = map[string]any{"protocol_version": v}
@@ -712,11 +712,14 @@ func TestGatewayHandlerPanic(t *testing.T) {
 }
 
 // TestProtocolVersionOnWire checks what each framing version puts on the
-// wire: version 2 sends the head and the response without NATS headers,
-// version 1 with them (a plain subscriber sees copies of both).
+// wire: version 2 and 3 send the head and the response without NATS
+// headers, version 1 with them; version 3 sends the data and credit frames
+// of a streamed body without NATS headers too (compact frames), 1 and 2
+// with them (a plain subscriber sees copies of every frame).
 func TestProtocolVersionOnWire(t *testing.T) {
 	s := startNATS(t, 0)
 	eachProtocolVersion(t, s, func(t *testing.T, tp topo) {
+		version := int(t.Name()[len(t.Name())-1] - '0')
 		nc, err := nats.Connect(s.ClientURL())
 		if err != nil {
 			t.Fatal(err)
@@ -737,7 +740,7 @@ func TestProtocolVersionOnWire(t *testing.T) {
 		if resp, body := do(t, nil, req); resp.StatusCode != 200 {
 			t.Fatalf("status %d: %s", resp.StatusCode, body)
 		}
-		v2 := strings.HasSuffix(t.Name(), "2")
+		v2 := version >= 2
 		for what, sub := range map[string]*nats.Subscription{"head": heads, "response": resps} {
 			m, err := sub.NextMsg(2 * time.Second)
 			if err != nil {
@@ -749,6 +752,46 @@ func TestProtocolVersionOnWire(t *testing.T) {
 			if f, err := parseFrame(m); err != nil || f.v2 != v2 {
 				t.Fatalf("%s: %+v %v", what, f, err)
 			}
+		}
+
+		// a request body in 1 KiB frames (the edge's chunk_size): data
+		// frames to the gateway, credit back
+		tp.transport["chunk_size"] = 1024
+		load(t, tp)
+		const size = 64 << 10
+		req, _ = http.NewRequest("POST", tp.url("/orders/wire"), bytes.NewReader(bytes.Repeat([]byte("b"), size)))
+		if resp, body := do(t, nil, req); resp.StatusCode != 200 || report(t, body).BodyLength != size {
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+		_ = nc.Flush()
+		compact := map[string]int{}
+		headers := map[string]int{}
+		for {
+			m, err := resps.NextMsg(200 * time.Millisecond)
+			if err != nil {
+				break
+			}
+			kind := msgKind(m)
+			if kind != kindData && kind != kindCredit {
+				continue
+			}
+			f, err := parseFrame(m)
+			if err != nil {
+				t.Fatalf("%s frame: %v", kind, err)
+			}
+			if len(m.Header) == 0 {
+				compact[kind]++
+			} else if f.get(hdrInbox) == "" { // the gateway's first credit names its inbox, in version 1
+				headers[kind]++
+			}
+		}
+		t.Logf("compact frames %v, with headers %v", compact, headers)
+		if version == 3 {
+			if compact[kindData] == 0 || compact[kindCredit] == 0 || len(headers) > 0 {
+				t.Fatalf("version 3: want data and credit frames compact only, got compact %v, with headers %v", compact, headers)
+			}
+		} else if len(compact) > 0 || headers[kindData] == 0 {
+			t.Fatalf("version %d: want no compact frames, got compact %v, with headers %v", version, compact, headers)
 		}
 	})
 }
