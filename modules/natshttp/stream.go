@@ -192,15 +192,19 @@ func (b *bodyReader) nextFrame() error {
 		}
 	}
 	// a compact data frame is decoded in place; any other through parseFrame
-	var f *frame
-	kind, seq, eof, data := kindData, uint64(0), false, []byte(nil)
+	var (
+		f    *frame
+		kind = kindData
+		seq  uint64
+		eof  bool
+		data []byte
+		err  error
+	)
 	if isCompactData(m) {
-		var err error
 		if seq, eof, data, err = parseCompactData(m.Data); err != nil {
 			return err
 		}
 	} else {
-		var err error
 		if f, err = parseFrame(m); err != nil {
 			return err
 		}

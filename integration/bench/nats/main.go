@@ -196,7 +196,7 @@ func main() {
 	ioStats := flag.Bool("iostats", false, "print read and write system calls and CPU time per request of caddy and of this program (load and nats-server) for each run")
 	bigProfile := flag.String("bigprofile", "", "write CPU profiles of caddy (<prefix>-caddy.prof) and of this program with its nats-server (<prefix>-bench.prof) during the NATS download")
 	slice := flag.Duration("slice", time.Second, "within a round, alternate the chains in slices this long until each has run -d (0: one whole run each); a change of the machine's speed during a round then weighs on every chain alike. -cpuprofile turns it off")
-	withV1 := flag.Bool("v1", false, "also run the NATS chain with framing protocol version 1 (an edge with protocol_version 1), in the same rounds, and print version 2's ratio to it")
+	withV1 := flag.Bool("v1", false, "also run the NATS chain with framing protocol version 1 (an edge with protocol_version 1), in the same rounds, and print the default framing's (version 3) ratio to it")
 	oldBin := flag.String("old", "", "a caddy binary of another build: its NATS chain (same topology, its own process and nats-server) runs in the same rounds and slices, and the ratio of this build's NATS throughput to it is printed (RATIO new/old)")
 	natsMode := flag.String("nats", "external", "where the nats-server runs: external (in this program, over loopback TCP, like a separate NATS cluster) inprocess (embedded in caddy, connections without a socket, like the local topology) or embedded-tcp (embedded in caddy, connections over loopback TCP)")
 	flag.Parse()
@@ -299,7 +299,7 @@ func main() {
 		p99s = append(p99s, float64(n.p99)/float64(h.p99))
 		if *withV1 {
 			v := chains[2].r
-			fmt.Printf("           NATS v1 %7.0f req/s p50 %-9v p99 %-9v errs %d | NATS (v2) / NATS v1 %.3f\n",
+			fmt.Printf("           NATS v1 %7.0f req/s p50 %-9v p99 %-9v errs %d | NATS (v3) / NATS v1 %.3f\n",
 				v.rps(), v.p50.Round(time.Microsecond), v.p99.Round(time.Microsecond), v.errs, n.rps()/v.rps())
 			v2v1 = append(v2v1, n.rps()/v.rps())
 		}
@@ -322,7 +322,7 @@ func main() {
 		bestN.rps()/bestH.rps(), bestN.p99.Round(time.Microsecond), bestH.p99.Round(time.Microsecond),
 		float64(bestN.p99)/float64(bestH.p99))
 	if *withV1 {
-		fmt.Printf("RATIO framing version 2 / version 1 throughput: %s\n", meanRange(v2v1))
+		fmt.Printf("RATIO framing version 3 (default) / version 1 throughput: %s\n", meanRange(v2v1))
 	}
 	if old != nil {
 		fmt.Printf("RATIO new/old NATS chain: throughput %s, p99 %s (old: %s)\n", meanRange(newOld), meanRange(newOldP99), *oldBin)
