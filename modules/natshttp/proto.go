@@ -129,6 +129,19 @@ func (f *frame) get(name string) string {
 	return ""
 }
 
+// flag returns a yes/no control field: absent is false, "1" true, any
+// other value a malformed frame.
+func (f *frame) flag(name string) (bool, error) {
+	switch v := f.get(name); v {
+	case "":
+		return false, nil
+	case "1":
+		return true, nil
+	default:
+		return false, fmt.Errorf("%w: %s %q", ErrBadFrame, name, v)
+	}
+}
+
 // fields returns the HTTP header (prefixHeader) or trailer (prefixTrailer)
 // fields, never a nil map.
 func (f *frame) fields(prefix string) (http.Header, error) {
@@ -150,9 +163,11 @@ const maxWindow = 1024
 
 // parseFrame checks the control fields of a message.
 func parseFrame(m *nats.Msg) (*frame, error) {
-	var f *frame
+	var (
+		f   *frame
+		err error
+	)
 	if isV2(len(m.Header), m.Data) {
-		var err error
 		if f, err = parseV2(m.Data); err != nil {
 			return nil, err
 		}
@@ -187,12 +202,8 @@ func parseFrame(m *nats.Msg) (*frame, error) {
 	} else if f.kind == kindData {
 		return nil, fmt.Errorf("%w: data frame without %s", ErrBadFrame, hdrSeq)
 	}
-	switch v := f.get(hdrEOF); v {
-	case "":
-	case "1":
-		f.eof = true
-	default:
-		return nil, fmt.Errorf("%w: %s %q", ErrBadFrame, hdrEOF, v)
+	if f.eof, err = f.flag(hdrEOF); err != nil {
+		return nil, err
 	}
 	if s := f.get(hdrInbox); s != "" {
 		if !natsconn.ValidSubject(s) {
@@ -305,19 +316,11 @@ func parseReqHead(f *frame) (*reqHead, error) {
 	default:
 		return nil, fmt.Errorf("%w: %s %q", ErrBadFrame, hdrScheme, s)
 	}
-	switch s := f.get(hdrBind); s {
-	case "":
-	case "1":
-		rh.bind = true
-	default:
-		return nil, fmt.Errorf("%w: %s %q", ErrBadFrame, hdrBind, s)
+	if rh.bind, err = f.flag(hdrBind); err != nil {
+		return nil, err
 	}
-	switch s := f.get(hdrCompact); s {
-	case "":
-	case "1":
-		rh.compact = true
-	default:
-		return nil, fmt.Errorf("%w: %s %q", ErrBadFrame, hdrCompact, s)
+	if rh.compact, err = f.flag(hdrCompact); err != nil {
+		return nil, err
 	}
 	switch s := f.get(hdrUpgrade); s {
 	case "":

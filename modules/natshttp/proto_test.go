@@ -44,6 +44,7 @@ func TestParseFrame(t *testing.T) {
 		"client name":   func(h nats.Header) { h[hdrClient] = []string{"localhost"} },
 		"bad scheme":    func(h nats.Header) { h[hdrScheme] = []string{"ftp"} },
 		"bad bind":      func(h nats.Header) { h[hdrBind] = []string{"yes"} },
+		"bad compact":   func(h nats.Header) { h[hdrCompact] = []string{"0"} },
 	} {
 		t.Run(name, func(t *testing.T) {
 			h := nats.Header{}
